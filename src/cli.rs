@@ -1,0 +1,177 @@
+//! Every clap type. Doc comments here are the `--help` text, the man page and the completions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+use clap_complete::Shell;
+
+use crate::target::{Alias, Hostname, Jump, UserName, parse_port};
+
+/// Jupyter on a remote server over your own OpenSSH, as if it were local.
+///
+/// `jssh setup ALIAS --host HOST` makes a key, installs it, and writes a managed block into
+/// your ssh config; everything else you already have (agent, known_hosts, ProxyJump, Match
+/// blocks) keeps working because jssh drives the system's `ssh`.
+#[derive(Debug, Parser)]
+#[command(name = "jssh", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Knobs honoured by every subcommand and every OpenSSH call jssh makes.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when
+    /// not the default. jssh's key and its managed `config.d/jssh` live beside it.
+    #[arg(long, global = true, env = "JSSH_SSH_CONFIG", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub(crate) ssh_config: Option<PathBuf>,
+
+    /// Give up connecting to a host after this many seconds.
+    #[arg(long, global = true, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub(crate) connect_timeout: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    Setup(SetupArgs),
+    Hosts(HostsArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
+}
+
+/// Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.
+///
+/// Examples:
+///   jssh setup gpu --host gpu.lab.example.org --user alice
+///   jssh setup hpc --host login2 --jump alice@bastion.example.org:2222
+///   jssh setup gpu --host 10.0.0.5 --dry-run
+///   jssh setup --remove gpu
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct SetupArgs {
+    /// The name you will type: `ssh ALIAS`, `jssh up ALIAS`.
+    pub(crate) alias: Alias,
+
+    /// The server's DNS name or IP address.
+    #[arg(long, required_unless_present = "remove", value_hint = ValueHint::Hostname)]
+    pub(crate) host: Option<Hostname>,
+
+    /// Remote login name (default: your local login name).
+    #[arg(long, short = 'l')]
+    pub(crate) user: Option<UserName>,
+
+    /// Remote sshd port (default 22).
+    #[arg(long, short = 'p', value_parser = parse_port)]
+    pub(crate) port: Option<u16>,
+
+    /// Jump host(s) to go through: [USER@]HOST[:PORT][,…] (ssh's ProxyJump).
+    #[arg(long, short = 'J', value_name = "[USER@]HOST[:PORT][,…]")]
+    pub(crate) jump: Option<Jump>,
+
+    /// Private key to use (created if missing; default: jssh_ed25519 beside the ssh config).
+    #[arg(long, short = 'i', value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub(crate) identity: Option<PathBuf>,
+
+    /// Create a new key without a passphrase (for unattended use; otherwise ssh-keygen asks).
+    #[arg(long)]
+    pub(crate) no_passphrase: bool,
+
+    /// Do not install the key on the server (it is already in authorized_keys).
+    #[arg(long)]
+    pub(crate) no_copy_id: bool,
+
+    /// Print the diff of what would change and the commands that would run; touch nothing.
+    #[arg(long, short = 'n')]
+    pub(crate) dry_run: bool,
+
+    /// Shadow an ALIAS that your own ssh config already defines.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// Remove ALIAS's block and profile (the key and the server's authorized_keys line stay).
+    #[arg(long, conflicts_with_all = ["host", "user", "port", "jump", "identity", "no_passphrase", "no_copy_id", "force"])]
+    pub(crate) remove: bool,
+}
+
+/// List the configured host aliases.
+#[derive(Debug, Args)]
+pub(crate) struct HostsArgs {
+    /// Print JSON: an array of profiles.
+    #[arg(long, conflicts_with = "names")]
+    pub(crate) json: bool,
+
+    /// Print only the aliases, one per line (for scripts and shell completion).
+    #[arg(long)]
+    pub(crate) names: bool,
+}
+
+/// Print a shell completion script (it completes host aliases too).
+///
+/// Examples:
+///   jssh completions bash > ~/.local/share/bash-completion/completions/jssh
+///   jssh completions zsh > ~/.zfunc/_jssh
+///   jssh completions fish > ~/.config/fish/completions/jssh.fish
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to generate for.
+    pub(crate) shell: ShellKind,
+}
+
+/// The shells whose completions jssh ships (they also complete host aliases).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ShellKind {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl ShellKind {
+    pub(crate) fn generator(self) -> Shell {
+        match self {
+            Self::Bash => Shell::Bash,
+            Self::Zsh => Shell::Zsh,
+            Self::Fish => Shell::Fish,
+        }
+    }
+}
+
+/// Print a man page (roff) to standard output.
+///
+/// Example: jssh man | man -l -
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// The subcommand whose page to print (jssh-SUBCOMMAND(1)); default: jssh(1).
+    pub(crate) subcommand: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error() {
+        for argv in [
+            &["jssh", "setup", "-oProxyCommand=x", "--host", "h"][..],
+            &["jssh", "setup", "a", "--host", "-oProxyCommand=x"],
+            &["jssh", "setup", "a", "--host", "h", "--port", "0"],
+            &["jssh", "setup", "a", "--host", "h", "--user", "a b"],
+            &["jssh", "setup", "a", "--host", "h", "--jump", "x#y"],
+            &["jssh", "setup", "a"],
+        ] {
+            let err = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{argv:?}");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! jssh: Jupyter on a remote server over the system's OpenSSH, as if it were local.
+
+mod cli;
+mod cmd;
+mod fsutil;
+mod keys;
+mod paths;
+mod process;
+mod profile;
+mod sanitize;
+mod ssh;
+mod sshconfig;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use cli::Cli;
+
+/// An error the user caused by how they called jssh (exit status 2, like clap's own).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Parses the command line, runs it, and maps the outcome to jssh's documented exit codes.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("jssh: error: {}", chain.join(": "));
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The one spawn wrapper: a program plus a list of arguments (never a local shell string),
+//! displayed as a quoted command line, with failures that carry the command, its exit status
+//! and its stderr.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::Write;
+use std::process::{Command, ExitStatus, Output, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// A command to run, built as data.
+#[derive(Debug, Clone)]
+pub(crate) struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    stdin: Option<Vec<u8>>,
+    envs: Vec<(OsString, OsString)>,
+}
+
+/// Which Debian package provides a program jssh runs, for the "not found" hint.
+fn package_for(program: &str) -> &'static str {
+    match program {
+        "ssh" | "ssh-keygen" | "ssh-copy-id" => "openssh-client",
+        "tmux" => "tmux",
+        _ => "the package that provides it",
+    }
+}
+
+impl Cmd {
+    pub(crate) fn new(program: impl AsRef<OsStr>) -> Self {
+        Self {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            stdin: None,
+            envs: Vec::new(),
+        }
+    }
+
+    pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub(crate) fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// An environment variable for the child only.
+    pub(crate) fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.envs.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    #[allow(dead_code, reason = "used by `jssh up` to send the token, which lands next")]
+    /// Bytes fed to the child's stdin (how secrets travel: never argv).
+    pub(crate) fn stdin_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.stdin = Some(bytes);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn argv(&self) -> Vec<&OsStr> {
+        std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .collect()
+    }
+
+    /// A `std::process::Command` for this program, after checking that it exists.
+    pub(crate) fn command(&self) -> Result<Command> {
+        let name = self.program.to_string_lossy();
+        if which::which(&self.program).is_err() {
+            bail!("{name} not found on PATH: install {}", package_for(&name));
+        }
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).envs(self.envs.iter().map(|(k, v)| (k, v)));
+        Ok(cmd)
+    }
+
+    /// Runs with stdout and stderr captured; a non-zero exit is not an error here.
+    pub(crate) fn output(&self) -> Result<Output> {
+        let mut cmd = self.command()?;
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().with_context(|| format!("could not run `{self}`"))?;
+        if let (Some(bytes), Some(mut pipe)) = (&self.stdin, child.stdin.take()) {
+            pipe.write_all(bytes)
+                .with_context(|| format!("could not write to `{self}`"))?;
+        }
+        child
+            .wait_with_output()
+            .with_context(|| format!("could not wait for `{self}`"))
+    }
+
+    #[allow(dead_code, reason = "used by `jssh up`, which lands next")]
+    /// Runs captured and fails unless it exits 0; the error names the command, status and stderr.
+    pub(crate) fn run(&self) -> Result<Output> {
+        let out = self.output()?;
+        if !out.status.success() {
+            return Err(self.failure(&out));
+        }
+        Ok(out)
+    }
+
+    /// Runs attached to the terminal (prompts, passwords typed by the user).
+    pub(crate) fn run_interactive(&self) -> Result<ExitStatus> {
+        let mut cmd = self.command()?;
+        if let Some(bytes) = &self.stdin {
+            cmd.stdin(Stdio::piped());
+            let mut child = cmd.spawn().with_context(|| format!("could not run `{self}`"))?;
+            if let Some(mut pipe) = child.stdin.take() {
+                pipe.write_all(bytes)
+                    .with_context(|| format!("could not write to `{self}`"))?;
+            }
+            return child.wait().with_context(|| format!("could not wait for `{self}`"));
+        }
+        cmd.status().with_context(|| format!("could not run `{self}`"))
+    }
+
+    /// The error for a finished command that failed.
+    pub(crate) fn failure(&self, out: &Output) -> anyhow::Error {
+        // `ssh -v` chatter would bury the one line that says what went wrong.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("debug")).collect();
+        let stderr = crate::sanitize::for_terminal(stderr.join("\n").trim());
+        if stderr.is_empty() {
+            anyhow::anyhow!("`{self}` failed ({})", out.status)
+        } else {
+            anyhow::anyhow!("`{self}` failed ({}): {stderr}", out.status)
+        }
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words = std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| a.to_string_lossy());
+        let words: Vec<_> = words.collect();
+        f.write_str(&shell_words::join(words.iter().map(AsRef::<str>::as_ref)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_arguments() {
+        let cmd = Cmd::new("ssh").args(["-F", "/a b/config", "--", "host", "echo $(x); 'y'"]);
+        assert_eq!(cmd.to_string(), r"ssh -F '/a b/config' -- host 'echo $(x); '\''y'\'''");
+    }
+
+    #[test]
+    fn missing_program_names_its_package() {
+        let err = Cmd::new("ssh-copy-id-that-does-not-exist").output().unwrap_err();
+        assert!(err.to_string().contains("not found on PATH"), "{err}");
+        assert_eq!(package_for("ssh-copy-id"), "openssh-client");
+    }
+
+    #[test]
+    fn failure_carries_status_and_stderr() {
+        let out = Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]).output().unwrap();
+        let err = Cmd::new("sh").failure(&out).to_string();
+        assert!(err.contains("exit status: 3") && err.contains("boom"), "{err}");
+    }
+}

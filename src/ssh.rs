@@ -1,0 +1,268 @@
+//! Every OpenSSH argv jssh runs is built here (`ssh`, `ssh-copy-id`, `ssh-keygen`), so the
+//! `-F` knob, the connect timeout and the `--` before every destination are never forgotten.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::process::Cmd;
+use crate::target::Alias;
+
+/// How to invoke OpenSSH for one run of jssh.
+#[derive(Debug, Clone)]
+pub(crate) struct Ssh {
+    /// `-F` target; `None` means OpenSSH's default config.
+    config: Option<PathBuf>,
+    connect_timeout: u32,
+}
+
+impl Ssh {
+    pub(crate) fn new(config: Option<&Path>, connect_timeout: u32) -> Self {
+        Self {
+            config: config.map(Path::to_path_buf),
+            connect_timeout,
+        }
+    }
+
+    /// The same settings, reading another config file (setup's verification config).
+    pub(crate) fn with_config(&self, config: &Path) -> Self {
+        Self {
+            config: Some(config.to_path_buf()),
+            ..self.clone()
+        }
+    }
+
+    fn ssh(&self) -> Cmd {
+        let cmd = Cmd::new("ssh");
+        let cmd = match &self.config {
+            Some(file) => cmd.arg("-F").arg(file),
+            None => cmd,
+        };
+        cmd.arg("-o").arg(format!("ConnectTimeout={}", self.connect_timeout))
+    }
+
+    /// `ssh -G ALIAS`: the configuration ssh would use, without connecting.
+    pub(crate) fn resolve(&self, alias: &Alias) -> Cmd {
+        self.ssh().arg("-G").arg("--").arg(alias.as_str())
+    }
+
+    /// A key-only login running `true`: proves key auth and a working remote shell. `-v` makes
+    /// ssh name the key the server accepted (see [`accepted_key`]). It gets its own connection so
+    /// the check never rides on (or leaves behind) a master. Without `batch`, ssh may ask for the
+    /// key's passphrase on the terminal.
+    pub(crate) fn login_check(&self, alias: &Alias, batch: bool) -> Cmd {
+        let cmd = self
+            .ssh()
+            .args(["-v", "-T", "-o", "PreferredAuthentications=publickey"]);
+        let cmd = if batch { cmd.args(["-o", "BatchMode=yes"]) } else { cmd };
+        cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+            .args(["--", alias.as_str(), "true"])
+    }
+
+    /// `ssh-copy-id -f`: appends the key to the server's authorized_keys. Forced, because its
+    /// own "already installed?" probe is fooled when another configured key can log in (config
+    /// `IdentityFile`s accumulate); setup only calls it after [`accepted_key`] said no.
+    /// `scratch_home` becomes its `$HOME`: ssh-copy-id makes its temp dir in `~/.ssh` (the
+    /// shell's `~`), which must not be the user's, and may not exist on a fresh account. ssh
+    /// itself takes the home from the password database, so nothing else changes.
+    pub(crate) fn copy_id(&self, public_key: &Path, alias: &Alias, scratch_home: &Path) -> Cmd {
+        let cmd = Cmd::new("ssh-copy-id").env("HOME", scratch_home);
+        let cmd = match &self.config {
+            Some(file) => cmd.arg("-F").arg(file),
+            None => cmd,
+        };
+        // ControlMaster=no: setup must not leave a persistent master behind.
+        cmd.args([
+            "-f",
+            "-o",
+            &format!("ConnectTimeout={}", self.connect_timeout),
+            "-o",
+            "ControlMaster=no",
+        ])
+        .arg("-i")
+        .arg(public_key)
+        .args(["--", alias.as_str()])
+    }
+}
+
+/// `ssh-keygen` for a new ed25519 key; without `no_passphrase` it asks on the terminal.
+pub(crate) fn keygen(key: &Path, comment: &str, no_passphrase: bool) -> Cmd {
+    let cmd = Cmd::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-C", comment, "-f"])
+        .arg(key);
+    if no_passphrase { cmd.args(["-N", ""]) } else { cmd }
+}
+
+/// Parses `ssh -G` output: lowercase keyword → first value (ssh prints one per line).
+pub(crate) fn parse_resolved(text: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once(' ') {
+            map.entry(k.to_ascii_lowercase()).or_insert_with(|| v.to_owned());
+        }
+    }
+    map
+}
+
+/// Whether `ssh -v` output shows the server accepting exactly `key` (and not some other
+/// identity from the user's config or agent).
+pub(crate) fn accepted_key(verbose_stderr: &str, key: &Path) -> bool {
+    let wanted = format!("Server accepts key: {} ", key.display());
+    verbose_stderr.lines().any(|l| l.contains(&wanted))
+}
+
+/// What went wrong with an ssh login, decided from its exit status and stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginFailure {
+    Unreachable,
+    HostKeyChanged,
+    HostKeyUnknown,
+    AuthRefused,
+    RemoteShell,
+    Other,
+}
+
+impl LoginFailure {
+    pub(crate) fn classify(code: Option<i32>, stderr: &str) -> Self {
+        let has = |needle: &str| stderr.contains(needle);
+        if code != Some(255) && code.is_some() {
+            // ssh itself worked; the remote shell failed to run `true`.
+            Self::RemoteShell
+        } else if has("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+            Self::HostKeyChanged
+        } else if has("Host key verification failed") || has("No ED25519 host key is known") {
+            Self::HostKeyUnknown
+        } else if has("Permission denied") || has("Too many authentication failures") {
+            Self::AuthRefused
+        } else if [
+            "Connection refused",
+            "timed out",
+            "Could not resolve",
+            "No route to host",
+            "Network is unreachable",
+            "Connection closed by UNKNOWN",
+            "kex_exchange_identification",
+        ]
+        .iter()
+        .any(|n| has(n))
+        {
+            Self::Unreachable
+        } else {
+            Self::Other
+        }
+    }
+
+    /// What happened and what to do next, for `alias`.
+    pub(crate) fn explain(self, alias: &Alias) -> String {
+        match self {
+            Self::Unreachable => format!(
+                "cannot reach {alias}: check --host and --port, that sshd runs there and that your network \
+                 (VPN, --jump) gets you to it"
+            ),
+            Self::HostKeyChanged => format!(
+                "the host key of {alias} has changed: if the server was reinstalled, remove the old key with \
+                 `ssh-keygen -R HOST` and connect once with `ssh {alias}` to check the new one; otherwise do not connect"
+            ),
+            Self::HostKeyUnknown => format!(
+                "the host key of {alias} is not known yet: connect once with `ssh {alias}` from a terminal and \
+                 check the fingerprint, then rerun"
+            ),
+            Self::AuthRefused => format!(
+                "the server refused the key for {alias}: run setup again without --no-copy-id to install it, \
+                 or check --user"
+            ),
+            Self::RemoteShell => format!(
+                "logged in to {alias}, but the remote shell failed to run `true`: check your shell startup files \
+                 there (they must not fail or print when not interactive)"
+            ),
+            Self::Other => format!("ssh to {alias} failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alias() -> Alias {
+        "gpu".parse().unwrap()
+    }
+
+    #[test]
+    fn destination_always_follows_double_dash() {
+        let ssh = Ssh::new(Some(Path::new("/t/config")), 7);
+        let check = ssh.login_check(&alias(), true);
+        let argv = check.argv();
+        assert_eq!(&argv[..5], ["ssh", "-F", "/t/config", "-o", "ConnectTimeout=7"]);
+        assert_eq!(&argv[argv.len() - 3..], ["--", "gpu", "true"]);
+        let copy = ssh.copy_id(Path::new("/k.pub"), &alias(), Path::new("/s"));
+        let argv = copy.argv();
+        assert_eq!(
+            argv,
+            [
+                "ssh-copy-id",
+                "-F",
+                "/t/config",
+                "-f",
+                "-o",
+                "ConnectTimeout=7",
+                "-o",
+                "ControlMaster=no",
+                "-i",
+                "/k.pub",
+                "--",
+                "gpu"
+            ]
+        );
+        let resolve = Ssh::new(None, 10).resolve(&alias());
+        let argv = resolve.argv();
+        assert_eq!(argv, ["ssh", "-o", "ConnectTimeout=10", "-G", "--", "gpu"]);
+    }
+
+    #[test]
+    fn keygen_passphrase_choice() {
+        let cmd = keygen(Path::new("/k"), "jssh@box", true);
+        let argv = cmd.argv();
+        assert_eq!(argv[argv.len() - 2..], ["-N", ""]);
+        assert!(
+            !keygen(Path::new("/k"), "c", false)
+                .argv()
+                .contains(&std::ffi::OsStr::new("-N"))
+        );
+    }
+
+    #[test]
+    fn knows_which_key_was_accepted() {
+        let err = "debug1: Offering public key: /a/jssh_ed25519 ED25519 SHA256:x explicit\n\
+                   debug1: Server accepts key: /b/boot ED25519 SHA256:y explicit\n";
+        assert!(!accepted_key(err, Path::new("/a/jssh_ed25519")));
+        assert!(accepted_key(err, Path::new("/b/boot")));
+        assert!(!accepted_key(err, Path::new("/b/bo")));
+    }
+
+    #[test]
+    fn parses_resolved_config() {
+        let map = parse_resolved("hostname 10.0.0.5\nport 2222\nidentityfile /a\nidentityfile /b\n");
+        assert_eq!(map["hostname"], "10.0.0.5");
+        assert_eq!(map["port"], "2222");
+        assert_eq!(map["identityfile"], "/a");
+    }
+
+    #[test]
+    fn classifies_login_failures() {
+        use LoginFailure as F;
+        let c = F::classify;
+        assert_eq!(
+            c(Some(255), "ssh: connect to host x port 22: Connection refused"),
+            F::Unreachable
+        );
+        assert_eq!(
+            c(Some(255), "@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @"),
+            F::HostKeyChanged
+        );
+        assert_eq!(c(Some(255), "Host key verification failed."), F::HostKeyUnknown);
+        assert_eq!(c(Some(255), "a@b: Permission denied (publickey)."), F::AuthRefused);
+        assert_eq!(c(Some(1), "bash: bad"), F::RemoteShell);
+        assert_eq!(c(Some(255), "weird"), F::Other);
+        assert!(F::AuthRefused.explain(&alias()).contains("--no-copy-id"));
+    }
+}

@@ -1,0 +1,8 @@
+//! jssh's integration tests: one binary, so the real-sshd fixture compiles once. Everything
+//! here runs the real `jssh` binary against a real `sshd` on 127.0.0.1 with its own host key,
+//! and points OpenSSH at explicit files so nothing touches the real `~/.ssh`.
+
+mod fixture;
+mod generated;
+mod setup;
+mod util;

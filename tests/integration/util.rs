@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+use crate::fixture::Client;
+
+/// The jssh binary with the client's injectable paths set (and nothing from the real user).
+pub(crate) fn jssh(client: &Client) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jssh"));
+    cmd.env_remove("JSSH_SSH_CONFIG").env_remove("SSH_AUTH_SOCK");
+    for (k, v) in client.envs() {
+        cmd.env(k, v);
+    }
+    cmd.env("HOME", client.root()).write_stdin("");
+    cmd
+}
+
+/// Every regular file under `dirs` with its bytes and mode: a snapshot to compare after a run.
+pub(crate) fn snapshot(dirs: &[&Path]) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    let mut out = BTreeMap::new();
+    let mut stack: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            out.insert(path.clone(), (Vec::new(), meta.permissions().mode() & 0o7777));
+            for entry in fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        } else if meta.is_file() {
+            out.insert(
+                path.clone(),
+                (fs::read(&path).unwrap(), meta.permissions().mode() & 0o7777),
+            );
+        }
+    }
+    out
+}
+
+pub(crate) fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+pub(crate) fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub(crate) fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
