@@ -29,9 +29,17 @@ complete -c jssh -n "__fish_jssh_needs_command" -l connect-timeout -d 'Give up c
 complete -c jssh -n "__fish_jssh_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_needs_command" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "setup" -d 'Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "up" -d 'Start Jupyter on ALIAS in a detached tmux session and forward it to 127.0.0.1.'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "down" -d 'Stop the tunnel and (unless --keep-remote) the remote Jupyter'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "status" -d 'Show tunnels and servers: up, reconnecting, down, or remote-only'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "attach" -d 'Attach to the remote Jupyter\'s tmux session (detach again with Ctrl-b d)'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "logs" -d 'Show the supervisor\'s log, or the remote Jupyter\'s'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "url" -d 'Print just the URL (with its token), for scripts'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "open" -d 'Open the URL in a browser (through a private page, so the token is in no argv)'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "hosts" -d 'List the configured host aliases'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "completions" -d 'Print a shell completion script (it completes host aliases too).'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "man" -d 'Print a man page (roff) to standard output'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "supervise" -d 'Run the tunnel supervisor for ALIAS (started by `jssh up`)'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l host -d 'The server\'s DNS name or IP address' -r -f -a "(__fish_print_hostnames)"
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s l -l user -d 'Remote login name (default: your local login name)' -r
@@ -47,6 +55,48 @@ complete -c jssh -n "__fish_jssh_using_subcommand setup" -l force -d 'Shadow an 
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l remove -d 'Remove ALIAS\'s block and profile (the key and the server\'s authorized_keys line stay)'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -s p -l port -d 'Local port (default: the last one used for ALIAS, else 8888, else any free one)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l dir -d 'Jupyter\'s root directory on the remote (`~/` is the remote home)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l env -d 'How the remote finds Jupyter: venv:PATH or pre:SHELL-SNIPPET (repeatable; saved for ALIAS)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l timeout -d 'Give up if Jupyter does not answer within this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -s d -l detach -d 'Run the tunnel in the background; return once the URL answers'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l notebook -d 'The classic Notebook UI instead of JupyterLab'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l socket -d 'Serve Jupyter on a Unix socket (0600, in a 0700 dir) instead of a remote TCP port'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l open -d 'Open the URL in a browser once it answers'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l stop-remote -d 'In the foreground, stop the remote server too on Ctrl-C'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand down" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand down" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand down" -l all -d 'Stop every alias'
+complete -c jssh -n "__fish_jssh_using_subcommand down" -l keep-remote -d 'Leave the remote Jupyter running (only the tunnel stops)'
+complete -c jssh -n "__fish_jssh_using_subcommand down" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand down" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand status" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand status" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand status" -l json -d 'Print JSON: an array with one object per alias'
+complete -c jssh -n "__fish_jssh_using_subcommand status" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand status" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand attach" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand attach" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand attach" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand attach" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand logs" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand logs" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand logs" -l remote -d 'The remote Jupyter log instead of the local supervisor\'s'
+complete -c jssh -n "__fish_jssh_using_subcommand logs" -s f -l follow -d 'Keep printing new lines'
+complete -c jssh -n "__fish_jssh_using_subcommand logs" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand logs" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand url" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand url" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand url" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand url" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand open" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand open" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand open" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand open" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand hosts" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand hosts" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand hosts" -l json -d 'Print JSON: an array of profiles'
@@ -61,11 +111,24 @@ complete -c jssh -n "__fish_jssh_using_subcommand man" -l ssh-config -d 'The Ope
 complete -c jssh -n "__fish_jssh_using_subcommand man" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_using_subcommand man" -s V -l version -d 'Print version'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup hosts completions man help" -f -a "setup" -d 'Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup hosts completions man help" -f -a "hosts" -d 'List the configured host aliases'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup hosts completions man help" -f -a "completions" -d 'Print a shell completion script (it completes host aliases too).'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup hosts completions man help" -f -a "man" -d 'Print a man page (roff) to standard output'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup hosts completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c jssh -n "__fish_jssh_using_subcommand supervise" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand supervise" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand supervise" -l foreground
+complete -c jssh -n "__fish_jssh_using_subcommand supervise" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand supervise" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "setup" -d 'Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "up" -d 'Start Jupyter on ALIAS in a detached tmux session and forward it to 127.0.0.1.'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "down" -d 'Stop the tunnel and (unless --keep-remote) the remote Jupyter'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "status" -d 'Show tunnels and servers: up, reconnecting, down, or remote-only'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "attach" -d 'Attach to the remote Jupyter\'s tmux session (detach again with Ctrl-b d)'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "logs" -d 'Show the supervisor\'s log, or the remote Jupyter\'s'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "url" -d 'Print just the URL (with its token), for scripts'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "open" -d 'Open the URL in a browser (through a private page, so the token is in no argv)'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "hosts" -d 'List the configured host aliases'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "completions" -d 'Print a shell completion script (it completes host aliases too).'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "man" -d 'Print a man page (roff) to standard output'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "supervise" -d 'Run the tunnel supervisor for ALIAS (started by `jssh up`)'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
 # Host aliases come from jssh itself, so they are always current.
-complete -c jssh -n "__fish_seen_subcommand_from setup" -f -a "(jssh hosts --names 2>/dev/null)" -d 'host alias'
+complete -c jssh -n "__fish_seen_subcommand_from setup up down status attach logs url open supervise" -f -a "(jssh hosts --names 2>/dev/null)" -d 'host alias'

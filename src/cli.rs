@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use clap_complete::Shell;
 
+use crate::remote::EnvSpec;
 use crate::target::{Alias, Hostname, Jump, UserName, parse_port};
 
 /// Jupyter on a remote server over your own OpenSSH, as if it were local.
@@ -38,9 +39,22 @@ pub(crate) struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     Setup(SetupArgs),
+    Up(UpArgs),
+    Down(DownArgs),
+    Status(StatusArgs),
+    /// Attach to the remote Jupyter's tmux session (detach again with Ctrl-b d).
+    Attach(AliasArg),
+    Logs(LogsArgs),
+    /// Print just the URL (with its token), for scripts.
+    Url(AliasArg),
+    /// Open the URL in a browser (through a private page, so the token is in no argv).
+    Open(AliasArg),
     Hosts(HostsArgs),
     Completions(CompletionsArgs),
     Man(ManArgs),
+    /// Run the tunnel supervisor for ALIAS (started by `jssh up`).
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
 }
 
 /// Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.
@@ -95,6 +109,114 @@ pub(crate) struct SetupArgs {
     /// Remove ALIAS's block and profile (the key and the server's authorized_keys line stay).
     #[arg(long, conflicts_with_all = ["host", "user", "port", "jump", "identity", "no_passphrase", "no_copy_id", "force"])]
     pub(crate) remove: bool,
+}
+
+/// Start Jupyter on ALIAS in a detached tmux session and forward it to 127.0.0.1.
+///
+/// Reuses a running server. In the foreground it prints one line per event and Ctrl-C stops
+/// the tunnel (the server keeps running); -d returns once the URL answers.
+///
+/// Examples:
+///   jssh up gpu -d
+///   jssh up gpu --dir ~/project --env venv:~/venvs/ml --open
+///   jssh up hpc --socket --notebook
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct UpArgs {
+    /// A host alias from `jssh setup`.
+    pub(crate) alias: Alias,
+
+    /// Run the tunnel in the background; return once the URL answers.
+    #[arg(long, short = 'd')]
+    pub(crate) detach: bool,
+
+    /// Local port (default: the last one used for ALIAS, else 8888, else any free one).
+    #[arg(long, short = 'p', value_parser = parse_port)]
+    pub(crate) port: Option<u16>,
+
+    /// Jupyter's root directory on the remote (`~/` is the remote home).
+    #[arg(long)]
+    pub(crate) dir: Option<String>,
+
+    /// The classic Notebook UI instead of JupyterLab.
+    #[arg(long)]
+    pub(crate) notebook: bool,
+
+    /// Serve Jupyter on a Unix socket (0600, in a 0700 dir) instead of a remote TCP port.
+    #[arg(long)]
+    pub(crate) socket: bool,
+
+    /// How the remote finds Jupyter: venv:PATH or pre:SHELL-SNIPPET (repeatable; saved for ALIAS).
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) env: Vec<EnvSpec>,
+
+    /// Open the URL in a browser once it answers.
+    #[arg(long)]
+    pub(crate) open: bool,
+
+    /// Give up if Jupyter does not answer within this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) timeout: u64,
+
+    /// In the foreground, stop the remote server too on Ctrl-C.
+    #[arg(long, conflicts_with = "detach")]
+    pub(crate) stop_remote: bool,
+}
+
+/// Stop the tunnel and (unless --keep-remote) the remote Jupyter.
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    /// The alias to stop.
+    #[arg(required_unless_present = "all")]
+    pub(crate) alias: Option<Alias>,
+
+    /// Stop every alias.
+    #[arg(long, conflicts_with = "alias")]
+    pub(crate) all: bool,
+
+    /// Leave the remote Jupyter running (only the tunnel stops).
+    #[arg(long)]
+    pub(crate) keep_remote: bool,
+}
+
+/// Show tunnels and servers: up, reconnecting, down, or remote-only.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Only this alias.
+    pub(crate) alias: Option<Alias>,
+
+    /// Print JSON: an array with one object per alias.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// An alias, for commands that need nothing else.
+#[derive(Debug, Args)]
+pub(crate) struct AliasArg {
+    /// A host alias from `jssh setup`.
+    pub(crate) alias: Alias,
+}
+
+/// Show the supervisor's log, or the remote Jupyter's.
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// A host alias from `jssh setup`.
+    pub(crate) alias: Alias,
+
+    /// The remote Jupyter log instead of the local supervisor's.
+    #[arg(long)]
+    pub(crate) remote: bool,
+
+    /// Keep printing new lines.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SuperviseArgs {
+    pub(crate) alias: Alias,
+    #[arg(long)]
+    pub(crate) foreground: bool,
 }
 
 /// List the configured host aliases.

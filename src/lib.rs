@@ -5,12 +5,16 @@ mod cmd;
 mod fsutil;
 mod keys;
 mod paths;
+mod probe;
 mod process;
 mod profile;
+mod remote;
 mod sanitize;
 mod ssh;
 mod sshconfig;
+mod state;
 mod target;
+mod tunnel;
 
 use std::process::ExitCode;
 

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
+use crate::remote::EnvSpec;
 use crate::target::{Alias, Hostname, Jump, UserName};
 
 /// Everything jssh knows about one host alias.
@@ -19,6 +20,9 @@ pub(crate) struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) jump: Option<Jump>,
     pub(crate) identity: PathBuf,
+    /// How the remote finds Jupyter (`--env`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) env: Vec<EnvSpec>,
 }
 
 /// All profiles, kept sorted by alias so the rendered files are stable.
@@ -88,6 +92,7 @@ mod tests {
             port: 22,
             jump: None,
             identity: "/k".into(),
+            env: vec!["venv:~/v".parse().unwrap()],
         }
     }
 

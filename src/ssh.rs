@@ -84,6 +84,60 @@ impl Ssh {
     }
 }
 
+/// Where the tunnel's remote end is: a TCP port on the remote's loopback, or a Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RemoteEnd {
+    Port(u16),
+    Socket(String),
+}
+
+impl Ssh {
+    /// A remote command through the alias's ControlMaster (setup configures `ControlMaster
+    /// auto`), so after the first call each exec skips the handshake. `batch` forbids prompts
+    /// (the detached supervisor has no terminal).
+    pub(crate) fn exec(&self, alias: &Alias, remote_command: &str, batch: bool) -> Cmd {
+        let cmd = self.ssh().arg("-T");
+        let cmd = if batch { cmd.args(["-o", "BatchMode=yes"]) } else { cmd };
+        cmd.args(["--", alias.as_str(), remote_command])
+    }
+
+    /// An interactive remote command with a terminal (`jssh attach`).
+    pub(crate) fn exec_tty(&self, alias: &Alias, remote_command: &str) -> Cmd {
+        self.ssh().args(["-t", "--", alias.as_str(), remote_command])
+    }
+
+    /// The supervised tunnel: `ssh -N -L 127.0.0.1:LOCAL:…`, bound to loopback only.
+    ///
+    /// It deliberately gets its own connection (`ControlMaster=no`, `ControlPath=none`) rather
+    /// than riding on the alias's master: a mux client's `ssh -N -L` hands the forward to the
+    /// master and exits at once, the forward then dies with that master, and a `ControlPersist`
+    /// master outlives the supervisor. Owning the process gives the supervisor a true signal
+    /// (its exit) and a forward nobody else can take down. Short keepalives make ssh itself
+    /// notice a dead path within ~4–6 s; the supervisor's probe is faster still. BatchMode:
+    /// the supervisor has no terminal to ask on.
+    pub(crate) fn tunnel(&self, alias: &Alias, local_port: u16, remote: &RemoteEnd) -> Cmd {
+        let forward = match remote {
+            RemoteEnd::Port(port) => format!("127.0.0.1:{local_port}:127.0.0.1:{port}"),
+            RemoteEnd::Socket(path) => format!("127.0.0.1:{local_port}:{path}"),
+        };
+        self.ssh()
+            .args([
+                "-N",
+                "-T",
+                "-n",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2"])
+            .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+            // INFO would log every probe that finds Jupyter not (yet) listening.
+            .args(["-o", "LogLevel=ERROR"])
+            .args(["-L", &forward, "--", alias.as_str()])
+    }
+}
+
 /// `ssh-keygen` for a new ed25519 key; without `no_passphrase` it asks on the terminal.
 pub(crate) fn keygen(key: &Path, comment: &str, no_passphrase: bool) -> Cmd {
     let cmd = Cmd::new("ssh-keygen")
@@ -216,6 +270,22 @@ mod tests {
         let resolve = Ssh::new(None, 10).resolve(&alias());
         let argv = resolve.argv();
         assert_eq!(argv, ["ssh", "-o", "ConnectTimeout=10", "-G", "--", "gpu"]);
+    }
+
+    #[test]
+    fn tunnel_binds_loopback_and_owns_its_connection() {
+        let cmd = Ssh::new(None, 5).tunnel(&alias(), 8888, &RemoteEnd::Port(41000));
+        let line = cmd.to_string();
+        assert!(line.contains("-L 127.0.0.1:8888:127.0.0.1:41000 -- gpu"), "{line}");
+        assert!(
+            line.contains("ControlPath=none") && line.contains("ExitOnForwardFailure=yes"),
+            "{line}"
+        );
+        let cmd = Ssh::new(None, 5).tunnel(&alias(), 8888, &RemoteEnd::Socket("/h/a b/j.sock".into()));
+        assert!(
+            cmd.to_string().contains("-L '127.0.0.1:8888:/h/a b/j.sock' -- gpu"),
+            "{cmd}"
+        );
     }
 
     #[test]

@@ -149,6 +149,7 @@ mod tests {
             port: 2222,
             jump: jump.map(|j| j.parse().unwrap()),
             identity: "/home/a/.ssh/jssh_ed25519".into(),
+            env: Vec::new(),
         }
     }
 

@@ -1,16 +1,29 @@
-//! One file per subcommand; this module dispatches and builds what they all share.
+//! One file per subcommand; this module dispatches and holds what several of them share.
 
+mod attach;
+mod down;
 mod generate;
 mod hosts;
+mod logs;
 mod setup;
+mod status;
+mod up;
+mod url;
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
+use crate::UsageError;
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::paths::Paths;
+use crate::profile::{Profile, Profiles};
 use crate::ssh::Ssh;
+use crate::state::{self, RunDir};
+use crate::target::Alias;
 
 /// What every subcommand needs: where files are, and how to call OpenSSH.
 pub(crate) struct Ctx {
@@ -32,11 +45,72 @@ impl Ctx {
 }
 
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    let ok = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Setup(args) => setup::run(&Ctx::new(&cli.global)?, &args),
-        Command::Hosts(args) => hosts::run(&Ctx::new(&cli.global)?, &args),
-        Command::Completions(args) => generate::completions(args.shell),
-        Command::Man(args) => generate::man(args.subcommand.as_deref()),
+        Command::Setup(args) => ok(setup::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Up(args) => up::run(&Ctx::new(&cli.global)?, &args),
+        Command::Down(args) => ok(down::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Status(args) => ok(status::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Attach(args) => attach::run(&Ctx::new(&cli.global)?, &args.alias),
+        Command::Logs(args) => ok(logs::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Url(args) => ok(url::print(&Ctx::new(&cli.global)?, &args.alias)),
+        Command::Open(args) => ok(url::open(&Ctx::new(&cli.global)?, &args.alias)),
+        Command::Hosts(args) => ok(hosts::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Completions(args) => ok(generate::completions(args.shell)),
+        Command::Man(args) => ok(generate::man(args.subcommand.as_deref())),
+        Command::Supervise(args) => ok(crate::tunnel::supervise(
+            &Ctx::new(&cli.global)?,
+            &args.alias,
+            args.foreground,
+        )),
     }
-    .map(|()| ExitCode::SUCCESS)
+}
+
+/// The profile for `alias`, or a usage error listing the known ones.
+pub(crate) fn lookup_profile(profiles: &Profiles, alias: &Alias) -> Result<Profile> {
+    if let Some(profile) = profiles.get(alias) {
+        return Ok(profile.clone());
+    }
+    let known: Vec<String> = profiles.iter().map(|p| p.alias.to_string()).collect();
+    let known = if known.is_empty() {
+        "none yet".to_owned()
+    } else {
+        known.join(", ")
+    };
+    Err(UsageError(format!(
+        "unknown alias {alias} (known: {known}): add it with `jssh setup {alias} --host HOST`"
+    ))
+    .into())
+}
+
+/// Stops a supervisor: TERM (it stops its ssh and exits), then KILL after a grace period.
+pub(crate) fn stop_supervisor(run: &RunDir, pid: u32) -> Result<()> {
+    let target = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state::alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if state::alive(pid) {
+        let _ = kill(target, Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(run.pid_path());
+    Ok(())
+}
+
+/// Opens `url` in a browser through a private redirect page, so the token never shows up in
+/// the browser's (or xdg-open's) argv.
+pub(crate) fn open_url(run: &RunDir, url: &str) -> Result<()> {
+    let page = format!(
+        "<!DOCTYPE html>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"refresh\" content=\"0;url={url}\">\n\
+         <title>jssh</title>\n<p><a href=\"{url}\">Open Jupyter</a></p>\n"
+    );
+    crate::fsutil::write_atomic(&run.open_page(), page.as_bytes(), crate::fsutil::PRIVATE_FILE)?;
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let cmd = crate::process::Cmd::new(opener).arg(run.open_page());
+    let status = cmd.run_interactive()?;
+    if !status.success() {
+        anyhow::bail!("`{cmd}` failed ({status}): open this URL yourself: {url}");
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use crate::cli::SetupArgs;
 use crate::fsutil::{self, PRIVATE_FILE, ScratchDir};
 use crate::keys::{self, KeyPlan};
 use crate::profile::{Profile, Profiles};
+use crate::remote::EnvSpec;
 use crate::sanitize::for_terminal;
 use crate::ssh::{LoginFailure, Ssh, accepted_key, parse_resolved};
 use crate::sshconfig;
@@ -108,7 +109,8 @@ pub(crate) fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
     }
     let paths = &ctx.paths;
     let mut profiles = Profiles::load(&paths.hosts_file())?;
-    let profile = new_profile(ctx, args)?;
+    let existing_env = profiles.get(&args.alias).map(|p| p.env.clone()).unwrap_or_default();
+    let profile = new_profile(ctx, args, existing_env)?;
     if !args.force {
         refuse_user_alias(ctx, &args.alias)?;
     }
@@ -183,8 +185,9 @@ pub(crate) fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
     Ok(())
 }
 
-/// The validated profile this setup asks for, with defaults resolved.
-fn new_profile(ctx: &Ctx, args: &SetupArgs) -> Result<Profile> {
+/// The validated profile this setup asks for, with defaults resolved; `existing_env` (set by
+/// `jssh up --env`) is kept.
+fn new_profile(ctx: &Ctx, args: &SetupArgs, existing_env: Vec<EnvSpec>) -> Result<Profile> {
     let user = match &args.user {
         Some(u) => u.clone(),
         None => local_user()?,
@@ -210,6 +213,7 @@ fn new_profile(ctx: &Ctx, args: &SetupArgs) -> Result<Profile> {
         port: args.port.unwrap_or(22),
         jump: args.jump.clone(),
         identity,
+        env: existing_env,
     })
 }
 

@@ -19,7 +19,7 @@ fn generated() -> Vec<(Vec<String>, String)> {
         .iter()
         .map(|(args, file)| (args.iter().map(|a| (*a).to_owned()).collect(), (*file).to_owned()))
         .collect();
-    for sub in jssh::Cli::command().get_subcommands() {
+    for sub in jssh::Cli::command().get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = sub.get_name();
         all.push((vec!["man".into(), name.into()], format!("man/jssh-{name}.1")));
     }

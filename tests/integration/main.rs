@@ -5,4 +5,5 @@
 mod fixture;
 mod generated;
 mod setup;
+mod up;
 mod util;

@@ -10,13 +10,20 @@ use assert_cmd::Command;
 use crate::fixture::Client;
 
 /// The jssh binary with the client's injectable paths set (and nothing from the real user).
-pub(crate) fn jssh(client: &Client) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jssh"));
+pub(crate) fn jssh_std(client: &Client) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jssh"));
     cmd.env_remove("JSSH_SSH_CONFIG").env_remove("SSH_AUTH_SOCK");
     for (k, v) in client.envs() {
         cmd.env(k, v);
     }
-    cmd.env("HOME", client.root()).write_stdin("");
+    cmd.env("HOME", client.root()).stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// [`jssh_std`] as an `assert_cmd` command.
+pub(crate) fn jssh(client: &Client) -> Command {
+    let mut cmd = Command::from_std(jssh_std(client));
+    cmd.write_stdin("");
     cmd
 }
 

@@ -1,0 +1,18 @@
+//! `jssh attach`: replace jssh with `ssh -t ALIAS tmux attach`, so ssh's exit status is ours.
+
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::{Ctx, lookup_profile};
+use crate::profile::Profiles;
+use crate::remote;
+use crate::target::Alias;
+
+pub(crate) fn run(ctx: &Ctx, alias: &Alias) -> Result<ExitCode> {
+    lookup_profile(&Profiles::load(&ctx.paths.hosts_file())?, alias)?;
+    let cmd = ctx.ssh.exec_tty(alias, &remote::attach(&remote::session_name(alias)));
+    let err = cmd.command()?.exec();
+    Err(err).with_context(|| format!("could not run `{cmd}`"))
+}

@@ -1,0 +1,71 @@
+//! `jssh logs`: the supervisor's log, or (`--remote`) the remote Jupyter's, made safe for the
+//! terminal.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::{Ctx, lookup_profile};
+use crate::cli::LogsArgs;
+use crate::profile::Profiles;
+use crate::remote;
+use crate::sanitize::for_terminal;
+use crate::state::RunDir;
+
+pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
+    lookup_profile(&Profiles::load(&ctx.paths.hosts_file())?, &args.alias)?;
+    if args.remote {
+        return remote_log(ctx, args);
+    }
+    let path = RunDir::new(&ctx.paths, &args.alias).log_path();
+    let Ok(mut file) = std::fs::File::open(&path) else {
+        bail!(
+            "no log for {} yet: it appears with `jssh up {}`",
+            args.alias,
+            args.alias
+        );
+    };
+    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("could not read {}", path.display()))?;
+    out.write_all(for_terminal(&text).as_bytes())?;
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let pos = file.stream_position()?;
+        if std::fs::metadata(&path).map_or(0, |m| m.len()) < pos {
+            file.seek(SeekFrom::Start(0))?; // Truncated: start over.
+        }
+        text.clear();
+        file.read_to_string(&mut text)?;
+        out.write_all(for_terminal(&text).as_bytes())?;
+        out.flush()?;
+    }
+}
+
+fn remote_log(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
+    let session = remote::session_name(&args.alias);
+    let cmd = ctx.ssh.exec(&args.alias, &remote::log(&session, args.follow), false);
+    let mut child = cmd
+        .command()?
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not run `{cmd}`"))?;
+    let mut out = std::io::stdout().lock();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            writeln!(out, "{}", for_terminal(&line))?;
+            out.flush()?;
+        }
+    }
+    let status = child.wait().context("could not wait for ssh")?;
+    if !status.success() {
+        bail!("could not read the remote log ({status})");
+    }
+    Ok(())
+}

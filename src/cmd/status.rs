@@ -1,0 +1,153 @@
+//! `jssh status`: local tunnels from the state dir, plus what still runs on each remote.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::{Ctx, lookup_profile};
+use crate::cli::StatusArgs;
+use crate::profile::Profiles;
+use crate::remote::{self, RemoteSession};
+use crate::state::{Phase, RunDir, Session, unix_now};
+use crate::target::Alias;
+
+/// One alias's line of `jssh status`.
+#[derive(Debug, Serialize)]
+struct Row {
+    alias: Alias,
+    /// up, starting, reconnecting, failed, down, or remote-only (a server with no tunnel).
+    state: String,
+    url: Option<String>,
+    local_port: Option<u16>,
+    remote_port: Option<u16>,
+    remote_socket: Option<String>,
+    remote_pid: Option<u32>,
+    supervisor_pid: Option<u32>,
+    uptime_secs: Option<u64>,
+    reconnects: u32,
+    restarts: u32,
+    last_error: Option<String>,
+    /// Whether the remote could be asked (false: unreachable, so remote facts are unknown).
+    remote_checked: bool,
+}
+
+/// The remote's jssh sessions, or `None` when it cannot be asked right now.
+fn remote_sessions(ctx: &Ctx, alias: &Alias) -> Option<Vec<RemoteSession>> {
+    let out = ctx.ssh.exec(alias, &remote::list(), true).output().ok()?;
+    out.status
+        .success()
+        .then(|| remote::parse_list(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn row(alias: &Alias, run: &RunDir, session: Option<Session>, remote: Option<&[RemoteSession]>) -> Row {
+    let supervisor = run.live_supervisor();
+    let name = remote::session_name(alias);
+    let on_remote = remote.and_then(|r| r.iter().find(|s| s.session == name).cloned());
+    let state = match (&supervisor, &session, &on_remote) {
+        (Some(_), Some(s), _) => match s.phase {
+            Phase::Up => "up",
+            Phase::Starting => "starting",
+            Phase::Failed => "failed",
+            Phase::Reconnecting | Phase::Stopped => "reconnecting",
+        },
+        (None, _, Some(_)) => "remote-only",
+        _ => "down",
+    };
+    let live = supervisor.is_some();
+    Row {
+        alias: alias.clone(),
+        state: state.to_owned(),
+        url: session.as_ref().filter(|_| live).map(Session::url),
+        local_port: session.as_ref().filter(|_| live).map(|s| s.local_port),
+        remote_port: on_remote
+            .as_ref()
+            .and_then(|r| r.port)
+            .or(session.as_ref().and_then(|s| s.remote_port)),
+        remote_socket: session.as_ref().and_then(|s| s.remote_socket.clone()),
+        remote_pid: on_remote
+            .as_ref()
+            .and_then(|r| r.pid)
+            .or(session.as_ref().and_then(|s| s.remote_pid)),
+        supervisor_pid: supervisor,
+        uptime_secs: session
+            .as_ref()
+            .filter(|_| live)
+            .map(|s| unix_now().saturating_sub(s.started_unix)),
+        reconnects: session.as_ref().map_or(0, |s| s.reconnects),
+        restarts: session.as_ref().map_or(0, |s| s.restarts),
+        last_error: session.and_then(|s| s.last_error),
+        remote_checked: remote.is_some(),
+    }
+}
+
+pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
+    let profiles = Profiles::load(&ctx.paths.hosts_file())?;
+    let aliases: Vec<Alias> = match &args.alias {
+        Some(alias) => vec![lookup_profile(&profiles, alias)?.alias],
+        None => profiles.iter().map(|p| p.alias.clone()).collect(),
+    };
+    // Ask every remote at once: one slow host must not make the others wait.
+    let remotes: Vec<Option<Vec<RemoteSession>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = aliases
+            .iter()
+            .map(|a| scope.spawn(|| remote_sessions(ctx, a)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
+    });
+    let mut rows = Vec::new();
+    for (alias, remote) in aliases.iter().zip(&remotes) {
+        let run = RunDir::new(&ctx.paths, alias);
+        rows.push(row(alias, &run, run.read_session()?, remote.as_deref()));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &rows).context("could not write JSON")?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if rows.is_empty() {
+        eprintln!("no hosts yet: add one with `jssh setup ALIAS --host HOST`");
+    }
+    for r in &rows {
+        let remote = match (&r.remote_socket, r.remote_port) {
+            (Some(sock), _) => sock.clone(),
+            (None, Some(port)) => format!("127.0.0.1:{port}"),
+            (None, None) => "-".into(),
+        };
+        let checked = if r.remote_checked {
+            ""
+        } else {
+            " (remote not reachable)"
+        };
+        writeln!(out, "{}: {}{checked}", r.alias, r.state)?;
+        if let Some(url) = &r.url {
+            writeln!(out, "  url:        {url}")?;
+        }
+        if r.state != "down" {
+            writeln!(
+                out,
+                "  remote:     {remote} (pid {})",
+                r.remote_pid.map_or("-".into(), |p| p.to_string())
+            )?;
+        }
+        if let Some(up) = r.uptime_secs {
+            writeln!(
+                out,
+                "  uptime:     {}s, {} reconnects, {} restarts",
+                up, r.reconnects, r.restarts
+            )?;
+        }
+        if let Some(err) = &r.last_error {
+            writeln!(out, "  last error: {err}")?;
+        }
+        if r.state == "remote-only" {
+            writeln!(
+                out,
+                "  no tunnel: `jssh up {}` reconnects, `jssh down {}` stops it",
+                r.alias, r.alias
+            )?;
+        }
+    }
+    Ok(())
+}

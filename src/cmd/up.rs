@@ -1,0 +1,408 @@
+//! `jssh up`: start (or reuse) the remote Jupyter, start the supervisor, and hand out a URL
+//! only once it answers.
+
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::net::TcpListener;
+use std::process::{Child, ExitCode, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{SigSet, Signal};
+
+use super::{Ctx, lookup_profile, open_url, stop_supervisor};
+use crate::UsageError;
+use crate::cli::UpArgs;
+use crate::fsutil;
+use crate::probe::{self, Probe};
+use crate::profile::Profiles;
+use crate::remote::{self, EXIT_NO_TMUX, JupyterSpec, LaunchEvent};
+use crate::sanitize::for_terminal;
+use crate::state::{Phase, RunDir, Session, unix_now};
+
+/// Where a new server's local port comes from, in order of preference.
+fn choose_port(explicit: Option<u16>, remembered: Option<u16>) -> Result<u16> {
+    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+    if let Some(port) = explicit {
+        if !free(port) {
+            return Err(UsageError(format!(
+                "port {port} on 127.0.0.1 is busy: pick another --port, or leave it out to get a free one"
+            ))
+            .into());
+        }
+        return Ok(port);
+    }
+    if let Some(port) = remembered.into_iter().chain([8888]).find(|&p| free(p)) {
+        return Ok(port);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").context("could not find a free local port")?;
+    Ok(listener.local_addr().context("could not read the free port")?.port())
+}
+
+/// Remote ports to try, in order: random ones in a range unlikely to be taken.
+fn remote_port_candidates() -> Result<Vec<u16>> {
+    let hex = fsutil::random_hex(10)?;
+    Ok((0..5)
+        .map(|i| {
+            let n = u16::from_str_radix(&hex[i * 4..i * 4 + 4], 16).unwrap_or(0);
+            20_000 + n % 30_000
+        })
+        .collect())
+}
+
+pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
+    let mut profiles = Profiles::load(&ctx.paths.hosts_file())?;
+    let mut profile = lookup_profile(&profiles, &args.alias)?;
+    if !args.env.is_empty() && args.env != profile.env {
+        profile.env.clone_from(&args.env);
+        profiles.upsert(profile.clone());
+        profiles.save(&ctx.paths.hosts_file())?;
+    }
+    let run = RunDir::new(&ctx.paths, &args.alias);
+    let lock = run.lock()?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    if let (Some(session), Some(pid)) = (run.read_session()?, run.live_supervisor()) {
+        return reuse(args, &run, &session, pid, deadline);
+    }
+
+    let interactive = std::io::stdin().is_terminal();
+    stage(interactive, "starting Jupyter");
+    let (mut launch, events, session, reused) = start_remote(ctx, args, &profile.env, &run, deadline)?;
+    stage(interactive, "forwarding");
+    let mut supervisor = spawn_supervisor(ctx, &args.alias, !args.detach, &run)?;
+    let ready = wait_ready(&session, deadline, Some(&events), Some(&mut supervisor), &run);
+    let _ = launch.kill();
+    let _ = launch.wait();
+    if let Err(e) = ready {
+        let _ = stop_supervisor(&run, supervisor.id());
+        let _ = supervisor.wait();
+        let mut message = format!("{e:#}");
+        if !message.contains("its log ends")
+            && let Some(tail) = remote_log_tail(ctx, &args.alias, &session.tmux_name)
+        {
+            message = format!("{message}\n{tail}");
+        }
+        // Leave nothing half-started behind: a server this run started goes too.
+        if !reused {
+            let _ = ctx
+                .ssh
+                .exec(&args.alias, &remote::stop(&session.tmux_name), true)
+                .output();
+            run.clear();
+        }
+        bail!(message);
+    }
+    drop(lock);
+    println!("{}", session.url());
+    if args.open {
+        open_url(&run, &session.url())?;
+    }
+    if args.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    foreground(ctx, args, &run, supervisor)
+}
+
+/// The warm path: a supervisor already runs for this alias.
+fn reuse(args: &UpArgs, run: &RunDir, session: &Session, pid: u32, deadline: Instant) -> Result<ExitCode> {
+    if args.port.is_some_and(|p| p != session.local_port) {
+        bail!(
+            "{} is already up on port {}: `jssh down {}` first to move it to --port",
+            args.alias,
+            session.local_port,
+            args.alias
+        );
+    }
+    wait_ready(session, deadline, None, None, run)?;
+    println!("{}", session.url());
+    if args.open {
+        open_url(run, &session.url())?;
+    }
+    if !args.detach {
+        println!(
+            "(the tunnel already runs in the background, pid {pid}; `jssh down {}` stops it)",
+            args.alias
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the launch script (starting or finding the remote server) and records the session.
+/// Returns the still-watching launch ssh, its events, the session, and whether it was reused.
+fn start_remote(
+    ctx: &Ctx,
+    args: &UpArgs,
+    env: &[crate::remote::EnvSpec],
+    run: &RunDir,
+    deadline: Instant,
+) -> Result<(Child, Receiver<LaunchEvent>, Session, bool)> {
+    let local_port = choose_port(args.port, run.remembered_port())?;
+    let token = fsutil::random_hex(24)?;
+    let session_name = remote::session_name(&args.alias);
+    let previous = run.read_session()?.filter(|s| s.tmux_name == session_name);
+    let mut ports = remote_port_candidates()?;
+    if let Some(port) = previous.as_ref().and_then(|s| s.remote_port) {
+        ports.insert(0, port);
+    }
+    let spec = JupyterSpec {
+        session: &session_name,
+        notebook: args.notebook,
+        socket: args.socket,
+        dir: args.dir.as_deref(),
+        env,
+    };
+    let batch = !std::io::stdin().is_terminal();
+    let launch_cmd = ctx
+        .ssh
+        .exec(&args.alias, &remote::launch(&spec, &ports, true, true), batch);
+    let mut launch = launch_cmd
+        .command()?
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not run `{launch_cmd}`"))?;
+    if let Some(mut stdin) = launch.stdin.take() {
+        std::io::Write::write_all(&mut stdin, token.as_bytes()).context("could not send the token")?;
+    }
+    let events = read_events(&mut launch);
+    let started = match first_events(&events, deadline) {
+        Ok(started) => started,
+        Err(e) => return Err(launch_failure(&mut launch, e, &args.alias)),
+    };
+    // A socket server has no port, whether it was started now or before.
+    let remote_socket = started
+        .port
+        .is_none()
+        .then(|| format!("{}/.jssh/run/{session_name}/jupyter.sock", started.home));
+    let session = Session {
+        alias: args.alias.clone(),
+        tmux_name: session_name,
+        local_port,
+        remote_port: started.port,
+        remote_socket,
+        remote_pid: started.pid,
+        token: started.token.unwrap_or(token),
+        notebook: args.notebook,
+        dir: args.dir.clone(),
+        env: env.to_vec(),
+        phase: Phase::Starting,
+        started_unix: unix_now(),
+        reconnects: 0,
+        restarts: 0,
+        last_error: None,
+    };
+    if started.reused {
+        println!(
+            "reusing the Jupyter already running on {} (pid {})",
+            args.alias,
+            started.pid.unwrap_or(0)
+        );
+    }
+    if started.root {
+        println!("note: the remote login is root, so Jupyter runs with --allow-root");
+    }
+    run.write_session(&session)?;
+    run.remember_port(local_port)?;
+    Ok((launch, events, session, started.reused))
+}
+
+/// On a terminal, say which stage `up` is in (on stderr, so stdout stays the URL).
+fn stage(interactive: bool, what: &str) {
+    if interactive {
+        eprintln!("… {what}");
+    }
+}
+
+/// Lines from the launch script, read on a thread so waiting can also watch the tunnel.
+fn read_events(launch: &mut Child) -> Receiver<LaunchEvent> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = launch.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(event) = LaunchEvent::parse(&line)
+                    && tx.send(event).is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// What the launch script said before watching.
+struct Started {
+    port: Option<u16>,
+    pid: Option<u32>,
+    reused: bool,
+    home: String,
+    token: Option<String>,
+    root: bool,
+}
+
+fn first_events(events: &Receiver<LaunchEvent>, deadline: Instant) -> Result<Started> {
+    let mut started = Started {
+        port: None,
+        pid: None,
+        reused: false,
+        home: String::new(),
+        token: None,
+        root: false,
+    };
+    let mut seen_start = false;
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(wait) {
+            Ok(LaunchEvent::Started { port, pid, reused }) => {
+                (started.port, started.pid, started.reused, seen_start) = (port, pid, reused, true);
+            }
+            Ok(LaunchEvent::Token(t)) => started.token = Some(t),
+            Ok(LaunchEvent::Root) => started.root = true,
+            Ok(LaunchEvent::Home(home)) if seen_start => {
+                started.home = home;
+                return Ok(started);
+            }
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!("the remote did not answer in time"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the launch over ssh ended early"),
+        }
+    }
+}
+
+/// The error for a launch that never reported a session.
+fn launch_failure(launch: &mut Child, err: anyhow::Error, alias: &crate::target::Alias) -> anyhow::Error {
+    let _ = launch.kill();
+    let status = launch.wait().ok();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = launch.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let stderr = for_terminal(stderr.trim());
+    match status.and_then(|s| s.code()) {
+        Some(EXIT_NO_TMUX) => anyhow::anyhow!(
+            "tmux is not installed on {alias} (searched the login PATH): install it there \
+             (e.g. `apt install tmux`, `dnf install tmux`, or `conda install -c conda-forge tmux`)"
+        ),
+        Some(255) => {
+            anyhow::anyhow!("could not connect to {alias}: {stderr}: check `jssh doctor {alias}` or `ssh {alias}`")
+        }
+        _ => err.context(format!("starting Jupyter on {alias} failed: {stderr}")),
+    }
+}
+
+/// Starts `jssh supervise ALIAS`: detached (its own session, output to the log) or in the
+/// foreground (sharing the terminal, so Ctrl-C reaches it).
+fn spawn_supervisor(ctx: &Ctx, alias: &crate::target::Alias, foreground: bool, run: &RunDir) -> Result<Child> {
+    let exe = std::env::current_exe().context("could not find the jssh executable")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.log_path())
+        .with_context(|| format!("could not open {}", run.log_path().display()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--ssh-config")
+        .arg(&ctx.paths.ssh_config)
+        .arg("--connect-timeout")
+        .arg(ctx.connect_timeout.to_string())
+        .args(["supervise", alias.as_str()])
+        .stdin(Stdio::null());
+    if foreground {
+        cmd.arg("--foreground").stderr(Stdio::from(log));
+    } else {
+        cmd.stdout(Stdio::from(log.try_clone().context("could not share the log")?))
+            .stderr(Stdio::from(log));
+    }
+    cmd.spawn().context("could not start the supervisor")
+}
+
+/// Polls the URL until Jupyter answers; fails early when the remote session ends or the
+/// supervisor dies, and at the deadline.
+fn wait_ready(
+    session: &Session,
+    deadline: Instant,
+    events: Option<&Receiver<LaunchEvent>>,
+    mut supervisor: Option<&mut Child>,
+    run: &RunDir,
+) -> Result<()> {
+    let mut log_tail = Vec::new();
+    loop {
+        if probe::api_status(session.local_port, Some(&session.token), Duration::from_secs(1)) == Probe::Ok {
+            return Ok(());
+        }
+        if let Some(events) = events {
+            while let Ok(event) = events.try_recv() {
+                match event {
+                    LaunchEvent::Log(line) => log_tail.push(for_terminal(&line)),
+                    LaunchEvent::Exited => {
+                        // Give the tail a moment to arrive.
+                        while let Ok(LaunchEvent::Log(line)) = events.recv_timeout(Duration::from_millis(500)) {
+                            log_tail.push(for_terminal(&line));
+                        }
+                        bail!(
+                            "Jupyter exited on {} as it started; its log ends:\n{}",
+                            session.alias,
+                            log_tail.join("\n")
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(child) = supervisor.as_deref_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            let log = std::fs::read_to_string(run.log_path()).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+            bail!(
+                "the tunnel supervisor exited ({status}); its log ends:\n{}",
+                for_terminal(&tail)
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "Jupyter on {} did not answer within the timeout (raise it with --timeout)",
+                session.alias
+            );
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+}
+
+/// The last 20 lines of the remote Jupyter log, for an error message.
+fn remote_log_tail(ctx: &Ctx, alias: &crate::target::Alias, session: &str) -> Option<String> {
+    let out = ctx.ssh.exec(alias, &remote::log(session, false), true).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    (!tail.is_empty()).then(|| format!("the remote Jupyter log ends:\n{}", for_terminal(&tail)))
+}
+
+/// Waits for the foreground supervisor (it gets Ctrl-C itself; jssh only waits) and says what
+/// is left running.
+fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child) -> Result<ExitCode> {
+    let mut interrupt = SigSet::empty();
+    interrupt.add(Signal::SIGINT);
+    interrupt.add(Signal::SIGTERM);
+    interrupt.add(Signal::SIGHUP);
+    interrupt.thread_block().context("could not block signals")?;
+    println!("Ctrl-C stops the tunnel; the server keeps running on {}", args.alias);
+    let status = supervisor.wait().context("could not wait for the supervisor")?;
+    if args.stop_remote {
+        let session = remote::session_name(&args.alias);
+        ctx.ssh.exec(&args.alias, &remote::stop(&session), true).run()?;
+        run.clear();
+        println!("stopped Jupyter on {}", args.alias);
+    } else {
+        println!(
+            "Jupyter still runs on {}: `jssh up {}` reconnects, `jssh down {}` stops it",
+            args.alias, args.alias, args.alias
+        );
+    }
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,410 @@
+//! The remote side: POSIX `sh` scripts that jssh sends over ssh to run Jupyter in a detached
+//! tmux session on jssh's own tmux socket (`tmux -L jssh`), watch it, stop it, and read its
+//! log. Every value crosses the remote shell as a positional parameter quoted with
+//! shell-words, never spliced into script text, so a `--dir` like `$(touch x)` stays literal.
+
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::target::Alias;
+
+/// The tmux socket name jssh's sessions live on (never the user's own tmux server).
+pub(crate) const TMUX_SOCKET: &str = "jssh";
+
+/// Exit status of the launch script when tmux is missing.
+pub(crate) const EXIT_NO_TMUX: i32 = 90;
+
+/// How the remote finds Jupyter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub(crate) enum EnvSpec {
+    /// A virtualenv (or any prefix with `bin/jupyter`); `~/` is the remote home.
+    Venv(String),
+    /// A shell snippet run as written, once, before Jupyter starts.
+    Pre(String),
+}
+
+impl FromStr for EnvSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("venv", path)) if !path.trim().is_empty() => Ok(Self::Venv(path.to_owned())),
+            Some(("pre", snippet)) if !snippet.trim().is_empty() => Ok(Self::Pre(snippet.to_owned())),
+            _ => Err(format!("invalid --env {s:?}: use venv:PATH or pre:SHELL-SNIPPET")),
+        }
+    }
+}
+
+impl TryFrom<String> for EnvSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<EnvSpec> for String {
+    fn from(e: EnvSpec) -> String {
+        e.to_string()
+    }
+}
+
+impl fmt::Display for EnvSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Venv(p) => write!(f, "venv:{p}"),
+            Self::Pre(s) => write!(f, "pre:{s}"),
+        }
+    }
+}
+
+/// A path for the remote shell: `~/rest` becomes `"$HOME"/'rest'`, anything else is quoted.
+fn remote_path(path: &str) -> String {
+    match path.strip_prefix("~/") {
+        Some(rest) => format!("\"$HOME\"/{}", shell_words::quote(rest)),
+        None if path == "~" => "\"$HOME\"".to_owned(),
+        None => shell_words::quote(path).into_owned(),
+    }
+}
+
+/// The tmux session (and run directory) name for an alias: tmux rewrites `.` in names.
+pub(crate) fn session_name(alias: &Alias) -> String {
+    format!("jssh-{}", alias.as_str().replace('.', "_"))
+}
+
+/// What to start on the remote.
+#[derive(Debug, Clone)]
+pub(crate) struct JupyterSpec<'a> {
+    pub(crate) session: &'a str,
+    pub(crate) notebook: bool,
+    pub(crate) socket: bool,
+    pub(crate) dir: Option<&'a str>,
+    pub(crate) env: &'a [EnvSpec],
+}
+
+/// The script the login shell runs inside tmux: environment, then `exec jupyter`. The token
+/// reaches Jupyter as a file named in the environment, never in argv.
+pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
+    let run = format!("\"$HOME/.jssh/run/{}\"", spec.session);
+    let mut s = format!("export JUPYTER_TOKEN_FILE={run}/token\n");
+    for env in spec.env {
+        match env {
+            EnvSpec::Venv(path) => {
+                let p = remote_path(path);
+                let _ = write!(
+                    s,
+                    "[ -x {p}/bin/jupyter ] || {{ echo \"jssh: no jupyter in the venv \"{p}\" (--env venv:PATH)\" >&2; exit 127; }}\n\
+                     export VIRTUAL_ENV={p}; PATH={p}/bin:\"$PATH\"\n"
+                );
+            }
+            EnvSpec::Pre(snippet) => {
+                s.push_str(snippet);
+                s.push('\n');
+            }
+        }
+    }
+    s.push_str(
+        "command -v jupyter >/dev/null 2>&1 || { echo \"jssh: jupyter not found on PATH=$PATH: install it \
+         (pip install jupyterlab) or point jssh at it with --env venv:PATH or --env pre:SNIPPET\" >&2; exit 127; }\n\
+         set --\n\
+         [ \"$(id -u)\" = 0 ] && { echo 'jssh: running as root: passing --allow-root' >&2; set -- --allow-root; }\n",
+    );
+    if let Some(dir) = spec.dir {
+        let _ = writeln!(s, "set -- \"$@\" --ServerApp.root_dir={}", remote_path(dir));
+    }
+    if spec.socket {
+        let _ = writeln!(
+            s,
+            "set -- \"$@\" --ServerApp.sock={run}/jupyter.sock --ServerApp.sock_mode=0600"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "set -- \"$@\" --ServerApp.ip=127.0.0.1 --ServerApp.port=\"$(cat {run}/port)\" --ServerApp.port_retries=0"
+        );
+    }
+    let app = if spec.notebook { "notebook" } else { "lab" };
+    let _ = writeln!(s, "exec jupyter {app} --no-browser \"$@\"");
+    s
+}
+
+/// Starts the session unless it runs, then reports and watches it. Lines on stdout:
+/// `started PORT PID` or `reuse PORT PID` (PORT is `-` for a socket), `root` when the login
+/// is root (Jupyter then needs `--allow-root`), `home DIR`,
+/// `token HEX` (only on reuse when asked), then `.` every 0.2 s while the session lives, and
+/// `exited` plus `log LINE`s if it ends (only when watching). The new token arrives on stdin.
+const LAUNCH: &str = r#"name=$1 mode=$2 ports=$3 script=$4 want_token=$5 watch=$6
+d="$HOME/.jssh/run/$name"
+command -v tmux >/dev/null 2>&1 || { echo "tmux not found on PATH=$PATH"; exit 90; }
+umask 077
+mkdir -p "$d" && chmod 700 "$HOME/.jssh" "$HOME/.jssh/run" "$d" || exit 1
+t="tmux -L jssh"
+pane() { $t display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null; }
+if $t has-session -t "=$name" 2>/dev/null; then
+    cat >/dev/null
+    echo "reuse $(cat "$d/port" 2>/dev/null || echo -) $(pane)"
+    [ "$want_token" = 1 ] && echo "token $(cat "$d/token")"
+else
+    cat > "$d/token" || exit 1
+    port=-
+    if [ "$mode" = tcp ]; then
+        for p in $ports; do
+            h=$(printf ':%04X' "$p")
+            awk -v h="$h" 'substr($2, length($2) - 4) == h && $4 == "0A" { f = 1 } END { exit !f }' \
+                /proc/net/tcp /proc/net/tcp6 2>/dev/null || { port=$p; break; }
+        done
+        [ "$port" = - ] && port=${ports%% *}
+        echo "$port" > "$d/port"
+    else
+        rm -f "$d/port" "$d/jupyter.sock"
+    fi
+    : > "$d/jupyter.log"
+    $t new-session -d -s "$name" -x 200 -y 50 sh -c '
+        case "${SHELL##*/}" in bash|zsh|sh|dash|ksh) s=$SHELL ;; *) s=/bin/sh ;; esac
+        exec "$s" -l -c "$1" >>"$2/jupyter.log" 2>&1' jssh-jupyter "$script" "$d" || exit 1
+    echo "started $port $(pane)"
+fi
+[ "$(id -u)" = 0 ] && echo root
+echo "home $HOME"
+[ "$watch" = 1 ] || exit 0
+while $t has-session -t "=$name" 2>/dev/null; do echo . || exit 0; sleep 0.2; done
+echo exited
+tail -n 20 "$d/jupyter.log" 2>/dev/null | sed 's/^/log /'
+"#;
+
+/// Stops the session gracefully (SIGTERM lets Jupyter shut its kernels down), then removes
+/// the run directory with the token, port file and socket.
+const STOP: &str = r#"name=$1 d="$HOME/.jssh/run/$1" t="tmux -L jssh"
+pid=$($t display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null)
+if [ -n "$pid" ]; then
+    kill -TERM "$pid" 2>/dev/null
+    i=0
+    while $t has-session -t "=$name" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    $t kill-session -t "=$name" 2>/dev/null
+    echo stopped
+fi
+rm -rf "$d"
+"#;
+
+/// One line per live jssh session: `NAME PORT PID`.
+const LIST: &str = r#"t="tmux -L jssh"
+$t list-sessions -F '#{session_name} #{pane_pid}' 2>/dev/null | while read -r name pid; do
+    case $name in jssh-*) echo "$name $(cat "$HOME/.jssh/run/$name/port" 2>/dev/null || echo -) $pid" ;; esac
+done
+"#;
+
+/// The remote Jupyter log (`tail -F` to follow).
+const LOG: &str = r#"f="$HOME/.jssh/run/$1/jupyter.log"
+[ -e "$f" ] || { echo "jssh: no log at $f: is the server running? (jssh status)" >&2; exit 1; }
+if [ "$2" = 1 ]; then exec tail -n 50 -F "$f"; else exec tail -n 200 "$f"; fi
+"#;
+
+fn sh(script: &str, args: &[&str]) -> String {
+    let words = ["sh", "-c", script, "jssh"].into_iter().chain(args.iter().copied());
+    shell_words::join(words)
+}
+
+pub(crate) fn launch(spec: &JupyterSpec<'_>, ports: &[u16], want_token: bool, watch: bool) -> String {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let mode = if spec.socket { "sock" } else { "tcp" };
+    let flag = |b: bool| if b { "1" } else { "0" };
+    sh(
+        LAUNCH,
+        &[
+            spec.session,
+            mode,
+            &ports.join(" "),
+            &jupyter_script(spec),
+            flag(want_token),
+            flag(watch),
+        ],
+    )
+}
+
+pub(crate) fn stop(session: &str) -> String {
+    sh(STOP, &[session])
+}
+
+pub(crate) fn list() -> String {
+    sh(LIST, &[])
+}
+
+pub(crate) fn log(session: &str, follow: bool) -> String {
+    sh(LOG, &[session, if follow { "1" } else { "0" }])
+}
+
+pub(crate) fn attach(session: &str) -> String {
+    shell_words::join([
+        "tmux",
+        "-L",
+        TMUX_SOCKET,
+        "attach-session",
+        "-t",
+        &format!("={session}"),
+    ])
+}
+
+/// One event from the launch script's stdout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LaunchEvent {
+    Started {
+        port: Option<u16>,
+        pid: Option<u32>,
+        reused: bool,
+    },
+    Root,
+    Home(String),
+    Token(String),
+    Alive,
+    Exited,
+    Log(String),
+}
+
+impl LaunchEvent {
+    pub(crate) fn parse(line: &str) -> Option<Self> {
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let mut fields = rest.split_whitespace();
+        Some(match word {
+            "started" | "reuse" => Self::Started {
+                port: fields.next().and_then(|p| p.parse().ok()),
+                pid: fields.next().and_then(|p| p.parse().ok()),
+                reused: word == "reuse",
+            },
+            "root" => Self::Root,
+            "home" => Self::Home(rest.to_owned()),
+            "token" => Self::Token(rest.trim().to_owned()),
+            "." => Self::Alive,
+            "exited" => Self::Exited,
+            "log" => Self::Log(rest.to_owned()),
+            _ => return None,
+        })
+    }
+}
+
+/// One live remote session from [`list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteSession {
+    pub(crate) session: String,
+    pub(crate) port: Option<u16>,
+    pub(crate) pid: Option<u32>,
+}
+
+pub(crate) fn parse_list(text: &str) -> Vec<RemoteSession> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some(RemoteSession {
+                session: f.next()?.to_owned(),
+                port: f.next().and_then(|p| p.parse().ok()),
+                pid: f.next().and_then(|p| p.parse().ok()),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec<'a>(dir: Option<&'a str>, env: &'a [EnvSpec]) -> JupyterSpec<'a> {
+        JupyterSpec {
+            session: "jssh-gpu",
+            notebook: false,
+            socket: false,
+            dir,
+            env,
+        }
+    }
+
+    /// Runs `words` (a remote command string) through a local `sh -c`, as a remote shell would.
+    fn run(command: &str, stdin: &str) -> std::process::Output {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", command])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn env_specs_parse_and_print() {
+        assert_eq!("venv:~/v".parse::<EnvSpec>(), Ok(EnvSpec::Venv("~/v".into())));
+        assert_eq!(
+            "pre:module load x; echo 'a'".parse::<EnvSpec>().unwrap().to_string(),
+            "pre:module load x; echo 'a'"
+        );
+        for bad in ["venv:", "conda", "pre:  ", "x:y"] {
+            assert!(bad.parse::<EnvSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn remote_paths_expand_only_a_leading_tilde() {
+        assert_eq!(remote_path("~/a b"), "\"$HOME\"/'a b'");
+        assert_eq!(remote_path("/x/$(y)"), "'/x/$(y)'");
+        assert_eq!(remote_path("~"), "\"$HOME\"");
+    }
+
+    #[test]
+    fn script_never_carries_the_token_and_quotes_the_dir() {
+        let script = jupyter_script(&spec(Some("/w/$(touch x); 'q'"), &[]));
+        assert!(script.contains("JUPYTER_TOKEN_FILE="), "{script}");
+        assert!(
+            script.contains("--ServerApp.root_dir='/w/$(touch x); '\\''q'\\'''"),
+            "{script}"
+        );
+        assert!(script.contains("--ServerApp.ip=127.0.0.1"));
+        assert!(!script.contains("0.0.0.0"));
+    }
+
+    #[test]
+    fn launch_arguments_survive_a_shell_literally() {
+        // The launch command's positional parameters come out of `sh -c` exactly as given.
+        let cmd = sh("printf '%s\\n' \"$@\"", &["a  b", "$(x)", ";", "'q\"", ""]);
+        let out = run(&cmd, "");
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "a  b\n$(x)\n;\n'q\"\n\n");
+    }
+
+    #[test]
+    fn parses_launch_events_and_lists() {
+        assert_eq!(
+            LaunchEvent::parse("started 41234 777"),
+            Some(LaunchEvent::Started {
+                port: Some(41234),
+                pid: Some(777),
+                reused: false
+            })
+        );
+        assert_eq!(
+            LaunchEvent::parse("reuse - 12"),
+            Some(LaunchEvent::Started {
+                port: None,
+                pid: Some(12),
+                reused: true
+            })
+        );
+        assert_eq!(
+            LaunchEvent::parse("home /h/a b"),
+            Some(LaunchEvent::Home("/h/a b".into()))
+        );
+        assert_eq!(LaunchEvent::parse("log  x"), Some(LaunchEvent::Log(" x".into())));
+        assert_eq!(LaunchEvent::parse("junk"), None);
+        let list = parse_list("jssh-a 4000 12\njssh-b - 13\n");
+        assert_eq!(
+            list[1],
+            RemoteSession {
+                session: "jssh-b".into(),
+                port: None,
+                pid: Some(13)
+            }
+        );
+    }
+
+    #[test]
+    fn session_names_avoid_tmux_separators() {
+        assert_eq!(session_name(&"gpu.lab".parse().unwrap()), "jssh-gpu_lab");
+    }
+}

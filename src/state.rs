@@ -1,0 +1,188 @@
+//! Runtime state per alias in jssh's state dir (`<state>/<alias>/`, 0700): the session file
+//! (ports, token, counters; 0600), the supervisor's pidfile and log, a lock that makes
+//! concurrent `jssh up`s agree on one server, and the local port to reuse next time.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, PRIVATE_FILE};
+use crate::paths::Paths;
+use crate::remote::EnvSpec;
+use crate::ssh::RemoteEnd;
+use crate::target::Alias;
+
+/// What the supervisor is doing, as `jssh status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Phase {
+    Starting,
+    Up,
+    Reconnecting,
+    /// The supervisor gave up (e.g. Jupyter kept dying); see `last_error`.
+    Failed,
+    /// The tunnel was stopped; the remote server may still run.
+    Stopped,
+}
+
+/// One alias's server and tunnel, shared by `up`, the supervisor, `status`, `url` and `down`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Session {
+    pub(crate) alias: Alias,
+    pub(crate) tmux_name: String,
+    pub(crate) local_port: u16,
+    pub(crate) remote_port: Option<u16>,
+    pub(crate) remote_socket: Option<String>,
+    pub(crate) remote_pid: Option<u32>,
+    pub(crate) token: String,
+    pub(crate) notebook: bool,
+    pub(crate) dir: Option<String>,
+    pub(crate) env: Vec<EnvSpec>,
+    pub(crate) phase: Phase,
+    pub(crate) started_unix: u64,
+    pub(crate) reconnects: u32,
+    pub(crate) restarts: u32,
+    pub(crate) last_error: Option<String>,
+}
+
+impl Session {
+    pub(crate) fn remote_end(&self) -> RemoteEnd {
+        match (&self.remote_socket, self.remote_port) {
+            (Some(sock), _) => RemoteEnd::Socket(sock.clone()),
+            (None, port) => RemoteEnd::Port(port.unwrap_or_default()),
+        }
+    }
+
+    /// The clickable URL (it carries the token, so it is only printed, never put in argv).
+    pub(crate) fn url(&self) -> String {
+        let page = if self.notebook { "tree" } else { "lab" };
+        format!("http://127.0.0.1:{}/{page}?token={}", self.local_port, self.token)
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `<state dir>/<alias>/`.
+#[derive(Debug, Clone)]
+pub(crate) struct RunDir {
+    dir: PathBuf,
+}
+
+impl RunDir {
+    pub(crate) fn new(paths: &Paths, alias: &Alias) -> Self {
+        Self {
+            dir: paths.state_dir.join(alias.as_str()),
+        }
+    }
+
+    pub(crate) fn ensure(&self) -> Result<()> {
+        fsutil::ensure_private_dir(&self.dir)
+    }
+
+    pub(crate) fn exists(&self) -> bool {
+        self.dir.exists()
+    }
+
+    pub(crate) fn log_path(&self) -> PathBuf {
+        self.dir.join("supervisor.log")
+    }
+
+    pub(crate) fn pid_path(&self) -> PathBuf {
+        self.dir.join("supervisor.pid")
+    }
+
+    fn session_path(&self) -> PathBuf {
+        self.dir.join("session.json")
+    }
+
+    pub(crate) fn open_page(&self) -> PathBuf {
+        self.dir.join("open.html")
+    }
+
+    /// Blocks until this process holds the alias's lock (released on drop).
+    pub(crate) fn lock(&self) -> Result<Flock<File>> {
+        self.ensure()?;
+        let path = self.dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(PRIVATE_FILE)
+            .open(&path)
+            .with_context(|| format!("could not open {}", path.display()))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .context("could not lock the alias's state")
+    }
+
+    pub(crate) fn read_session(&self) -> Result<Option<Session>> {
+        let Some(bytes) = fsutil::read_optional(&self.session_path())? else {
+            return Ok(None);
+        };
+        // A session file from an older or crashed jssh is as good as none.
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    pub(crate) fn write_session(&self, session: &Session) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(session).context("could not encode the session")?;
+        fsutil::write_atomic(&self.session_path(), &bytes, PRIVATE_FILE)
+            .with_context(|| format!("could not write {}", self.session_path().display()))?;
+        Ok(())
+    }
+
+    pub(crate) fn write_pid(&self, pid: u32) -> Result<()> {
+        fsutil::write_atomic(&self.pid_path(), format!("{pid}\n").as_bytes(), PRIVATE_FILE).map(|_| ())
+    }
+
+    /// The live supervisor's pid. A pidfile whose process is gone (a crash, a reboot) or is
+    /// something else now is removed.
+    pub(crate) fn live_supervisor(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.pid_path()).ok()?;
+        let pid = text.trim().parse().ok()?;
+        if is_supervisor(pid) {
+            Some(pid)
+        } else {
+            let _ = fs::remove_file(self.pid_path());
+            None
+        }
+    }
+
+    /// Forgets the session (after `down`); the remembered port and the log stay.
+    pub(crate) fn clear(&self) {
+        for path in [self.session_path(), self.pid_path(), self.open_page()] {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    pub(crate) fn remembered_port(&self) -> Option<u16> {
+        fs::read_to_string(self.dir.join("port")).ok()?.trim().parse().ok()
+    }
+
+    pub(crate) fn remember_port(&self, port: u16) -> Result<()> {
+        fsutil::write_atomic(&self.dir.join("port"), format!("{port}\n").as_bytes(), PRIVATE_FILE).map(|_| ())
+    }
+}
+
+/// Whether `pid` is alive (not a zombie: PID 1 may reap slowly) and is a jssh supervisor.
+pub(crate) fn is_supervisor(pid: u32) -> bool {
+    alive(pid)
+        && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|w| w == b"supervise"))
+}
+
+/// Whether a process exists and is not a zombie.
+pub(crate) fn alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself contain spaces.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|s| s != "Z" && s != "X")
+}

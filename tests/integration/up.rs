@@ -1,0 +1,373 @@
+//! `jssh up`/`down`/`status`/`url` against a real sshd, real tmux and a real Jupyter from the
+//! pinned venv: the URL works, the tunnel heals, nothing is left behind.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::fixture::{Client, Sshd};
+use crate::util::{jssh, jssh_std, stderr, stdout};
+
+/// The pinned Jupyter venv that `scripts/install-deps` makes.
+fn venv() -> String {
+    let venv = std::env::var("JSSH_TEST_VENV").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/jssh-test-venv")
+    });
+    assert!(
+        Path::new(&venv).join("bin/jupyter").exists(),
+        "no Jupyter venv at {venv}: run scripts/install-deps"
+    );
+    venv
+}
+
+/// A fixture with `alias` set up and its remote environment pointed at the venv.
+fn ready_host(alias: &str) -> (Sshd, Client) {
+    let sshd = Sshd::start();
+    let client = Client::new(&sshd);
+    let out = jssh(&client)
+        .args([
+            "setup",
+            alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &sshd.port().to_string(),
+            "--no-passphrase",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "setup: {}", stderr(&out));
+    (sshd, client)
+}
+
+fn up(client: &Client, alias: &str, extra: &[&str]) -> String {
+    let out = jssh(client)
+        .args(["up", alias, "-d", "--timeout", "90", "--env"])
+        .arg(format!("venv:{}", venv()))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "up: {}{}", stdout(&out), stderr(&out));
+    stdout(&out).lines().last().unwrap().to_owned()
+}
+
+/// `(port, token)` from a printed URL.
+fn parse_url(url: &str) -> (u16, String) {
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("not a loopback URL: {url}"));
+    let port = rest.split('/').next().unwrap().parse().unwrap();
+    let token = url.split("token=").nth(1).unwrap().to_owned();
+    (port, token)
+}
+
+/// A plain HTTP GET; the status code, or 0 when nothing answered.
+fn get(port: u16, path: &str, token: Option<&str>) -> u16 {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: token {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn body(port: u16, path: &str, token: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf
+}
+
+/// Waits until the URL answers 200; returns how long that took.
+fn answers_within(client: &Client, port: u16, token: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if get(port, "/api/status", Some(token)) == 200 {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = fs::read_dir(client.state_dir())
+        .unwrap()
+        .flatten()
+        .map(|d| fs::read_to_string(d.path().join("supervisor.log")).unwrap_or_default())
+        .collect::<String>();
+    panic!("the URL did not answer within {limit:?}; supervisor log:\n{log}");
+}
+
+/// Live (non-zombie) processes whose command line contains `needle` and all of `also`.
+fn processes(needle: &str, also: &[&str]) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if !zombie && cmdline.contains(needle) && also.iter().all(|a| cmdline.contains(a)) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+fn tunnel_ssh(client: &Client) -> Vec<(u32, String)> {
+    processes(&client.root().display().to_string(), &["ssh", " -N "])
+}
+
+fn supervisors(client: &Client) -> Vec<(u32, String)> {
+    processes(&client.root().display().to_string(), &["supervise"])
+}
+
+fn status(client: &Client, alias: &str) -> serde_json::Value {
+    let out = jssh(client).args(["status", alias, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
+fn remote_sessions(client: &Client, alias: &str) -> String {
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(client.ssh_config())
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "--",
+            alias,
+            "tmux -L jssh list-sessions -F '#{session_name}' 2>/dev/null; true",
+        ])
+        .output()
+        .unwrap();
+    stdout(&out)
+}
+
+fn kill(pid: u32, signal: &str) {
+    Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
+}
+
+#[test]
+fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
+    let (sshd, client) = ready_host("nb");
+    let url = up(&client, "nb", &[]);
+    let (port, token) = parse_url(&url);
+    assert_eq!(get(port, "/api/status", Some(&token)), 200);
+    assert_eq!(get(port, "/api/status", None), 403, "the token is enforced");
+
+    // The local listener is bound to loopback only (/proc/net/tcp: 0100007F = 127.0.0.1).
+    let tcp = fs::read_to_string("/proc/net/tcp").unwrap();
+    let hex = format!(":{port:04X} ");
+    let listeners: Vec<&str> = tcp
+        .lines()
+        .filter(|l| l.contains(&hex) && l.split_whitespace().nth(3) == Some("0A"))
+        .collect();
+    assert!(
+        !listeners.is_empty()
+            && listeners
+                .iter()
+                .all(|l| l.split_whitespace().nth(1).unwrap().starts_with("0100007F")),
+        "{listeners:?}"
+    );
+    assert!(
+        fs::read_to_string("/proc/net/tcp6")
+            .unwrap()
+            .lines()
+            .all(|l| !l.contains(&hex) || l.split_whitespace().nth(3) != Some("0A"))
+    );
+
+    // The token is in no process's argv, local or remote (they share this machine).
+    assert!(
+        processes(&token, &[]).is_empty(),
+        "token in argv: {:?}",
+        processes(&token, &[])
+    );
+
+    let st = status(&client, "nb");
+    assert_eq!(st["state"], "up", "{st}");
+    assert_eq!(st["local_port"], port);
+    assert!(
+        st["remote_port"].as_u64().is_some() && st["remote_pid"].as_u64().is_some(),
+        "{st}"
+    );
+    assert_eq!(st["url"], url.as_str());
+    let url_out = jssh(&client).args(["url", "nb"]).output().unwrap();
+    assert_eq!(stdout(&url_out).trim(), url);
+
+    // A second `up` reuses the server, quickly.
+    let start = Instant::now();
+    assert_eq!(up(&client, "nb", &[]), url);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "warm up took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(supervisors(&client).len(), 1);
+
+    let out = jssh(&client).args(["down", "nb"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(get(port, "/api/status", Some(&token)), 0, "port closed");
+    assert!(
+        supervisors(&client).is_empty() && tunnel_ssh(&client).is_empty(),
+        "processes left"
+    );
+    assert_eq!(remote_sessions(&client, "nb").trim(), "", "remote tmux session gone");
+    assert!(
+        !sshd.home().join(".jssh/run/jssh-nb").exists(),
+        "token file and run dir removed"
+    );
+    assert_eq!(status(&client, "nb")["state"], "down");
+}
+
+#[test]
+fn tunnel_heals_after_ssh_kill_outage_jupyter_crash_and_supervisor_crash() {
+    let (mut sshd, client) = ready_host("heal");
+    let url = up(&client, "heal", &[]);
+    let (port, token) = parse_url(&url);
+
+    // kill -9 of the tunnel's ssh: back within 2 s.
+    let ssh = tunnel_ssh(&client);
+    assert_eq!(ssh.len(), 1, "{ssh:?}");
+    kill(ssh[0].0, "-KILL");
+    answers_within(&client, port, &token, Duration::from_secs(2));
+    assert!(status(&client, "heal")["reconnects"].as_u64().unwrap() >= 1);
+
+    // A 5 s sshd outage (listener gone, the tunnel's connection cut): back within 3 s of the restart.
+    sshd.stop_listener();
+    for (pid, _) in tunnel_ssh(&client) {
+        kill(pid, "-KILL");
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    sshd.restart();
+    answers_within(&client, port, &token, Duration::from_secs(3));
+
+    // The remote Jupyter killed: restarted and answering again.
+    let pid = status(&client, "heal")["remote_pid"].as_u64().unwrap();
+    kill(u32::try_from(pid).unwrap(), "-KILL");
+    answers_within(&client, port, &token, Duration::from_secs(30));
+    assert_eq!(status(&client, "heal")["restarts"], 1);
+
+    // The supervisor killed: `up` recovers the same server on the same port.
+    let remote_pid = status(&client, "heal")["remote_pid"].clone();
+    let sup = supervisors(&client);
+    assert_eq!(sup.len(), 1, "{sup:?}");
+    kill(sup[0].0, "-KILL");
+    for (pid, _) in tunnel_ssh(&client) {
+        kill(pid, "-KILL");
+    }
+    assert_eq!(up(&client, "heal", &[]), url, "same port and token");
+    assert_eq!(status(&client, "heal")["remote_pid"], remote_pid, "same server");
+    let out = jssh(&client).args(["down", "heal"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn concurrent_ups_share_one_server() {
+    let (_sshd, client) = ready_host("two");
+    let spawn = || {
+        let mut cmd = jssh_std(&client);
+        cmd.args(["up", "two", "-d", "--timeout", "90", "--env"])
+            .arg(format!("venv:{}", venv()));
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{}{}", stderr(&a), stderr(&b));
+    assert_eq!(stdout(&a).lines().last(), stdout(&b).lines().last(), "one URL");
+    assert_eq!(supervisors(&client).len(), 1, "one supervisor");
+    assert_eq!(remote_sessions(&client, "two").lines().count(), 1, "one server");
+    jssh(&client).args(["down", "two"]).assert().success();
+}
+
+#[test]
+fn socket_mode_keep_remote_and_a_literal_dir() {
+    let (sshd, client) = ready_host("sock");
+    let pwned = client.root().join("pwned");
+    let dir = client.root().join(format!("a b; $(touch {})", pwned.display()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("marker.txt"), "hi").unwrap();
+    let url = up(&client, "sock", &["--socket", "--dir", &dir.display().to_string()]);
+    let (port, token) = parse_url(&url);
+    assert_eq!(get(port, "/api/status", Some(&token)), 200);
+    let listing = body(port, "/api/contents", &token);
+    assert!(
+        listing.contains("marker.txt"),
+        "root_dir is the literal --dir: {listing}"
+    );
+    assert!(!pwned.exists(), "the --dir was executed by a shell");
+    let st = status(&client, "sock");
+    let socket = st["remote_socket"].as_str().unwrap().to_owned();
+    assert!(socket.starts_with(&sshd.home().display().to_string()), "{st}");
+    let mode = |p: &str| std::os::unix::fs::PermissionsExt::mode(&fs::metadata(p).unwrap().permissions()) & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(Path::new(&socket).parent().unwrap().to_str().unwrap()), 0o700);
+
+    let out = jssh(&client).args(["down", "sock", "--keep-remote"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(get(port, "/api/status", Some(&token)), 0);
+    assert_eq!(status(&client, "sock")["state"], "remote-only");
+    let out = jssh(&client).args(["down", "sock"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status(&client, "sock")["state"], "down");
+}
+
+#[test]
+fn bad_input_and_missing_parts_are_explained() {
+    let (_sshd, client) = ready_host("bad");
+    let out = jssh(&client).args(["up", "nosuch", "-d"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("known: bad") && stderr(&out).contains("jssh setup"),
+        "{}",
+        stderr(&out)
+    );
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let out = jssh(&client)
+        .args(["up", "bad", "-d", "--port", &port])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is busy"), "{}", stderr(&out));
+
+    // No --env: the login shell's PATH has no Jupyter here.
+    let out = jssh(&client)
+        .args(["up", "bad", "-d", "--env", "venv:/nonexistent/venv"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no jupyter in the venv"), "{}", stderr(&out));
+    assert!(
+        supervisors(&client).is_empty() && tunnel_ssh(&client).is_empty(),
+        "nothing half-started left"
+    );
+    assert_eq!(remote_sessions(&client, "bad").trim(), "");
+}
