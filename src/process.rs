@@ -7,7 +7,17 @@ use std::fmt;
 use std::io::Write;
 use std::process::{Command, ExitStatus, Output, Stdio};
 
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+
 use anyhow::{Context, Result, bail};
+use nix::fcntl::OFlag;
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 /// A command to run, built as data.
 #[derive(Debug, Clone)]
@@ -133,6 +143,86 @@ impl Cmd {
         } else {
             anyhow::anyhow!("`{self}` failed ({}): {stderr}", out.status)
         }
+    }
+}
+
+/// A child started by [`Cmd::spawn_clean`]; the owner waits for it.
+#[derive(Debug)]
+pub(crate) struct CleanChild {
+    pid: Pid,
+}
+
+impl CleanChild {
+    /// `Some(why it ended)` once it has exited (reaped), `None` while it runs.
+    pub(crate) fn try_wait(&self) -> Result<Option<String>> {
+        let status = waitpid(self.pid, Some(WaitPidFlag::WNOHANG)).context("could not wait for a child")?;
+        Ok(match status {
+            WaitStatus::Exited(_, code) => Some(format!("exited {code}")),
+            WaitStatus::Signaled(_, signal, _) => Some(format!("killed by {signal}")),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn signal(&self, signal: Signal) {
+        // It may have exited already; the caller reaps it either way.
+        let _ = kill(self.pid, signal);
+    }
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).context("an argument contains a NUL byte")
+}
+
+impl Cmd {
+    /// Spawns with an empty signal mask and default signal dispositions, stdin and stdout on
+    /// /dev/null and stderr on `stderr`. A caller that blocks signals for a signalfd needs this:
+    /// std's `Command` passes the blocked mask on, and an ssh that blocks SIGTERM cannot be
+    /// stopped gracefully.
+    pub(crate) fn spawn_clean(&self, stderr: BorrowedFd<'_>) -> Result<CleanChild> {
+        let name = self.program.to_string_lossy();
+        let path = which::which(&self.program)
+            .map_err(|_| anyhow::anyhow!("{name} not found on PATH: install {}", package_for(&name)))?;
+        let argv = std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| cstring(a.as_bytes()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut env: Vec<CString> = Vec::new();
+        for (k, v) in std::env::vars_os().filter(|(k, _)| !self.envs.iter().any(|(ek, _)| ek == k)) {
+            env.push(cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+        }
+        for (k, v) in &self.envs {
+            env.push(cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+        }
+        let mut attr = PosixSpawnAttr::init().context("posix_spawnattr_init failed")?;
+        let mut defaults = SigSet::empty();
+        for signal in [
+            Signal::SIGPIPE,
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGCHLD,
+        ] {
+            defaults.add(signal);
+        }
+        attr.set_sigmask(&SigSet::empty())
+            .context("could not clear the signal mask")?;
+        attr.set_sigdefault(&defaults)
+            .context("could not reset signal dispositions")?;
+        attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF)
+            .context("could not set spawn flags")?;
+        let mut actions = PosixSpawnFileActions::init().context("posix_spawn_file_actions_init failed")?;
+        actions
+            .add_open(0, "/dev/null", OFlag::O_RDONLY, Mode::empty())
+            .context("could not redirect stdin")?;
+        actions
+            .add_open(1, "/dev/null", OFlag::O_WRONLY, Mode::empty())
+            .context("could not redirect stdout")?;
+        actions
+            .add_dup2(stderr.as_raw_fd(), 2)
+            .context("could not redirect stderr")?;
+        let pid = posix_spawn(path.as_path(), &actions, &attr, &argv, &env)
+            .with_context(|| format!("could not start `{self}`"))?;
+        Ok(CleanChild { pid })
     }
 }
 

@@ -8,17 +8,16 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::Pid;
 
 use crate::cmd::Ctx;
 use crate::probe::{self, Probe};
+use crate::process::CleanChild;
 use crate::remote::{self, JupyterSpec, LaunchEvent};
 use crate::ssh::parse_resolved;
 use crate::state::{Phase, RunDir, Session};
@@ -74,7 +73,7 @@ struct Supervisor<'a> {
     session: Session,
     log: File,
     foreground: bool,
-    child: Option<Child>,
+    child: Option<CleanChild>,
     link: Link,
     attempt: u32,
     restarts: VecDeque<Instant>,
@@ -196,15 +195,7 @@ impl Supervisor<'_> {
             .ctx
             .ssh
             .tunnel(&self.alias, self.session.local_port, &self.session.remote_end());
-        let stderr = self.log.try_clone().context("could not share the log with ssh")?;
-        let child = cmd
-            .command()?
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .with_context(|| format!("could not start `{cmd}`"))?;
-        self.child = Some(child);
+        self.child = Some(cmd.spawn_clean(self.log.as_fd())?);
         Ok(())
     }
 
@@ -221,9 +212,7 @@ impl Supervisor<'_> {
             Link::Connecting { lost, .. } => lost.unwrap_or(now),
             Link::Waiting { lost, .. } => lost,
         };
-        let why = status
-            .code()
-            .map_or_else(|| format!("ssh killed by {status}"), |c| format!("ssh exited {c}"));
+        let why = format!("ssh {status}");
         if matches!(self.link, Link::Up { .. }) {
             self.event(&format!("tunnel lost: {why}"));
         } else {
@@ -429,18 +418,19 @@ impl Supervisor<'_> {
 
     /// TERM, a grace period, then KILL; always reaped, so no orphan and no zombie.
     fn stop_child(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
-        let _ = kill(pid, Signal::SIGTERM);
+        let Some(child) = self.child.take() else { return };
+        child.signal(Signal::SIGTERM);
         let deadline = Instant::now() + GRACE;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Ok(Some(_)) | Err(_) = child.try_wait() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        child.signal(Signal::SIGKILL);
+        while let Ok(None) = child.try_wait() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 

@@ -61,8 +61,13 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
     let run = RunDir::new(&ctx.paths, &args.alias);
     let lock = run.lock()?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    if let (Some(session), Some(pid)) = (run.read_session()?, run.live_supervisor()) {
-        return reuse(args, &run, &session, pid, deadline);
+    if let Some(pid) = run.live_supervisor() {
+        match run.read_session()? {
+            Some(session) => return reuse(args, &run, &session, pid, deadline),
+            // A supervisor whose session file is unreadable (e.g. from another jssh version)
+            // would fight a new one for the port.
+            None => stop_supervisor(&run, pid)?,
+        }
     }
 
     let interactive = std::io::stdin().is_terminal();
@@ -219,6 +224,8 @@ fn read_events(launch: &mut Child) -> Receiver<LaunchEvent> {
     let (tx, rx) = mpsc::channel();
     if let Some(stdout) = launch.stdout.take() {
         std::thread::spawn(move || {
+            // Signals are for the main thread (a foreground `up` waits out Ctrl-C there).
+            let _ = all_signals().thread_block();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(event) = LaunchEvent::parse(&line)
                     && tx.send(event).is_err()
@@ -379,14 +386,19 @@ fn remote_log_tail(ctx: &Ctx, alias: &crate::target::Alias, session: &str) -> Op
     (!tail.is_empty()).then(|| format!("the remote Jupyter log ends:\n{}", for_terminal(&tail)))
 }
 
+/// The signals that stop jssh.
+fn all_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set
+}
+
 /// Waits for the foreground supervisor (it gets Ctrl-C itself; jssh only waits) and says what
 /// is left running.
 fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child) -> Result<ExitCode> {
-    let mut interrupt = SigSet::empty();
-    interrupt.add(Signal::SIGINT);
-    interrupt.add(Signal::SIGTERM);
-    interrupt.add(Signal::SIGHUP);
-    interrupt.thread_block().context("could not block signals")?;
+    all_signals().thread_block().context("could not block signals")?;
     println!("Ctrl-C stops the tunnel; the server keeps running on {}", args.alias);
     let status = supervisor.wait().context("could not wait for the supervisor")?;
     if args.stop_remote {
