@@ -47,7 +47,10 @@ pub(crate) fn api_status(port: u16, token: Option<&str>, timeout: Duration) -> P
         .unwrap_or_default();
     let request = format!("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n");
     if let Err(e) = stream.write_all(request.as_bytes()) {
-        return Probe::Other(e.to_string());
+        return match e.kind() {
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => Probe::Closed,
+            _ => Probe::Other(e.to_string()),
+        };
     }
     let mut buf = [0u8; 256];
     let mut got = 0;
