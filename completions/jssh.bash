@@ -22,6 +22,9 @@ _jssh() {
             jssh,completions)
                 cmd="jssh__subcmd__completions"
                 ;;
+            jssh,doctor)
+                cmd="jssh__subcmd__doctor"
+                ;;
             jssh,down)
                 cmd="jssh__subcmd__down"
                 ;;
@@ -31,6 +34,9 @@ _jssh() {
             jssh,hosts)
                 cmd="jssh__subcmd__hosts"
                 ;;
+            jssh,jupyter)
+                cmd="jssh__subcmd__jupyter"
+                ;;
             jssh,logs)
                 cmd="jssh__subcmd__logs"
                 ;;
@@ -39,6 +45,9 @@ _jssh() {
                 ;;
             jssh,open)
                 cmd="jssh__subcmd__open"
+                ;;
+            jssh,password)
+                cmd="jssh__subcmd__password"
                 ;;
             jssh,setup)
                 cmd="jssh__subcmd__setup"
@@ -61,6 +70,9 @@ _jssh() {
             jssh__subcmd__help,completions)
                 cmd="jssh__subcmd__help__subcmd__completions"
                 ;;
+            jssh__subcmd__help,doctor)
+                cmd="jssh__subcmd__help__subcmd__doctor"
+                ;;
             jssh__subcmd__help,down)
                 cmd="jssh__subcmd__help__subcmd__down"
                 ;;
@@ -70,6 +82,9 @@ _jssh() {
             jssh__subcmd__help,hosts)
                 cmd="jssh__subcmd__help__subcmd__hosts"
                 ;;
+            jssh__subcmd__help,jupyter)
+                cmd="jssh__subcmd__help__subcmd__jupyter"
+                ;;
             jssh__subcmd__help,logs)
                 cmd="jssh__subcmd__help__subcmd__logs"
                 ;;
@@ -78,6 +93,9 @@ _jssh() {
                 ;;
             jssh__subcmd__help,open)
                 cmd="jssh__subcmd__help__subcmd__open"
+                ;;
+            jssh__subcmd__help,password)
+                cmd="jssh__subcmd__help__subcmd__password"
                 ;;
             jssh__subcmd__help,setup)
                 cmd="jssh__subcmd__help__subcmd__setup"
@@ -101,7 +119,7 @@ _jssh() {
 
     case "${cmd}" in
         jssh)
-            opts="-h -V --ssh-config --connect-timeout --help --version setup up down status attach logs url open hosts completions man supervise help"
+            opts="-h -V --ssh-config --connect-timeout --help --version setup up down status attach logs url open jupyter password doctor hosts completions man supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,6 +217,39 @@ _jssh() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        jssh__subcmd__doctor)
+            opts="-h -V --json --ssh-config --connect-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ssh-config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         jssh__subcmd__down)
             opts="-h -V --all --keep-remote --ssh-config --connect-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -233,7 +284,7 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__help)
-            opts="setup up down status attach logs url open hosts completions man supervise help"
+            opts="setup up down status attach logs url open jupyter password doctor hosts completions man supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -261,6 +312,20 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        jssh__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -316,6 +381,20 @@ _jssh() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        jssh__subcmd__help__subcmd__jupyter)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         jssh__subcmd__help__subcmd__logs)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -345,6 +424,20 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__help__subcmd__open)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        jssh__subcmd__help__subcmd__password)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -435,6 +528,47 @@ _jssh() {
                 return 0
             fi
             case "${prev}" in
+                --ssh-config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        jssh__subcmd__jupyter)
+            opts="-h -V --dir --allow-remote-access --env --ssh-config --connect-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --ssh-config)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -560,8 +694,41 @@ _jssh() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        jssh__subcmd__password)
+            opts="-h -V --clear --stdin --ssh-config --connect-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ssh-config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         jssh__subcmd__setup)
-            opts="-l -p -J -i -n -h -V --host --user --port --jump --identity --no-passphrase --no-copy-id --dry-run --force --remove --ssh-config --connect-timeout --help --version"
+            opts="-l -p -J -i -n -h -V --host --user --port --env --jump --identity --no-passphrase --no-copy-id --dry-run --force --remove --ssh-config --connect-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -584,6 +751,10 @@ _jssh() {
                     return 0
                     ;;
                 -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -818,7 +989,7 @@ _jssh_with_aliases() {
     local cur="${COMP_WORDS[COMP_CWORD]}"
     [[ $cur == -* || $COMP_CWORD -lt 2 ]] && return 0
     case "${COMP_WORDS[1]}" in
-        setup|up|down|status|attach|logs|url|open|supervise) ;;
+        setup|up|down|status|attach|logs|url|open|jupyter|password|doctor|supervise) ;;
         *) return 0 ;;
     esac
     if [[ $COMP_CWORD -eq 2 || " ${COMPREPLY[*]} " == *" <ALIAS> "* ]]; then

@@ -36,6 +36,9 @@ complete -c jssh -n "__fish_jssh_needs_command" -f -a "attach" -d 'Attach to the
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "logs" -d 'Show the supervisor\'s log, or the remote Jupyter\'s'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "url" -d 'Print just the URL (with its token), for scripts'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "open" -d 'Open the URL in a browser (through a private page, so the token is in no argv)'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "jupyter" -d 'Configure the remote Jupyter: jssh\'s own config file (never your default one).'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "password" -d 'Set (or clear) a Jupyter password on ALIAS, hashed there with argon2'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "doctor" -d 'Check everything between you and a working notebook; each ✗ comes with its fix'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "hosts" -d 'List the configured host aliases'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "completions" -d 'Print a shell completion script (it completes host aliases too).'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "man" -d 'Print a man page (roff) to standard output'
@@ -44,6 +47,7 @@ complete -c jssh -n "__fish_jssh_needs_command" -f -a "help" -d 'Print this mess
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l host -d 'The server\'s DNS name or IP address' -r -f -a "(__fish_print_hostnames)"
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s l -l user -d 'Remote login name (default: your local login name)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s p -l port -d 'Remote sshd port (default 22)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand setup" -l env -d 'How the remote finds Jupyter (saved for ALIAS): venv:PATH, conda:NAME, module:NAME[,…], pre:SNIPPET' -r
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s J -l jump -d 'Jump host(s) to go through: [USER@]HOST[:PORT][,…] (ssh\'s ProxyJump)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s i -l identity -d 'Private key to use (created if missing; default: jssh_ed25519 beside the ssh config)' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
@@ -57,7 +61,7 @@ complete -c jssh -n "__fish_jssh_using_subcommand setup" -s h -l help -d 'Print 
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -s p -l port -d 'Local port (default: the last one used for ALIAS, else 8888, else any free one)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l dir -d 'Jupyter\'s root directory on the remote (`~/` is the remote home)' -r
-complete -c jssh -n "__fish_jssh_using_subcommand up" -l env -d 'How the remote finds Jupyter: venv:PATH or pre:SHELL-SNIPPET (repeatable; saved for ALIAS)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l env -d 'How the remote finds Jupyter: venv:PATH, conda:NAME, module:NAME[,…] or pre:SHELL-SNIPPET (repeatable, in order; saved for ALIAS)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l timeout -d 'Give up if Jupyter does not answer within this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
@@ -97,6 +101,24 @@ complete -c jssh -n "__fish_jssh_using_subcommand open" -l ssh-config -d 'The Op
 complete -c jssh -n "__fish_jssh_using_subcommand open" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand open" -s h -l help -d 'Print help'
 complete -c jssh -n "__fish_jssh_using_subcommand open" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l dir -d 'Jupyter\'s root directory on the remote (`~/` is the remote home)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l env -d 'How the remote finds Jupyter (saved for ALIAS): venv:PATH, conda:NAME, module:NAME[,…], pre:SNIPPET' -r
+complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l allow-remote-access -d 'Listen on all interfaces, not only 127.0.0.1 (refused unless a password is set)'
+complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand password" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand password" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand password" -l clear -d 'Remove the password (the token keeps working)'
+complete -c jssh -n "__fish_jssh_using_subcommand password" -l stdin -d 'Read the password from the first line of standard input instead of prompting (scripts)'
+complete -c jssh -n "__fish_jssh_using_subcommand password" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c jssh -n "__fish_jssh_using_subcommand password" -s V -l version -d 'Print version'
+complete -c jssh -n "__fish_jssh_using_subcommand doctor" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
+complete -c jssh -n "__fish_jssh_using_subcommand doctor" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand doctor" -l json -d 'Print JSON: one object per check'
+complete -c jssh -n "__fish_jssh_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand hosts" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand hosts" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand hosts" -l json -d 'Print JSON: an array of profiles'
@@ -116,19 +138,22 @@ complete -c jssh -n "__fish_jssh_using_subcommand supervise" -l connect-timeout 
 complete -c jssh -n "__fish_jssh_using_subcommand supervise" -l foreground
 complete -c jssh -n "__fish_jssh_using_subcommand supervise" -s h -l help -d 'Print help'
 complete -c jssh -n "__fish_jssh_using_subcommand supervise" -s V -l version -d 'Print version'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "setup" -d 'Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "up" -d 'Start Jupyter on ALIAS in a detached tmux session and forward it to 127.0.0.1.'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "down" -d 'Stop the tunnel and (unless --keep-remote) the remote Jupyter'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "status" -d 'Show tunnels and servers: up, reconnecting, down, or remote-only'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "attach" -d 'Attach to the remote Jupyter\'s tmux session (detach again with Ctrl-b d)'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "logs" -d 'Show the supervisor\'s log, or the remote Jupyter\'s'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "url" -d 'Print just the URL (with its token), for scripts'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "open" -d 'Open the URL in a browser (through a private page, so the token is in no argv)'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "hosts" -d 'List the configured host aliases'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "completions" -d 'Print a shell completion script (it completes host aliases too).'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "man" -d 'Print a man page (roff) to standard output'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "supervise" -d 'Run the tunnel supervisor for ALIAS (started by `jssh up`)'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open hosts completions man supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "setup" -d 'Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "up" -d 'Start Jupyter on ALIAS in a detached tmux session and forward it to 127.0.0.1.'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "down" -d 'Stop the tunnel and (unless --keep-remote) the remote Jupyter'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "status" -d 'Show tunnels and servers: up, reconnecting, down, or remote-only'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "attach" -d 'Attach to the remote Jupyter\'s tmux session (detach again with Ctrl-b d)'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "logs" -d 'Show the supervisor\'s log, or the remote Jupyter\'s'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "url" -d 'Print just the URL (with its token), for scripts'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "open" -d 'Open the URL in a browser (through a private page, so the token is in no argv)'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "jupyter" -d 'Configure the remote Jupyter: jssh\'s own config file (never your default one).'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "password" -d 'Set (or clear) a Jupyter password on ALIAS, hashed there with argon2'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "doctor" -d 'Check everything between you and a working notebook; each ✗ comes with its fix'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "hosts" -d 'List the configured host aliases'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "completions" -d 'Print a shell completion script (it completes host aliases too).'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "man" -d 'Print a man page (roff) to standard output'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "supervise" -d 'Run the tunnel supervisor for ALIAS (started by `jssh up`)'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor hosts completions man supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
 # Host aliases come from jssh itself, so they are always current.
-complete -c jssh -n "__fish_seen_subcommand_from setup up down status attach logs url open supervise" -f -a "(jssh hosts --names 2>/dev/null)" -d 'host alias'
+complete -c jssh -n "__fish_seen_subcommand_from setup up down status attach logs url open jupyter password doctor supervise" -f -a "(jssh hosts --names 2>/dev/null)" -d 'host alias'

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use clap_complete::Shell;
 
-use crate::remote::EnvSpec;
+use crate::envspec::EnvSpec;
 use crate::target::{Alias, Hostname, Jump, UserName, parse_port};
 
 /// Jupyter on a remote server over your own OpenSSH, as if it were local.
@@ -49,6 +49,9 @@ pub(crate) enum Command {
     Url(AliasArg),
     /// Open the URL in a browser (through a private page, so the token is in no argv).
     Open(AliasArg),
+    Jupyter(JupyterArgs),
+    Password(PasswordArgs),
+    Doctor(DoctorArgs),
     Hosts(HostsArgs),
     Completions(CompletionsArgs),
     Man(ManArgs),
@@ -82,6 +85,10 @@ pub(crate) struct SetupArgs {
     #[arg(long, short = 'p', value_parser = parse_port)]
     pub(crate) port: Option<u16>,
 
+    /// How the remote finds Jupyter (saved for ALIAS): venv:PATH, conda:NAME, module:NAME[,…], pre:SNIPPET.
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) env: Vec<EnvSpec>,
+
     /// Jump host(s) to go through: [USER@]HOST[:PORT][,…] (ssh's ProxyJump).
     #[arg(long, short = 'J', value_name = "[USER@]HOST[:PORT][,…]")]
     pub(crate) jump: Option<Jump>,
@@ -107,7 +114,7 @@ pub(crate) struct SetupArgs {
     pub(crate) force: bool,
 
     /// Remove ALIAS's block and profile (the key and the server's authorized_keys line stay).
-    #[arg(long, conflicts_with_all = ["host", "user", "port", "jump", "identity", "no_passphrase", "no_copy_id", "force"])]
+    #[arg(long, conflicts_with_all = ["host", "user", "port", "jump", "identity", "no_passphrase", "no_copy_id", "force", "env"])]
     pub(crate) remove: bool,
 }
 
@@ -146,7 +153,7 @@ pub(crate) struct UpArgs {
     #[arg(long)]
     pub(crate) socket: bool,
 
-    /// How the remote finds Jupyter: venv:PATH or pre:SHELL-SNIPPET (repeatable; saved for ALIAS).
+    /// How the remote finds Jupyter: venv:PATH, conda:NAME, module:NAME[,…] or pre:SHELL-SNIPPET (repeatable, in order; saved for ALIAS).
     #[arg(long, value_name = "SPEC")]
     pub(crate) env: Vec<EnvSpec>,
 
@@ -217,6 +224,65 @@ pub(crate) struct SuperviseArgs {
     pub(crate) alias: Alias,
     #[arg(long)]
     pub(crate) foreground: bool,
+}
+
+/// Configure the remote Jupyter: jssh's own config file (never your default one).
+///
+/// Creates your default Jupyter config if there is none (as `jupyter server --generate-config`
+/// does), then writes jssh's settings (listen on 127.0.0.1, no browser, --dir as the root
+/// directory) to `jssh_config.json` in the remote Jupyter config dir, which `jssh up` loads
+/// with --config. Detects whether the remote runs jupyter_server 2.x or the classic notebook.
+///
+/// Examples:
+///   jssh jupyter gpu --dir ~/projects
+///   jssh jupyter gpu --allow-remote-access   (after `jssh password gpu`)
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct JupyterArgs {
+    /// A host alias from `jssh setup`.
+    pub(crate) alias: Alias,
+
+    /// Jupyter's root directory on the remote (`~/` is the remote home).
+    #[arg(long)]
+    pub(crate) dir: Option<String>,
+
+    /// Listen on all interfaces, not only 127.0.0.1 (refused unless a password is set).
+    #[arg(long)]
+    pub(crate) allow_remote_access: bool,
+
+    /// How the remote finds Jupyter (saved for ALIAS): venv:PATH, conda:NAME, module:NAME[,…], pre:SNIPPET.
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) env: Vec<EnvSpec>,
+}
+
+/// Set (or clear) a Jupyter password on ALIAS, hashed there with argon2.
+///
+/// Prompts twice without echo; the password travels over ssh's stdin, never on a command
+/// line, and only its hash is stored (in jssh's remote config file, mode 0600). Afterwards
+/// the server accepts the password as well as jssh's token.
+#[derive(Debug, Args)]
+pub(crate) struct PasswordArgs {
+    /// A host alias from `jssh setup`.
+    pub(crate) alias: Alias,
+
+    /// Remove the password (the token keeps working).
+    #[arg(long)]
+    pub(crate) clear: bool,
+
+    /// Read the password from the first line of standard input instead of prompting (scripts).
+    #[arg(long, conflicts_with = "clear")]
+    pub(crate) stdin: bool,
+}
+
+/// Check everything between you and a working notebook; each ✗ comes with its fix.
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// The alias to check (default: local checks and every alias).
+    pub(crate) alias: Option<Alias>,
+
+    /// Print JSON: one object per check.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// List the configured host aliases.

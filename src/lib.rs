@@ -2,7 +2,9 @@
 
 mod cli;
 mod cmd;
+mod envspec;
 mod fsutil;
+mod jupyter;
 mod keys;
 mod paths;
 mod probe;

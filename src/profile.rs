@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::envspec::EnvSpec;
 use crate::fsutil;
-use crate::remote::EnvSpec;
+use crate::jupyter::JupyterInfo;
 use crate::target::{Alias, Hostname, Jump, UserName};
 
 /// Everything jssh knows about one host alias.
@@ -23,6 +24,13 @@ pub(crate) struct Profile {
     /// How the remote finds Jupyter (`--env`), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) env: Vec<EnvSpec>,
+    /// What `jssh jupyter`/`jssh password` learned about the remote Jupyter.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub(crate) jupyter: JupyterInfo,
+}
+
+fn is_default(info: &JupyterInfo) -> bool {
+    *info == JupyterInfo::default()
 }
 
 /// All profiles, kept sorted by alias so the rendered files are stable.
@@ -93,6 +101,7 @@ mod tests {
             jump: None,
             identity: "/k".into(),
             env: vec!["venv:~/v".parse().unwrap()],
+            jupyter: JupyterInfo::default(),
         }
     }
 

@@ -3,11 +3,10 @@
 //! log. Every value crosses the remote shell as a positional parameter quoted with
 //! shell-words, never spliced into script text, so a `--dir` like `$(touch x)` stays literal.
 
-use std::fmt::{self, Write as _};
-use std::str::FromStr;
+use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
-
+use crate::envspec::{EnvSpec, activation, remote_path};
+use crate::jupyter::{self, JupyterInfo};
 use crate::target::Alias;
 
 /// The tmux socket name jssh's sessions live on (never the user's own tmux server).
@@ -15,58 +14,6 @@ pub(crate) const TMUX_SOCKET: &str = "jssh";
 
 /// Exit status of the launch script when tmux is missing.
 pub(crate) const EXIT_NO_TMUX: i32 = 90;
-
-/// How the remote finds Jupyter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub(crate) enum EnvSpec {
-    /// A virtualenv (or any prefix with `bin/jupyter`); `~/` is the remote home.
-    Venv(String),
-    /// A shell snippet run as written, once, before Jupyter starts.
-    Pre(String),
-}
-
-impl FromStr for EnvSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once(':') {
-            Some(("venv", path)) if !path.trim().is_empty() => Ok(Self::Venv(path.to_owned())),
-            Some(("pre", snippet)) if !snippet.trim().is_empty() => Ok(Self::Pre(snippet.to_owned())),
-            _ => Err(format!("invalid --env {s:?}: use venv:PATH or pre:SHELL-SNIPPET")),
-        }
-    }
-}
-
-impl TryFrom<String> for EnvSpec {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl From<EnvSpec> for String {
-    fn from(e: EnvSpec) -> String {
-        e.to_string()
-    }
-}
-
-impl fmt::Display for EnvSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Venv(p) => write!(f, "venv:{p}"),
-            Self::Pre(s) => write!(f, "pre:{s}"),
-        }
-    }
-}
-
-/// A path for the remote shell: `~/rest` becomes `"$HOME"/'rest'`, anything else is quoted.
-fn remote_path(path: &str) -> String {
-    match path.strip_prefix("~/") {
-        Some(rest) => format!("\"$HOME\"/{}", shell_words::quote(rest)),
-        None if path == "~" => "\"$HOME\"".to_owned(),
-        None => shell_words::quote(path).into_owned(),
-    }
-}
 
 /// The tmux session (and run directory) name for an alias: tmux rewrites `.` in names.
 pub(crate) fn session_name(alias: &Alias) -> String {
@@ -81,37 +28,32 @@ pub(crate) struct JupyterSpec<'a> {
     pub(crate) socket: bool,
     pub(crate) dir: Option<&'a str>,
     pub(crate) env: &'a [EnvSpec],
+    pub(crate) info: &'a JupyterInfo,
 }
 
 /// The script the login shell runs inside tmux: environment, then `exec jupyter`. The token
-/// reaches Jupyter as a file named in the environment, never in argv.
+/// reaches Jupyter as a file named in the environment (jupyter_server) or as an environment
+/// variable read from that file (the classic notebook), never in argv.
 pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
     let run = format!("\"$HOME/.jssh/run/{}\"", spec.session);
-    let mut s = format!("export JUPYTER_TOKEN_FILE={run}/token\n");
-    for env in spec.env {
-        match env {
-            EnvSpec::Venv(path) => {
-                let p = remote_path(path);
-                let _ = write!(
-                    s,
-                    "[ -x {p}/bin/jupyter ] || {{ echo \"jssh: no jupyter in the venv \"{p}\" (--env venv:PATH)\" >&2; exit 127; }}\n\
-                     export VIRTUAL_ENV={p}; PATH={p}/bin:\"$PATH\"\n"
-                );
-            }
-            EnvSpec::Pre(snippet) => {
-                s.push_str(snippet);
-                s.push('\n');
-            }
-        }
-    }
+    let classic = spec.info.classic();
+    let names = jupyter::names(classic);
+    let app = names.app;
+    let mut s = if classic {
+        format!("JUPYTER_TOKEN=$(cat {run}/token); export JUPYTER_TOKEN\n")
+    } else {
+        format!("export JUPYTER_TOKEN_FILE={run}/token\n")
+    };
+    s.push_str(&activation(spec.env));
     s.push_str(
         "command -v jupyter >/dev/null 2>&1 || { echo \"jssh: jupyter not found on PATH=$PATH: install it \
-         (pip install jupyterlab) or point jssh at it with --env venv:PATH or --env pre:SNIPPET\" >&2; exit 127; }\n\
+         (pip install jupyterlab) or point jssh at it with --env (venv:PATH, conda:NAME, module:NAME, pre:SNIPPET)\" >&2; exit 127; }\n\
          set --\n\
          [ \"$(id -u)\" = 0 ] && { echo 'jssh: running as root: passing --allow-root' >&2; set -- --allow-root; }\n",
     );
+    s.push_str(&jupyter::up_arguments(spec.info));
     if let Some(dir) = spec.dir {
-        let _ = writeln!(s, "set -- \"$@\" --ServerApp.root_dir={}", remote_path(dir));
+        let _ = writeln!(s, "set -- \"$@\" --{app}.{}={}", names.root_dir, remote_path(dir));
     }
     if spec.socket {
         let _ = writeln!(
@@ -121,12 +63,22 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
     } else {
         let _ = writeln!(
             s,
-            "set -- \"$@\" --ServerApp.ip=127.0.0.1 --ServerApp.port=\"$(cat {run}/port)\" --ServerApp.port_retries=0"
+            "set -- \"$@\" --{app}.port=\"$(cat {run}/port)\" --{app}.port_retries=0"
         );
     }
-    let app = if spec.notebook { "notebook" } else { "lab" };
-    let _ = writeln!(s, "exec jupyter {app} --no-browser \"$@\"");
+    let ui = if spec.notebook || classic { "notebook" } else { "lab" };
+    let _ = writeln!(s, "exec jupyter {ui} --no-browser \"$@\"");
     s
+}
+
+/// Runs `script` in the user's login shell (so conda/module init in their profile applies);
+/// shells that are not POSIX-like (fish, csh) get `sh -l`.
+const LOGIN: &str = r#"case "${SHELL##*/}" in bash|zsh|sh|dash|ksh) s=$SHELL ;; *) s=/bin/sh ;; esac
+exec "$s" -l -c "$1""#;
+
+/// The remote command that runs `script` in the login shell.
+pub(crate) fn in_login_shell(script: &str) -> String {
+    sh(LOGIN, &[script])
 }
 
 /// Starts the session unless it runs, then reports and watches it. Lines on stdout:
@@ -134,7 +86,7 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
 /// is root (Jupyter then needs `--allow-root`), `home DIR`,
 /// `token HEX` (only on reuse when asked), then `.` every 0.2 s while the session lives, and
 /// `exited` plus `log LINE`s if it ends (only when watching). The new token arrives on stdin.
-const LAUNCH: &str = r#"name=$1 mode=$2 ports=$3 script=$4 want_token=$5 watch=$6
+const LAUNCH: &str = r#"name=$1 mode=$2 ports=$3 script=$4 want_token=$5 watch=$6 login=$7
 d="$HOME/.jssh/run/$name"
 command -v tmux >/dev/null 2>&1 || { echo "tmux not found on PATH=$PATH"; exit 90; }
 umask 077
@@ -160,9 +112,8 @@ else
         rm -f "$d/port" "$d/jupyter.sock"
     fi
     : > "$d/jupyter.log"
-    $t new-session -d -s "$name" -x 200 -y 50 sh -c '
-        case "${SHELL##*/}" in bash|zsh|sh|dash|ksh) s=$SHELL ;; *) s=/bin/sh ;; esac
-        exec "$s" -l -c "$1" >>"$2/jupyter.log" 2>&1' jssh-jupyter "$script" "$d" || exit 1
+    $t new-session -d -s "$name" -x 200 -y 50 sh -c "exec sh -c \"\$1\" jssh \"\$2\" >>\"\$3/jupyter.log\" 2>&1" \
+        jssh-jupyter "$login" "$script" "$d" || exit 1
     echo "started $port $(pane)"
 fi
 [ "$(id -u)" = 0 ] && echo root
@@ -218,6 +169,7 @@ pub(crate) fn launch(spec: &JupyterSpec<'_>, ports: &[u16], want_token: bool, wa
             &jupyter_script(spec),
             flag(want_token),
             flag(watch),
+            LOGIN,
         ],
     )
 }
@@ -307,6 +259,14 @@ pub(crate) fn parse_list(text: &str) -> Vec<RemoteSession> {
 mod tests {
     use super::*;
 
+    static MODERN: JupyterInfo = JupyterInfo {
+        server: None,
+        notebook: None,
+        lab: None,
+        password: false,
+        allow_remote_access: false,
+    };
+
     fn spec<'a>(dir: Option<&'a str>, env: &'a [EnvSpec]) -> JupyterSpec<'a> {
         JupyterSpec {
             session: "jssh-gpu",
@@ -314,6 +274,7 @@ mod tests {
             socket: false,
             dir,
             env,
+            info: &MODERN,
         }
     }
 
@@ -327,25 +288,6 @@ mod tests {
             .unwrap();
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
-    }
-
-    #[test]
-    fn env_specs_parse_and_print() {
-        assert_eq!("venv:~/v".parse::<EnvSpec>(), Ok(EnvSpec::Venv("~/v".into())));
-        assert_eq!(
-            "pre:module load x; echo 'a'".parse::<EnvSpec>().unwrap().to_string(),
-            "pre:module load x; echo 'a'"
-        );
-        for bad in ["venv:", "conda", "pre:  ", "x:y"] {
-            assert!(bad.parse::<EnvSpec>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn remote_paths_expand_only_a_leading_tilde() {
-        assert_eq!(remote_path("~/a b"), "\"$HOME\"/'a b'");
-        assert_eq!(remote_path("/x/$(y)"), "'/x/$(y)'");
-        assert_eq!(remote_path("~"), "\"$HOME\"");
     }
 
     #[test]

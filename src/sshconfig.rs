@@ -150,6 +150,7 @@ mod tests {
             jump: jump.map(|j| j.parse().unwrap()),
             identity: "/home/a/.ssh/jssh_ed25519".into(),
             env: Vec::new(),
+            jupyter: crate::jupyter::JupyterInfo::default(),
         }
     }
 

@@ -11,9 +11,10 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::envspec::EnvSpec;
 use crate::fsutil::{self, PRIVATE_FILE};
+use crate::jupyter::JupyterInfo;
 use crate::paths::Paths;
-use crate::remote::EnvSpec;
 use crate::ssh::RemoteEnd;
 use crate::target::Alias;
 
@@ -43,6 +44,8 @@ pub(crate) struct Session {
     pub(crate) notebook: bool,
     pub(crate) dir: Option<String>,
     pub(crate) env: Vec<EnvSpec>,
+    #[serde(default)]
+    pub(crate) jupyter: JupyterInfo,
     pub(crate) phase: Phase,
     pub(crate) started_unix: u64,
     pub(crate) reconnects: u32,
@@ -60,7 +63,11 @@ impl Session {
 
     /// The clickable URL (it carries the token, so it is only printed, never put in argv).
     pub(crate) fn url(&self) -> String {
-        let page = if self.notebook { "tree" } else { "lab" };
+        let page = if self.notebook || self.jupyter.classic() {
+            "tree"
+        } else {
+            "lab"
+        };
         format!("http://127.0.0.1:{}/{page}?token={}", self.local_port, self.token)
     }
 }

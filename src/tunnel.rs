@@ -394,6 +394,7 @@ impl Supervisor<'_> {
             socket: self.session.remote_socket.is_some(),
             dir: self.session.dir.as_deref(),
             env: &self.session.env,
+            info: &self.session.jupyter,
         };
         let ports: Vec<u16> = self.session.remote_port.into_iter().collect();
         let cmd = self

@@ -1,10 +1,13 @@
 //! One file per subcommand; this module dispatches and holds what several of them share.
 
 mod attach;
+mod doctor;
 mod down;
 mod generate;
 mod hosts;
+mod jupyter;
 mod logs;
+mod password;
 mod setup;
 mod status;
 mod up;
@@ -55,6 +58,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Logs(args) => ok(logs::run(&Ctx::new(&cli.global)?, &args)),
         Command::Url(args) => ok(url::print(&Ctx::new(&cli.global)?, &args.alias)),
         Command::Open(args) => ok(url::open(&Ctx::new(&cli.global)?, &args.alias)),
+        Command::Jupyter(args) => ok(jupyter::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Password(args) => ok(password::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Doctor(args) => doctor::run(&Ctx::new(&cli.global)?, &args),
         Command::Hosts(args) => ok(hosts::run(&Ctx::new(&cli.global)?, &args)),
         Command::Completions(args) => ok(generate::completions(args.shell)),
         Command::Man(args) => ok(generate::man(args.subcommand.as_deref())),

@@ -14,7 +14,6 @@ use crate::cli::SetupArgs;
 use crate::fsutil::{self, PRIVATE_FILE, ScratchDir};
 use crate::keys::{self, KeyPlan};
 use crate::profile::{Profile, Profiles};
-use crate::remote::EnvSpec;
 use crate::sanitize::for_terminal;
 use crate::ssh::{LoginFailure, Ssh, accepted_key, parse_resolved};
 use crate::sshconfig;
@@ -109,8 +108,8 @@ pub(crate) fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
     }
     let paths = &ctx.paths;
     let mut profiles = Profiles::load(&paths.hosts_file())?;
-    let existing_env = profiles.get(&args.alias).map(|p| p.env.clone()).unwrap_or_default();
-    let profile = new_profile(ctx, args, existing_env)?;
+    let existing = profiles.get(&args.alias).cloned();
+    let profile = new_profile(ctx, args, existing)?;
     if !args.force {
         refuse_user_alias(ctx, &args.alias)?;
     }
@@ -185,9 +184,9 @@ pub(crate) fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
     Ok(())
 }
 
-/// The validated profile this setup asks for, with defaults resolved; `existing_env` (set by
-/// `jssh up --env`) is kept.
-fn new_profile(ctx: &Ctx, args: &SetupArgs, existing_env: Vec<EnvSpec>) -> Result<Profile> {
+/// The validated profile this setup asks for, with defaults resolved. What other commands
+/// learned (`--env` unless given again, the Jupyter facts) is kept from `existing`.
+fn new_profile(ctx: &Ctx, args: &SetupArgs, existing: Option<Profile>) -> Result<Profile> {
     let user = match &args.user {
         Some(u) => u.clone(),
         None => local_user()?,
@@ -213,7 +212,12 @@ fn new_profile(ctx: &Ctx, args: &SetupArgs, existing_env: Vec<EnvSpec>) -> Resul
         port: args.port.unwrap_or(22),
         jump: args.jump.clone(),
         identity,
-        env: existing_env,
+        env: if args.env.is_empty() {
+            existing.as_ref().map(|p| p.env.clone()).unwrap_or_default()
+        } else {
+            args.env.clone()
+        },
+        jupyter: existing.map(|p| p.jupyter).unwrap_or_default(),
     })
 }
 

@@ -72,7 +72,7 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
 
     let interactive = std::io::stdin().is_terminal();
     stage(interactive, "starting Jupyter");
-    let (mut launch, events, session, reused) = start_remote(ctx, args, &profile.env, &run, deadline)?;
+    let (mut launch, events, session, reused) = start_remote(ctx, args, &profile, &run, deadline)?;
     stage(interactive, "forwarding");
     let mut supervisor = spawn_supervisor(ctx, &args.alias, !args.detach, &run)?;
     let ready = wait_ready(&session, deadline, Some(&events), Some(&mut supervisor), &run);
@@ -137,7 +137,7 @@ fn reuse(args: &UpArgs, run: &RunDir, session: &Session, pid: u32, deadline: Ins
 fn start_remote(
     ctx: &Ctx,
     args: &UpArgs,
-    env: &[crate::remote::EnvSpec],
+    profile: &crate::profile::Profile,
     run: &RunDir,
     deadline: Instant,
 ) -> Result<(Child, Receiver<LaunchEvent>, Session, bool)> {
@@ -154,7 +154,8 @@ fn start_remote(
         notebook: args.notebook,
         socket: args.socket,
         dir: args.dir.as_deref(),
-        env,
+        env: &profile.env,
+        info: &profile.jupyter,
     };
     let batch = !std::io::stdin().is_terminal();
     let launch_cmd = ctx
@@ -190,7 +191,8 @@ fn start_remote(
         token: started.token.unwrap_or(token),
         notebook: args.notebook,
         dir: args.dir.clone(),
-        env: env.to_vec(),
+        env: profile.env.clone(),
+        jupyter: profile.jupyter.clone(),
         phase: Phase::Starting,
         started_unix: unix_now(),
         reconnects: 0,

@@ -4,6 +4,7 @@
 
 mod fixture;
 mod generated;
+mod jupyter;
 mod setup;
 mod up;
 mod util;

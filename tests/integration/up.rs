@@ -12,7 +12,7 @@ use crate::fixture::{Client, Sshd};
 use crate::util::{jssh, jssh_std, stderr, stdout};
 
 /// The pinned Jupyter venv that `scripts/install-deps` makes.
-fn venv() -> String {
+pub(crate) fn venv() -> String {
     let venv = std::env::var("JSSH_TEST_VENV").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_default();
         format!("{home}/.cache/jssh-test-venv")
@@ -25,7 +25,7 @@ fn venv() -> String {
 }
 
 /// A fixture with `alias` set up and its remote environment pointed at the venv.
-fn ready_host(alias: &str) -> (Sshd, Client) {
+pub(crate) fn ready_host(alias: &str) -> (Sshd, Client) {
     let sshd = Sshd::start();
     let client = Client::new(&sshd);
     let out = jssh(&client)
@@ -44,7 +44,7 @@ fn ready_host(alias: &str) -> (Sshd, Client) {
     (sshd, client)
 }
 
-fn up(client: &Client, alias: &str, extra: &[&str]) -> String {
+pub(crate) fn up(client: &Client, alias: &str, extra: &[&str]) -> String {
     let out = jssh(client)
         .args(["up", alias, "-d", "--timeout", "90", "--env"])
         .arg(format!("venv:{}", venv()))
@@ -55,8 +55,19 @@ fn up(client: &Client, alias: &str, extra: &[&str]) -> String {
     stdout(&out).lines().last().unwrap().to_owned()
 }
 
+/// A free local port. Tests run in parallel: left to itself, each `up` would pick 8888 if free,
+/// and two starting at once can both see it free.
+pub(crate) fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
+}
+
 /// `(port, token)` from a printed URL.
-fn parse_url(url: &str) -> (u16, String) {
+pub(crate) fn parse_url(url: &str) -> (u16, String) {
     let rest = url
         .strip_prefix("http://127.0.0.1:")
         .unwrap_or_else(|| panic!("not a loopback URL: {url}"));
@@ -174,7 +185,7 @@ fn kill(pid: u32, signal: &str) {
 #[test]
 fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
     let (sshd, client) = ready_host("nb");
-    let url = up(&client, "nb", &[]);
+    let url = up(&client, "nb", &["--port", &free_port()]);
     let (port, token) = parse_url(&url);
     assert_eq!(get(port, "/api/status", Some(&token)), 200);
     assert_eq!(get(port, "/api/status", None), 403, "the token is enforced");
@@ -246,7 +257,7 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
 #[test]
 fn tunnel_heals_after_ssh_kill_outage_jupyter_crash_and_supervisor_crash() {
     let (mut sshd, client) = ready_host("heal");
-    let url = up(&client, "heal", &[]);
+    let url = up(&client, "heal", &["--port", &free_port()]);
     let (port, token) = parse_url(&url);
 
     // kill -9 of the tunnel's ssh: back within 2 s.
@@ -288,9 +299,10 @@ fn tunnel_heals_after_ssh_kill_outage_jupyter_crash_and_supervisor_crash() {
 #[test]
 fn concurrent_ups_share_one_server() {
     let (_sshd, client) = ready_host("two");
+    let port = free_port();
     let spawn = || {
         let mut cmd = jssh_std(&client);
-        cmd.args(["up", "two", "-d", "--timeout", "90", "--env"])
+        cmd.args(["up", "two", "-d", "--timeout", "90", "--port", &port, "--env"])
             .arg(format!("venv:{}", venv()));
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -313,7 +325,11 @@ fn socket_mode_keep_remote_and_a_literal_dir() {
     let dir = client.root().join(format!("a b; $(touch {})", pwned.display()));
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("marker.txt"), "hi").unwrap();
-    let url = up(&client, "sock", &["--socket", "--dir", &dir.display().to_string()]);
+    let url = up(
+        &client,
+        "sock",
+        &["--socket", "--port", &free_port(), "--dir", &dir.display().to_string()],
+    );
     let (port, token) = parse_url(&url);
     assert_eq!(get(port, "/api/status", Some(&token)), 200);
     let listing = body(port, "/api/contents", &token);

@@ -1,0 +1,116 @@
+//! `jssh jupyter`: set up jssh's own Jupyter config on the remote and learn its generation.
+
+use anyhow::{Context, Result, bail};
+
+use super::{Ctx, lookup_profile};
+use crate::cli::JupyterArgs;
+use crate::jupyter::{self, JupyterInfo, Report, Request, Settings};
+use crate::profile::{Profile, Profiles};
+use crate::remote;
+use crate::sanitize::for_terminal;
+use crate::target::Alias;
+
+/// Runs a configuration request on the remote (in its login shell with the profile's env) and
+/// caches what it learned in the profile.
+pub(crate) fn configure(ctx: &Ctx, profile: &Profile, request: &Request, password: Option<&str>) -> Result<Report> {
+    let script = jupyter::configure_script(&profile.env, request);
+    let mut cmd = ctx.ssh.exec(&profile.alias, &remote::in_login_shell(&script), true);
+    if let Some(password) = password {
+        cmd = cmd.stdin_bytes(format!("{password}\n").into_bytes());
+    }
+    let out = cmd.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Option<Report> = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok());
+    let Some(report) = report else {
+        let stderr = for_terminal(String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "configuring Jupyter on {} failed ({}): {stderr}",
+            profile.alias,
+            out.status
+        );
+    };
+    if let Some(error) = &report.error {
+        bail!(
+            "{}: {}: check --env (e.g. --env venv:~/venv or --env conda:NAME) or `jssh doctor {}`",
+            profile.alias,
+            for_terminal(error),
+            profile.alias
+        );
+    }
+    Ok(report)
+}
+
+/// Stores the learned facts (versions, password, remote access) in the profile.
+pub(crate) fn remember(ctx: &Ctx, alias: &Alias, report: &Report, allow_remote_access: Option<bool>) -> Result<()> {
+    let mut profiles = Profiles::load(&ctx.paths.hosts_file())?;
+    let mut profile = lookup_profile(&profiles, alias)?;
+    let previous = profile.jupyter.allow_remote_access;
+    profile.jupyter = JupyterInfo {
+        server: report.server.clone(),
+        notebook: report.notebook.clone(),
+        lab: report.lab.clone(),
+        password: report.password,
+        allow_remote_access: allow_remote_access.unwrap_or(previous),
+    };
+    profiles.upsert(profile);
+    profiles.save(&ctx.paths.hosts_file()).map(|_| ())
+}
+
+pub(crate) fn run(ctx: &Ctx, args: &JupyterArgs) -> Result<()> {
+    let mut profiles = Profiles::load(&ctx.paths.hosts_file())?;
+    let mut profile = lookup_profile(&profiles, &args.alias)?;
+    if !args.env.is_empty() {
+        profile.env.clone_from(&args.env);
+        profiles.upsert(profile.clone());
+        profiles
+            .save(&ctx.paths.hosts_file())
+            .context("could not save the profile")?;
+    }
+    let request = Request {
+        generate: true,
+        settings: Some(Settings {
+            root_dir: args.dir.clone(),
+            allow_remote_access: args.allow_remote_access,
+        }),
+        password: None,
+    };
+    let report = configure(ctx, &profile, &request, None)?;
+    remember(ctx, &args.alias, &report, Some(args.allow_remote_access))?;
+    let generation = match (&report.server, &report.notebook) {
+        (Some(server), _) => format!("jupyter_server {server}"),
+        (None, Some(notebook)) => format!("classic notebook {notebook} (NotebookApp names)"),
+        (None, None) => "unknown".to_owned(),
+    };
+    println!(
+        "{}: {generation}{}",
+        args.alias,
+        report
+            .lab
+            .as_ref()
+            .map(|l| format!(", JupyterLab {l}"))
+            .unwrap_or_default()
+    );
+    if let Some(generated) = &report.generated {
+        println!("created your default config {generated} (jssh does not edit it)");
+    }
+    let path = report.path.as_deref().unwrap_or("jssh_config.json");
+    println!(
+        "wrote {path} (0600): listen on {}, no browser{}{}",
+        report.ip.as_deref().unwrap_or("127.0.0.1"),
+        args.dir.as_ref().map(|d| format!(", root dir {d}")).unwrap_or_default(),
+        if report.password {
+            ", password set"
+        } else {
+            ", token only (set a password with `jssh password`)"
+        }
+    );
+    if args.allow_remote_access {
+        eprintln!(
+            "WARNING: Jupyter on {} will listen on ALL interfaces: anyone who can reach that host can try \
+             the password. The tunnel does not need this; undo with `jssh jupyter {}`.",
+            args.alias, args.alias
+        );
+    }
+    println!("`jssh up {}` uses it from now on", args.alias);
+    Ok(())
+}
