@@ -106,21 +106,20 @@ impl Ssh {
         self.ssh().args(["-t", "--", alias.as_str(), remote_command])
     }
 
-    /// The supervised tunnel: `ssh -N -L 127.0.0.1:LOCAL:…`, bound to loopback only.
+    /// One of the supervisor's own connections: `ssh -N -M -S CTL`, with the forward
+    /// `-L 127.0.0.1:LOCAL:…` (loopback only) when given.
     ///
-    /// It deliberately gets its own connection (`ControlMaster=no`, `ControlPath=none`) rather
-    /// than riding on the alias's master: a mux client's `ssh -N -L` hands the forward to the
-    /// master and exits at once, the forward then dies with that master, and a `ControlPersist`
-    /// master outlives the supervisor. Owning the process gives the supervisor a true signal
-    /// (its exit) and a forward nobody else can take down. Short keepalives make ssh itself
-    /// notice a dead path within ~4–6 s; the supervisor's probe is faster still. BatchMode:
-    /// the supervisor has no terminal to ask on.
-    pub(crate) fn tunnel(&self, alias: &Alias, local_port: u16, remote: &RemoteEnd) -> Cmd {
-        let forward = match remote {
-            RemoteEnd::Port(port) => format!("127.0.0.1:{local_port}:127.0.0.1:{port}"),
-            RemoteEnd::Socket(path) => format!("127.0.0.1:{local_port}:{path}"),
-        };
-        self.ssh()
+    /// It deliberately does not ride on the alias's ControlMaster: a mux client's `ssh -N -L`
+    /// hands the forward to that master and exits at once, the forward then dies with the
+    /// master, and a `ControlPersist` master outlives the supervisor. Instead each connection is
+    /// a private master (`ControlPersist=no`, so it ends with its connection): the supervisor
+    /// owns the process, sees its exit, and can move the forward onto an already
+    /// authenticated standby with [`Ssh::add_forward`] in milliseconds instead of a new
+    /// handshake. Short keepalives make ssh itself notice a dead path within ~4–6 s (the
+    /// supervisor's probe is faster); BatchMode because there is no terminal to ask on.
+    pub(crate) fn tunnel(&self, alias: &Alias, control: &Path, forward: Option<(u16, &RemoteEnd)>) -> Cmd {
+        let cmd = self
+            .ssh()
             .args([
                 "-N",
                 "-T",
@@ -131,10 +130,36 @@ impl Ssh {
                 "BatchMode=yes",
             ])
             .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2"])
-            .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+            .args(["-M", "-S"])
+            .arg(control)
+            .args(["-o", "ControlPersist=no"])
             // INFO would log every probe that finds Jupyter not (yet) listening.
-            .args(["-o", "LogLevel=ERROR"])
-            .args(["-L", &forward, "--", alias.as_str()])
+            .args(["-o", "LogLevel=ERROR"]);
+        let cmd = match forward {
+            Some((local_port, remote)) => cmd.args(["-L", &forward_spec(local_port, remote)]),
+            None => cmd,
+        };
+        cmd.args(["--", alias.as_str()])
+    }
+
+    /// Adds the tunnel's forward to a running [`Ssh::tunnel`] master.
+    pub(crate) fn add_forward(&self, alias: &Alias, control: &Path, local_port: u16, remote: &RemoteEnd) -> Cmd {
+        self.ssh().arg("-S").arg(control).args([
+            "-O",
+            "forward",
+            "-L",
+            &forward_spec(local_port, remote),
+            "--",
+            alias.as_str(),
+        ])
+    }
+}
+
+/// `127.0.0.1:LOCAL:127.0.0.1:PORT` or `127.0.0.1:LOCAL:/remote/socket`.
+fn forward_spec(local_port: u16, remote: &RemoteEnd) -> String {
+    match remote {
+        RemoteEnd::Port(port) => format!("127.0.0.1:{local_port}:127.0.0.1:{port}"),
+        RemoteEnd::Socket(path) => format!("127.0.0.1:{local_port}:{path}"),
     }
 }
 
@@ -274,17 +299,27 @@ mod tests {
 
     #[test]
     fn tunnel_binds_loopback_and_owns_its_connection() {
-        let cmd = Ssh::new(None, 5).tunnel(&alias(), 8888, &RemoteEnd::Port(41000));
-        let line = cmd.to_string();
+        let ssh = Ssh::new(None, 5);
+        let line = ssh
+            .tunnel(&alias(), Path::new("/s/c0"), Some((8888, &RemoteEnd::Port(41000))))
+            .to_string();
         assert!(line.contains("-L 127.0.0.1:8888:127.0.0.1:41000 -- gpu"), "{line}");
         assert!(
-            line.contains("ControlPath=none") && line.contains("ExitOnForwardFailure=yes"),
+            line.contains("-M -S /s/c0 -o ControlPersist=no") && line.contains("ExitOnForwardFailure=yes"),
             "{line}"
         );
-        let cmd = Ssh::new(None, 5).tunnel(&alias(), 8888, &RemoteEnd::Socket("/h/a b/j.sock".into()));
+        let standby = ssh.tunnel(&alias(), Path::new("/s/c1"), None).to_string();
+        assert!(!standby.contains("-L"), "{standby}");
+        let add = ssh.add_forward(
+            &alias(),
+            Path::new("/s/c1"),
+            8888,
+            &RemoteEnd::Socket("/h/a b/j.sock".into()),
+        );
         assert!(
-            cmd.to_string().contains("-L '127.0.0.1:8888:/h/a b/j.sock' -- gpu"),
-            "{cmd}"
+            add.to_string()
+                .ends_with("-S /s/c1 -O forward -L '127.0.0.1:8888:/h/a b/j.sock' -- gpu"),
+            "{add}"
         );
     }
 

@@ -109,6 +109,11 @@ impl RunDir {
         self.dir.join("session.json")
     }
 
+    /// The supervisor's two ssh control sockets (a connection and its standby).
+    pub(crate) fn control_path(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("ctl{n}"))
+    }
+
     pub(crate) fn open_page(&self) -> PathBuf {
         self.dir.join("open.html")
     }

@@ -1,6 +1,7 @@
-//! The tunnel supervisor: owns one `ssh -N -L` child, probes Jupyter through it, and restarts
-//! whatever broke — the ssh (with backoff, woken early when the server's port answers again)
-//! or the remote Jupyter (at most 5 times in 10 minutes). One thread, no busy loop: it sleeps
+//! The tunnel supervisor: owns an `ssh -N -L` connection plus an authenticated standby,
+//! probes Jupyter through the tunnel, and restarts whatever broke — the ssh (the standby takes
+//! the forward over in milliseconds; otherwise a new connection, with backoff, woken early when
+//! the server's port answers again) or the remote Jupyter (at most 5 times in 10 minutes). One thread, no busy loop: it sleeps
 //! in `poll(2)` on a signalfd that delivers SIGCHLD (ssh died) and SIGTERM/SIGINT/SIGHUP (stop).
 
 use std::collections::VecDeque;
@@ -8,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -49,11 +51,13 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 
 #[derive(Debug)]
 enum Link {
-    /// ssh started; waiting for the first good probe. `lost` is when the last good link ended.
+    /// ssh started; waiting for the first good probe. `lost` is when the last good link ended;
+    /// past `deadline` without an answer from ssh the attempt counts as failed.
     Connecting {
         since: Instant,
         lost: Option<Instant>,
         closed_since: Option<Instant>,
+        deadline: Instant,
     },
     Up {
         since: Instant,
@@ -66,6 +70,22 @@ enum Link {
     },
 }
 
+/// How long a new connection may take before the attempt is abandoned (ConnectTimeout bounds
+/// the TCP part; this bounds a stalled authentication).
+const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+/// How long a standby that took over may take to carry the first probe.
+const TAKEOVER_LIMIT: Duration = Duration::from_millis(750);
+/// Standbys that die young this many times in a row are not started again (e.g. a server
+/// limiting sessions).
+const STANDBY_STRIKES: u32 = 3;
+
+/// One of the supervisor's ssh connections, a private master (see [`crate::ssh::Ssh::tunnel`]).
+struct Conn {
+    child: CleanChild,
+    control: PathBuf,
+    started: Instant,
+}
+
 struct Supervisor<'a> {
     ctx: &'a Ctx,
     alias: Alias,
@@ -73,7 +93,13 @@ struct Supervisor<'a> {
     session: Session,
     log: File,
     foreground: bool,
-    child: Option<CleanChild>,
+    /// The connection carrying the forward.
+    active: Option<Conn>,
+    /// An authenticated connection without forwards, ready to take over.
+    standby: Option<Conn>,
+    standby_strikes: u32,
+    /// Alternates the two control socket names.
+    generation: u32,
     link: Link,
     attempt: u32,
     restarts: VecDeque<Instant>,
@@ -114,7 +140,10 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<()
         session,
         log,
         foreground,
-        child: None,
+        active: None,
+        standby: None,
+        standby_strikes: 0,
+        generation: 0,
         link: Link::Waiting { due: now, lost: now },
         attempt: 0,
         restarts: VecDeque::new(),
@@ -124,7 +153,7 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<()
     sup.direct = sup.direct_address();
     sup.event(&format!("supervising {} (pid {})", sup.alias, std::process::id()));
     let result = sup.run_loop(&sfd);
-    sup.stop_child();
+    sup.stop_all();
     if let Err(e) = &result {
         sup.session.phase = Phase::Failed;
         sup.session.last_error = Some(format!("{e:#}"));
@@ -190,22 +219,70 @@ impl Supervisor<'_> {
         Some(format!("{}:{}", resolved.get("hostname")?, resolved.get("port")?))
     }
 
-    fn spawn_ssh(&mut self) -> Result<()> {
-        let cmd = self
-            .ctx
-            .ssh
-            .tunnel(&self.alias, self.session.local_port, &self.session.remote_end());
-        self.child = Some(cmd.spawn_clean(self.log.as_fd())?);
+    /// Starts a connection: the active one (with the forward) or a standby (without).
+    fn connect(&mut self, with_forward: bool) -> Result<Conn> {
+        self.generation += 1;
+        let control = self.run.control_path(self.generation % 2);
+        // A stale socket would make the new master run without one.
+        let _ = std::fs::remove_file(&control);
+        let remote = self.session.remote_end();
+        let forward = with_forward.then_some((self.session.local_port, &remote));
+        let cmd = self.ctx.ssh.tunnel(&self.alias, &control, forward);
+        let child = cmd.spawn_clean(self.log.as_fd())?;
+        Ok(Conn {
+            child,
+            control,
+            started: Instant::now(),
+        })
+    }
+
+    fn spawn_active(&mut self, now: Instant, lost: Instant) -> Result<()> {
+        self.active = Some(self.connect(true)?);
+        self.link = Link::Connecting {
+            since: now,
+            lost: Some(lost),
+            closed_since: None,
+            deadline: now + CONNECT_LIMIT,
+        };
+        self.next_tick = now + CONNECT_POLL;
         Ok(())
     }
 
-    /// Handles a SIGCHLD: if the tunnel's ssh exited, schedule the next attempt.
+    /// Moves the forward onto the standby, if it is alive and ready. Returns whether it did.
+    fn take_over(&mut self) -> bool {
+        let Some(standby) = self.standby.take() else {
+            return false;
+        };
+        let ready = matches!(standby.child.try_wait(), Ok(None)) && standby.control.exists();
+        let remote = self.session.remote_end();
+        let cmd = self
+            .ctx
+            .ssh
+            .add_forward(&self.alias, &standby.control, self.session.local_port, &remote);
+        if ready && cmd.output().is_ok_and(|o| o.status.success()) {
+            self.active = Some(standby);
+            return true;
+        }
+        stop(standby);
+        false
+    }
+
+    /// Handles a SIGCHLD: a lost standby is dropped; a lost active connection is replaced by
+    /// the standby when it can be, else the next attempt is scheduled.
     fn reap(&mut self) -> Result<()> {
-        let Some(child) = &mut self.child else { return Ok(()) };
-        let Some(status) = child.try_wait().context("could not wait for ssh")? else {
+        if let Some(standby) = &self.standby
+            && let Some(status) = standby.child.try_wait()?
+        {
+            let young = standby.started.elapsed() < Duration::from_secs(10);
+            self.standby_strikes = if young { self.standby_strikes + 1 } else { 0 };
+            self.standby = None;
+            self.event(&format!("standby connection lost: ssh {status}"));
+        }
+        let Some(active) = &self.active else { return Ok(()) };
+        let Some(status) = active.child.try_wait()? else {
             return Ok(());
         };
-        self.child = None;
+        self.active = None;
         let now = Instant::now();
         let lost = match self.link {
             Link::Up { .. } => now,
@@ -213,13 +290,24 @@ impl Supervisor<'_> {
             Link::Waiting { lost, .. } => lost,
         };
         let why = format!("ssh {status}");
+        self.session.phase = Phase::Reconnecting;
+        self.session.last_error = Some(why.clone());
+        if matches!(self.link, Link::Up { .. }) && self.take_over() {
+            self.event(&format!("tunnel lost: {why}; the standby connection took over"));
+            self.link = Link::Connecting {
+                since: now,
+                lost: Some(lost),
+                closed_since: None,
+                deadline: now + TAKEOVER_LIMIT,
+            };
+            self.next_tick = now;
+            return Ok(());
+        }
         if matches!(self.link, Link::Up { .. }) {
             self.event(&format!("tunnel lost: {why}"));
         } else {
             self.event(&format!("reconnect attempt failed: {why}"));
         }
-        self.session.phase = Phase::Reconnecting;
-        self.session.last_error = Some(why);
         self.save();
         let delay = backoff(self.attempt);
         self.attempt += 1;
@@ -233,13 +321,7 @@ impl Supervisor<'_> {
         match self.link {
             Link::Waiting { due, lost } => {
                 if now >= due || self.server_answers() {
-                    self.spawn_ssh()?;
-                    self.link = Link::Connecting {
-                        since: now,
-                        lost: Some(lost),
-                        closed_since: None,
-                    };
-                    self.next_tick = now + CONNECT_POLL;
+                    self.spawn_active(now, lost)?;
                 } else {
                     // While backing off, look every 250 ms whether the server is back.
                     let step = if self.direct.is_some() {
@@ -254,6 +336,7 @@ impl Supervisor<'_> {
                 since,
                 lost,
                 closed_since,
+                deadline,
             } => {
                 match probe::api_status(self.session.local_port, Some(&self.session.token), PROBE_TIMEOUT) {
                     Probe::Ok => self.connected(since, lost),
@@ -273,8 +356,13 @@ impl Supervisor<'_> {
                             since,
                             lost,
                             closed_since,
+                            deadline,
                         };
                         self.next_tick = now + CONNECT_POLL.max(Duration::from_millis(100));
+                    }
+                    result if now > deadline => {
+                        self.event(&format!("the new connection does not carry the tunnel ({result:?})"));
+                        self.abandon(now);
                     }
                     _ => self.next_tick = now + CONNECT_POLL,
                 }
@@ -284,6 +372,12 @@ impl Supervisor<'_> {
                 if result == Probe::Ok {
                     if now.duration_since(since) > HEALTHY_RESET {
                         self.attempt = 0;
+                    }
+                    if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {
+                        match self.connect(false) {
+                            Ok(conn) => self.standby = Some(conn),
+                            Err(e) => self.event(&format!("could not start a standby connection: {e:#}")),
+                        }
                     }
                     self.link = Link::Up { since, failures: 0 };
                     self.next_tick = now + PROBE_EVERY;
@@ -333,19 +427,24 @@ impl Supervisor<'_> {
                 since: now,
                 lost: Some(now),
                 closed_since: None,
+                deadline: now + CONNECT_LIMIT,
             };
             self.next_tick = now + CONNECT_POLL;
             return Ok(());
         }
-        // A stalled or broken path: replace the ssh (SIGCHLD then schedules the retry).
+        self.abandon(now);
+        Ok(())
+    }
+
+    /// A stalled or broken path: the standby shares it, so both connections are replaced.
+    fn abandon(&mut self, now: Instant) {
         self.session.phase = Phase::Reconnecting;
         self.save();
-        self.stop_child();
+        self.stop_all();
         let due = now + backoff(self.attempt);
         self.attempt += 1;
         self.link = Link::Waiting { due, lost: now };
         self.next_tick = due;
-        Ok(())
     }
 
     /// Whether the sshd's port accepts a TCP connection (only known for direct connections).
@@ -408,31 +507,42 @@ impl Supervisor<'_> {
                 if port.is_some() && port != self.session.remote_port {
                     // The old port was taken meanwhile: the forward must follow.
                     self.session.remote_port = port;
-                    self.stop_child();
+                    self.stop_all();
                 }
             }
         }
         self.session.restarts += 1;
         self.save();
+        if self.active.is_none() {
+            self.spawn_active(now, now)?;
+        }
         Ok(())
     }
 
-    /// TERM, a grace period, then KILL; always reaped, so no orphan and no zombie.
-    fn stop_child(&mut self) {
-        let Some(child) = self.child.take() else { return };
-        child.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) | Err(_) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.signal(Signal::SIGKILL);
-        while let Ok(None) = child.try_wait() {
-            std::thread::sleep(Duration::from_millis(5));
+    fn stop_all(&mut self) {
+        for conn in [self.active.take(), self.standby.take()].into_iter().flatten() {
+            stop(conn);
         }
     }
+}
+
+/// TERM, a grace period, then KILL; always reaped, so no orphan and no zombie.
+fn stop(conn: Conn) {
+    let child = conn.child;
+    child.signal(Signal::SIGTERM);
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) | Err(_) = child.try_wait() {
+            let _ = std::fs::remove_file(&conn.control);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.signal(Signal::SIGKILL);
+    while let Ok(None) = child.try_wait() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_file(&conn.control);
 }
 
 /// Wall-clock `HH:MM:SS` (UTC) for log lines.

@@ -261,7 +261,10 @@ fn tunnel_heals_after_ssh_kill_outage_jupyter_crash_and_supervisor_crash() {
     let (port, token) = parse_url(&url);
 
     // kill -9 of the tunnel's ssh: back within 2 s.
-    let ssh = tunnel_ssh(&client);
+    let ssh: Vec<_> = tunnel_ssh(&client)
+        .into_iter()
+        .filter(|(_, argv)| argv.contains(" -L "))
+        .collect();
     assert_eq!(ssh.len(), 1, "{ssh:?}");
     kill(ssh[0].0, "-KILL");
     answers_within(&client, port, &token, Duration::from_secs(2));
