@@ -305,7 +305,7 @@ mod tests {
             .to_string();
         assert!(line.contains("-L 127.0.0.1:8888:127.0.0.1:41000 -- gpu"), "{line}");
         assert!(
-            line.contains("-M -S /s/c0 -o ControlPersist=no") && line.contains("ExitOnForwardFailure=yes"),
+            line.contains("-M -S /s/c0 -o 'ControlPersist=no'") && line.contains("ExitOnForwardFailure=yes"),
             "{line}"
         );
         let standby = ssh.tunnel(&alias(), Path::new("/s/c1"), None).to_string();
