@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -121,17 +121,7 @@ impl RunDir {
     /// Blocks until this process holds the alias's lock (released on drop).
     pub(crate) fn lock(&self) -> Result<Flock<File>> {
         self.ensure()?;
-        let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(PRIVATE_FILE)
-            .open(&path)
-            .with_context(|| format!("could not open {}", path.display()))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .context("could not lock the alias's state")
+        lock_file(&self.dir.join("lock"))
     }
 
     pub(crate) fn read_session(&self) -> Result<Option<Session>> {
@@ -180,6 +170,38 @@ impl RunDir {
     pub(crate) fn remember_port(&self, port: u16) -> Result<()> {
         fsutil::write_atomic(&self.dir.join("port"), format!("{port}\n").as_bytes(), PRIVATE_FILE).map(|_| ())
     }
+}
+
+/// A lock over all aliases' port choices (held only while one is picked and recorded).
+pub(crate) fn lock_ports(paths: &Paths) -> Result<Flock<File>> {
+    fsutil::ensure_private_dir(&paths.state_dir)?;
+    lock_file(&paths.state_dir.join("ports.lock"))
+}
+
+/// Blocks until this process holds an exclusive lock on `path` (released on drop).
+fn lock_file(path: &Path) -> Result<Flock<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+        .with_context(|| format!("could not open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("could not lock {}", path.display()))
+}
+
+/// The local ports other aliases keep.
+pub(crate) fn claimed_ports(paths: &Paths, except: &Alias) -> Vec<u16> {
+    let Ok(entries) = fs::read_dir(&paths.state_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name() != except.as_str())
+        .filter_map(|e| fs::read_to_string(e.path().join("port")).ok()?.trim().parse().ok())
+        .collect()
 }
 
 /// Whether `pid` is alive (not a zombie: PID 1 may reap slowly) and is a jssh supervisor.

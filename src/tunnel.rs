@@ -92,7 +92,6 @@ struct Supervisor<'a> {
     run: RunDir,
     session: Session,
     log: File,
-    foreground: bool,
     /// The connection carrying the forward.
     active: Option<Conn>,
     /// An authenticated connection without forwards, ready to take over.
@@ -139,7 +138,6 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<()
         run,
         session,
         log,
-        foreground,
         active: None,
         standby: None,
         standby_strikes: 0,
@@ -193,14 +191,10 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Appends a timestamped line to the log (and the terminal in the foreground).
+    /// Appends a timestamped line to the log (a foreground `jssh up` shows it from there).
     fn event(&mut self, message: &str) {
         let line = format!("{} {message}\n", clock());
         let _ = self.log.write_all(line.as_bytes());
-        if self.foreground {
-            print!("{line}");
-            let _ = std::io::stdout().flush();
-        }
     }
 
     fn save(&mut self) {

@@ -1,7 +1,7 @@
 //! `jssh up`: start (or reuse) the remote Jupyter, start the supervisor, and hand out a URL
 //! only once it answers.
 
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::process::{Child, ExitCode, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -18,11 +18,17 @@ use crate::probe::{self, Probe};
 use crate::profile::Profiles;
 use crate::remote::{self, EXIT_NO_TMUX, JupyterSpec, LaunchEvent};
 use crate::sanitize::for_terminal;
-use crate::state::{Phase, RunDir, Session, unix_now};
+use crate::state::{self, Phase, RunDir, Session, unix_now};
 
-/// Where a new server's local port comes from, in order of preference.
-fn choose_port(explicit: Option<u16>, remembered: Option<u16>) -> Result<u16> {
-    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+/// Where a new server's local port comes from, in order: `--port` (must be free), the port
+/// this alias used last, 8888 unless another alias keeps it, any free port. Each alias keeps
+/// its port, so its URL stays the same and two aliases starting at once do not collide.
+fn choose_port(
+    explicit: Option<u16>,
+    remembered: Option<u16>,
+    taken: &[u16],
+    free: impl Fn(u16) -> bool,
+) -> Result<Option<u16>> {
     if let Some(port) = explicit {
         if !free(port) {
             return Err(UsageError(format!(
@@ -30,13 +36,25 @@ fn choose_port(explicit: Option<u16>, remembered: Option<u16>) -> Result<u16> {
             ))
             .into());
         }
-        return Ok(port);
+        return Ok(Some(port));
     }
-    if let Some(port) = remembered.into_iter().chain([8888]).find(|&p| free(p)) {
-        return Ok(port);
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").context("could not find a free local port")?;
-    Ok(listener.local_addr().context("could not read the free port")?.port())
+    let default = Some(8888).filter(|p| !taken.contains(p));
+    Ok(remembered.into_iter().chain(default).find(|&p| free(p)))
+}
+
+/// Picks and records the local port under a lock shared by all aliases.
+fn claim_port(ctx: &Ctx, run: &RunDir, alias: &crate::target::Alias, explicit: Option<u16>) -> Result<u16> {
+    let _ports = state::lock_ports(&ctx.paths)?;
+    let taken = state::claimed_ports(&ctx.paths, alias);
+    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let port = if let Some(port) = choose_port(explicit, run.remembered_port(), &taken, free)? {
+        port
+    } else {
+        let listener = TcpListener::bind("127.0.0.1:0").context("could not find a free local port")?;
+        listener.local_addr().context("could not read the free port")?.port()
+    };
+    run.remember_port(port)?;
+    Ok(port)
 }
 
 /// Remote ports to try, in order: random ones in a range unlikely to be taken.
@@ -70,12 +88,16 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
         }
     }
 
-    let interactive = std::io::stdin().is_terminal();
-    stage(interactive, "starting Jupyter");
+    // No spinner before the launch has logged in: ssh may be asking for a passphrase.
     let (mut launch, events, session, reused) = start_remote(ctx, args, &profile, &run, deadline)?;
-    stage(interactive, "forwarding");
+    let progress = Progress::start(&format!(
+        "starting Jupyter on {}, forwarding it to 127.0.0.1:{}",
+        args.alias, session.local_port
+    ));
+    let log_start = std::fs::metadata(run.log_path()).map_or(0, |m| m.len());
     let mut supervisor = spawn_supervisor(ctx, &args.alias, !args.detach, &run)?;
     let ready = wait_ready(&session, deadline, Some(&events), Some(&mut supervisor), &run);
+    progress.finish();
     let _ = launch.kill();
     let _ = launch.wait();
     if let Err(e) = ready {
@@ -105,7 +127,7 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
     if args.detach {
         return Ok(ExitCode::SUCCESS);
     }
-    foreground(ctx, args, &run, supervisor)
+    foreground(ctx, args, &run, supervisor, log_start)
 }
 
 /// The warm path: a supervisor already runs for this alias.
@@ -141,7 +163,7 @@ fn start_remote(
     run: &RunDir,
     deadline: Instant,
 ) -> Result<(Child, Receiver<LaunchEvent>, Session, bool)> {
-    let local_port = choose_port(args.port, run.remembered_port())?;
+    let local_port = claim_port(ctx, run, &args.alias, args.port)?;
     let token = fsutil::random_hex(24)?;
     let session_name = remote::session_name(&args.alias);
     let previous = run.read_session()?.filter(|s| s.tmux_name == session_name);
@@ -210,14 +232,48 @@ fn start_remote(
         println!("note: the remote login is root, so Jupyter runs with --allow-root");
     }
     run.write_session(&session)?;
-    run.remember_port(local_port)?;
     Ok((launch, events, session, started.reused))
 }
 
-/// On a terminal, say which stage `up` is in (on stderr, so stdout stays the URL).
-fn stage(interactive: bool, what: &str) {
-    if interactive {
-        eprintln!("… {what}");
+/// A spinner on stderr while `up` waits, only on a terminal; it blocks the stop signals in
+/// its thread so Ctrl-C reaches the main thread.
+struct Progress {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(message: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                stop: None,
+                thread: None,
+            };
+        }
+        let (tx, rx) = mpsc::channel();
+        let message = message.to_owned();
+        let thread = std::thread::spawn(move || {
+            let _ = all_signals().thread_block();
+            let started = Instant::now();
+            for frame in ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"].iter().cycle() {
+                eprint!("\r\x1b[2K{frame} {message} ({:.1} s)", started.elapsed().as_secs_f64());
+                if rx.recv_timeout(Duration::from_millis(80)) != Err(mpsc::RecvTimeoutError::Timeout) {
+                    break;
+                }
+            }
+            eprint!("\r\x1b[2K");
+        });
+        Self {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -317,11 +373,10 @@ fn spawn_supervisor(ctx: &Ctx, alias: &crate::target::Alias, foreground: bool, r
         .args(["supervise", alias.as_str()])
         .stdin(Stdio::null());
     if foreground {
-        cmd.arg("--foreground").stderr(Stdio::from(log));
-    } else {
-        cmd.stdout(Stdio::from(log.try_clone().context("could not share the log")?))
-            .stderr(Stdio::from(log));
+        cmd.arg("--foreground");
     }
+    cmd.stdout(Stdio::from(log.try_clone().context("could not share the log")?))
+        .stderr(Stdio::from(log));
     cmd.spawn().context("could not start the supervisor")
 }
 
@@ -397,12 +452,28 @@ fn all_signals() -> SigSet {
     set
 }
 
-/// Waits for the foreground supervisor (it gets Ctrl-C itself; jssh only waits) and says what
-/// is left running.
-fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child) -> Result<ExitCode> {
+/// Follows the foreground supervisor: shows its log from `log_start` on (the events of this
+/// run) until it exits — Ctrl-C reaches it directly — and says what keeps running.
+fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child, log_start: u64) -> Result<ExitCode> {
     all_signals().thread_block().context("could not block signals")?;
     println!("Ctrl-C stops the tunnel; the server keeps running on {}", args.alias);
-    let status = supervisor.wait().context("could not wait for the supervisor")?;
+    let mut log = std::fs::File::open(run.log_path()).context("could not open the supervisor log")?;
+    log.seek(SeekFrom::Start(log_start))
+        .context("could not read the supervisor log")?;
+    let show = |log: &mut std::fs::File| {
+        let mut text = String::new();
+        let _ = log.read_to_string(&mut text);
+        print!("{}", for_terminal(&text));
+        let _ = std::io::stdout().flush();
+    };
+    let status = loop {
+        show(&mut log);
+        if let Some(status) = supervisor.try_wait().context("could not wait for the supervisor")? {
+            show(&mut log);
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     if args.stop_remote {
         let session = remote::session_name(&args.alias);
         ctx.ssh.exec(&args.alias, &remote::stop(&session), true).run()?;
@@ -419,4 +490,28 @@ fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child) -> 
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_prefer_remembered_then_8888_unless_taken() {
+        let all_free = |_| true;
+        assert_eq!(choose_port(None, Some(9000), &[], all_free).unwrap(), Some(9000));
+        assert_eq!(choose_port(None, None, &[], all_free).unwrap(), Some(8888));
+        assert_eq!(
+            choose_port(None, None, &[8888], all_free).unwrap(),
+            None,
+            "another alias keeps 8888"
+        );
+        assert_eq!(choose_port(None, Some(9000), &[], |p| p != 9000).unwrap(), Some(8888));
+        assert_eq!(
+            choose_port(Some(7000), Some(9000), &[7000], all_free).unwrap(),
+            Some(7000)
+        );
+        let busy = choose_port(Some(7000), None, &[], |_| false).unwrap_err();
+        assert!(busy.to_string().contains("7000") && busy.to_string().contains("--port"));
+    }
 }

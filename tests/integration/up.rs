@@ -390,3 +390,49 @@ fn bad_input_and_missing_parts_are_explained() {
     );
     assert_eq!(remote_sessions(&client, "bad").trim(), "");
 }
+
+#[test]
+fn foreground_prints_events_and_ctrl_c_leaves_the_server_running() {
+    let (_sshd, client) = ready_host("fg");
+    let mut cmd = jssh_std(&client);
+    cmd.args(["up", "fg", "--timeout", "90", "--port", &free_port(), "--env"])
+        .arg(format!("venv:{}", venv()));
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0,
+            "no URL in {lines:?}"
+        );
+        if line.starts_with("http://") {
+            break line.trim().to_owned();
+        }
+        lines.push(line);
+    };
+    let (port, token) = parse_url(&url);
+    assert_eq!(get(port, "/api/status", Some(&token)), 200);
+    // Ctrl-C reaches the foreground process group: jssh and its supervisor.
+    let sup = supervisors(&client);
+    assert_eq!(sup.len(), 1);
+    kill(sup[0].0, "-INT");
+    kill(child.id(), "-INT");
+    let exit = child.wait().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(exit.success(), "{rest}");
+    assert!(rest.contains("ready:") && rest.contains("tunnel stopped"), "{rest}");
+    assert!(
+        rest.contains("Jupyter still runs on fg") && rest.contains("jssh down fg"),
+        "{rest}"
+    );
+    assert_eq!(get(port, "/api/status", Some(&token)), 0, "the tunnel is gone");
+    assert!(supervisors(&client).is_empty() && tunnel_ssh(&client).is_empty());
+    assert_eq!(status(&client, "fg")["state"], "remote-only");
+    jssh(&client).args(["down", "fg"]).assert().success();
+}
