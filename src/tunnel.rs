@@ -107,8 +107,8 @@ struct Supervisor<'a> {
     direct: Option<String>,
 }
 
-/// Runs the supervisor for `alias` until signalled or it gives up.
-pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<()> {
+/// Runs the supervisor for `alias` until signalled (returning the signal) or it gives up.
+pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Signal> {
     if !foreground {
         // Leave the terminal's session: a closed terminal must not take the tunnel down.
         let _ = nix::unistd::setsid();
@@ -166,7 +166,7 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<()
 }
 
 impl Supervisor<'_> {
-    fn run_loop(&mut self, sfd: &SignalFd) -> Result<()> {
+    fn run_loop(&mut self, sfd: &SignalFd) -> Result<Signal> {
         loop {
             let wait = self.next_tick.saturating_duration_since(Instant::now());
             let millis = u16::try_from(wait.as_millis().min(60_000)).unwrap_or(u16::MAX);
@@ -180,7 +180,7 @@ impl Supervisor<'_> {
                     Ok(Signal::SIGCHLD) => self.reap()?,
                     Ok(sig) => {
                         self.event(&format!("received {sig}: stopping the tunnel"));
-                        return Ok(());
+                        return Ok(sig);
                     }
                     Err(_) => {}
                 }

@@ -92,6 +92,8 @@ Failure: a command jssh ran failed, a host could not be reached, or a file could
 .TP
 \fB2\fR
 Usage error: a bad argument (an alias, host, user or jump with whitespace, \fB#\fR, \fB"\fR, \fB=\fR or a leading \fB\-\fR; a port outside 1\(en65535) or an unknown alias. Nothing was written and nothing was run.
+.PP
+\fBjssh attach\fR exits with ssh's status. After a signal, 128 + its number.
 .SH ENVIRONMENT
 .TP
 \fBJSSH_SSH_CONFIG\fR
@@ -114,7 +116,16 @@ The one file jssh owns: one \fBHost\fR block per alias, rendered from the profil
 The key \fBjssh setup\fR makes when no \fB\-\-identity\fR is given (mode 0600).
 .TP
 \fI~/.config/jssh/hosts.toml\fR
-Host profiles: alias, host, user, port, jump, identity.
+Host profiles: alias, host, user, port, jump, identity, remote environment, what jssh learned about the remote Jupyter.
+.TP
+\fI~/.local/state/jssh/ALIAS/\fR
+Runtime state (0700): \fIsession.json\fR (0600: ports, token, counters), \fIsupervisor.pid\fR, \fIsupervisor.log\fR, the local port to reuse.
+.TP
+\fI~/.jssh/run/jssh\-ALIAS/\fR (remote)
+The server's token (0600), port, socket and Jupyter log; removed by \fBjssh down\fR.
+.TP
+\fI~/.jupyter/jssh_config.json\fR (remote)
+jssh's Jupyter settings and password hash (0600), loaded by \fBjssh up\fR with \-\-config; your own Jupyter config is never edited.
 .SH "SEE ALSO"
 \fBssh\fR(1), \fBssh_config\fR(5), \fBssh\-copy\-id\fR(1), \fBtmux\fR(1)
 "#;

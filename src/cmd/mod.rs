@@ -64,11 +64,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hosts(args) => ok(hosts::run(&Ctx::new(&cli.global)?, &args)),
         Command::Completions(args) => ok(generate::completions(args.shell)),
         Command::Man(args) => ok(generate::man(args.subcommand.as_deref())),
-        Command::Supervise(args) => ok(crate::tunnel::supervise(
-            &Ctx::new(&cli.global)?,
-            &args.alias,
-            args.foreground,
-        )),
+        // 128 + the signal that stopped it, as a shell reports a signalled process.
+        Command::Supervise(args) => crate::tunnel::supervise(&Ctx::new(&cli.global)?, &args.alias, args.foreground)
+            .map(|signal| ExitCode::from(128 + u8::try_from(signal as i32).unwrap_or(0))),
     }
 }
 

@@ -485,11 +485,11 @@ fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child, log
             args.alias, args.alias, args.alias
         );
     }
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    // The supervisor's status: 128 + the signal that stopped it (130 after Ctrl-C).
+    Ok(status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .map_or(ExitCode::FAILURE, ExitCode::from))
 }
 
 #[cfg(test)]
