@@ -182,11 +182,25 @@ pub(crate) fn parse_resolved(text: &str) -> BTreeMap<String, String> {
     map
 }
 
-/// Whether `ssh -v` output shows the server accepting exactly `key` (and not some other
-/// identity from the user's config or agent).
+/// Whether the login in this `ssh -v` output used `key` (not some other identity from the
+/// user's config or agent): it must be the last key the server accepted. The server accepting
+/// it is not enough: when ssh then cannot load the private key (a loose mode, a passphrase in
+/// BatchMode, a `.pub` of another key), it offers the next identity, which may get in.
 pub(crate) fn accepted_key(verbose_stderr: &str, key: &Path) -> bool {
     let wanted = format!("Server accepts key: {} ", key.display());
-    verbose_stderr.lines().any(|l| l.contains(&wanted))
+    verbose_stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("Server accepts key: "))
+        .is_some_and(|l| l.contains(&wanted))
+}
+
+/// Why ssh could not use `key` itself (`Load key "KEY": bad permissions`), from `-v` output.
+pub(crate) fn key_load_error<'a>(verbose_stderr: &'a str, key: &Path) -> Option<&'a str> {
+    let prefix = format!("Load key \"{}\": ", key.display());
+    verbose_stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
 }
 
 /// What went wrong with an ssh login, decided from its exit status and stderr.
@@ -255,6 +269,48 @@ impl LoginFailure {
             ),
             Self::Other => format!("ssh to {alias} failed"),
         }
+    }
+}
+
+impl Ssh {
+    // jssh doctor's probes.
+
+    /// `ssh -V`: OpenSSH's version line, on stderr.
+    pub(crate) fn version() -> Cmd {
+        Cmd::new("ssh").arg("-V")
+    }
+
+    /// `ssh -O check ALIAS`: whether the alias's ControlMaster answers on its socket.
+    pub(crate) fn master_check(&self, alias: &Alias) -> Cmd {
+        self.ssh().args(["-O", "check", "--", alias.as_str()])
+    }
+
+    /// `ssh -W HOST:PORT ALIAS`: stdin and stdout become a forwarded TCP connection from the
+    /// remote to `HOST:PORT`, the same kind of channel `-L` opens. Through the alias's master
+    /// unless `own_connection`: a mux client only learns "Session open refused by peer", while
+    /// its own connection prints sshd's reason ("administratively prohibited" or "connect
+    /// failed").
+    pub(crate) fn stdio_forward(&self, alias: &Alias, host: &str, port: u16, own_connection: bool) -> Cmd {
+        let target = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let cmd = self.ssh().args(["-o", "BatchMode=yes"]);
+        let cmd = if own_connection {
+            cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+        } else {
+            cmd
+        };
+        cmd.args(["-W", &target, "--", alias.as_str()])
+    }
+
+    /// Adds (or with `cancel` removes) a forward from the local Unix socket `local` to the
+    /// remote Unix socket `remote` on the alias's running master (`-O forward`/`-O cancel`).
+    pub(crate) fn master_socket_forward(&self, alias: &Alias, local: &Path, remote: &str, cancel: bool) -> Cmd {
+        let spec = format!("{}:{remote}", local.display());
+        let op = if cancel { "cancel" } else { "forward" };
+        self.ssh().args(["-O", op, "-L", &spec, "--", alias.as_str()])
     }
 }
 
@@ -342,6 +398,12 @@ mod tests {
         assert!(!accepted_key(err, Path::new("/a/jssh_ed25519")));
         assert!(accepted_key(err, Path::new("/b/boot")));
         assert!(!accepted_key(err, Path::new("/b/bo")));
+        // Accepted, then unusable: ssh went on to another key, which got in.
+        let err = "debug1: Server accepts key: /a/k ED25519 SHA256:x explicit\n\
+                   Load key \"/a/k\": bad permissions\n\
+                   debug1: Server accepts key: /b/boot ED25519 SHA256:y explicit\n";
+        assert!(!accepted_key(err, Path::new("/a/k")));
+        assert_eq!(key_load_error(err, Path::new("/a/k")), Some("bad permissions"));
     }
 
     #[test]
@@ -369,5 +431,42 @@ mod tests {
         assert_eq!(c(Some(1), "bash: bad"), F::RemoteShell);
         assert_eq!(c(Some(255), "weird"), F::Other);
         assert!(F::AuthRefused.explain(&alias()).contains("--no-copy-id"));
+    }
+
+    #[test]
+    fn doctor_probes_name_the_destination_last() {
+        let ssh = Ssh::new(Some(Path::new("/t/config")), 5);
+        assert_eq!(Ssh::version().argv(), ["ssh", "-V"]);
+        let check = ssh.master_check(&alias());
+        assert_eq!(
+            check.argv(),
+            [
+                "ssh",
+                "-F",
+                "/t/config",
+                "-o",
+                "ConnectTimeout=5",
+                "-O",
+                "check",
+                "--",
+                "gpu"
+            ]
+        );
+        let own = ssh.stdio_forward(&alias(), "127.0.0.1", 1, true);
+        let argv = own.argv();
+        assert_eq!(argv[argv.len() - 4..], ["-W", "127.0.0.1:1", "--", "gpu"]);
+        for option in ["BatchMode=yes", "ControlMaster=no", "ControlPath=none"] {
+            assert!(argv.contains(&std::ffi::OsStr::new(option)), "{own}");
+        }
+        let mux = ssh.stdio_forward(&alias(), "::1", 22, false);
+        let argv = mux.argv();
+        assert_eq!(argv[argv.len() - 5..], ["BatchMode=yes", "-W", "[::1]:22", "--", "gpu"]);
+        let add = ssh.master_socket_forward(&alias(), Path::new("/l/s"), "/r/s", false);
+        assert!(add.to_string().ends_with("-O forward -L /l/s:/r/s -- gpu"), "{add}");
+        let cancel = ssh.master_socket_forward(&alias(), Path::new("/l/s"), "/r/s", true);
+        assert!(
+            cancel.to_string().ends_with("-O cancel -L /l/s:/r/s -- gpu"),
+            "{cancel}"
+        );
     }
 }

@@ -352,7 +352,7 @@ impl Supervisor<'_> {
                             closed_since,
                             deadline,
                         };
-                        self.next_tick = now + CONNECT_POLL.max(Duration::from_millis(100));
+                        self.next_tick = now + CONNECT_POLL;
                     }
                     result if now > deadline => {
                         self.event(&format!("the new connection does not carry the tunnel ({result:?})"));

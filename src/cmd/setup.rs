@@ -15,7 +15,7 @@ use crate::fsutil::{self, PRIVATE_FILE, ScratchDir};
 use crate::keys::{self, KeyPlan};
 use crate::profile::{Profile, Profiles};
 use crate::sanitize::for_terminal;
-use crate::ssh::{LoginFailure, Ssh, accepted_key, parse_resolved};
+use crate::ssh::{LoginFailure, Ssh, accepted_key, key_load_error, parse_resolved};
 use crate::sshconfig;
 use crate::target::{Alias, UserName};
 
@@ -327,7 +327,9 @@ fn login_with(ssh: &Ssh, alias: &Alias, key: &Path, batch: bool, strict: bool) -
     if failure == LoginFailure::AuthRefused && !strict {
         return Ok(None);
     }
-    let err = if out.status.success() {
+    let err = if let Some(why) = key_load_error(&stderr, key) {
+        anyhow::anyhow!("ssh cannot use {}: {why}", key.display())
+    } else if out.status.success() {
         anyhow::anyhow!("the server let you in with another key, not {}", key.display())
     } else {
         cmd.failure(&out)

@@ -380,7 +380,8 @@ fn spawn_supervisor(ctx: &Ctx, alias: &crate::target::Alias, foreground: bool, r
     cmd.spawn().context("could not start the supervisor")
 }
 
-/// Polls the URL until Jupyter answers; fails early when the remote session ends or the
+/// Polls the URL until Jupyter answers and, for a new supervisor, until it has seen that too
+/// (so `status` right after agrees); fails early when the remote session ends or the
 /// supervisor dies, and at the deadline.
 fn wait_ready(
     session: &Session,
@@ -391,7 +392,11 @@ fn wait_ready(
 ) -> Result<()> {
     let mut log_tail = Vec::new();
     loop {
-        if probe::api_status(session.local_port, Some(&session.token), Duration::from_secs(1)) == Probe::Ok {
+        let supervised =
+            supervisor.is_none() || run.read_session().ok().flatten().is_some_and(|s| s.phase == Phase::Up);
+        if supervised
+            && probe::api_status(session.local_port, Some(&session.token), Duration::from_secs(1)) == Probe::Ok
+        {
             return Ok(());
         }
         if let Some(events) = events {
@@ -430,7 +435,7 @@ fn wait_ready(
                 session.alias
             );
         }
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

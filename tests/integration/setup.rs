@@ -277,6 +277,23 @@ fn unknown_host_key_and_refused_auth_are_explained() {
     );
     assert!(before == snapshot(&[client.root(), sshd.home()]), "files changed");
 
+    // Another key on record for this host: a changed host key, with the advice to check.
+    let other = client.root().join("other_host_key");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let other_pub = fs::read_to_string(other.with_extension("pub")).unwrap();
+    let key = other_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    fs::write(client.known_hosts(), format!("[127.0.0.1]:{} {key}\n", sshd.port())).unwrap();
+    let before = snapshot(&[client.root(), sshd.home()]);
+    let out = jssh(&client).args(setup_args(&sshd, "box")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("host key of box has changed"), "{}", stderr(&out));
+    assert!(before == snapshot(&[client.root(), sshd.home()]), "files changed");
+
     fs::write(client.known_hosts(), sshd.known_hosts_line() + "\n").unwrap();
     let before = snapshot(&[client.root(), sshd.home()]);
     let out = jssh(&client)
