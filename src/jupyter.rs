@@ -35,9 +35,15 @@ pub(crate) struct JupyterInfo {
 }
 
 impl JupyterInfo {
-    /// Only a classic notebook (< 7) and no jupyter_server: the `NotebookApp` generation.
-    pub(crate) fn classic(&self) -> bool {
-        self.server.is_none() && self.notebook.as_deref().is_some_and(|v| major(v) < 7)
+    /// Whether `jssh up` starts the Notebook UI: asked for, or no JupyterLab to start.
+    pub(crate) fn notebook_ui(&self, asked: bool) -> bool {
+        asked || (self.lab.is_none() && self.notebook.is_some())
+    }
+
+    /// Whether that UI is the classic notebook (< 7), which keeps its `NotebookApp` names even
+    /// when jupyter_server is installed beside it (notebook 6.5 pulls it in via nbclassic).
+    pub(crate) fn classic(&self, notebook_ui: bool) -> bool {
+        notebook_ui && self.notebook.as_deref().is_some_and(|v| major(v) < 7)
     }
 }
 
@@ -85,20 +91,23 @@ def version(dist):
     except metadata.PackageNotFoundError:
         return None
 info = {"server": version("jupyter_server"), "notebook": version("notebook"), "lab": version("jupyterlab")}
-classic = info["server"] is None and info["notebook"] is not None and int(info["notebook"].split(".")[0]) < 7
-if info["server"] is None and info["notebook"] is None:
+server = info["server"] is not None
+classic = info["notebook"] is not None and int(info["notebook"].split(".")[0]) < 7
+if not server and not classic:
     print(json.dumps({"error": "no jupyter_server or notebook package in this environment"}))
     sys.exit(3)
-app, root_key = ("NotebookApp", "notebook_dir") if classic else ("ServerApp", "root_dir")
-pw_section, pw_key = ("NotebookApp", "password") if classic else ("PasswordIdentityProvider", "hashed_password")
+# Each generation present gets its own names: a classic notebook (NotebookApp) may sit
+# beside jupyter_server (ServerApp, PasswordIdentityProvider), e.g. notebook 6.5 + lab.
+apps = ([("ServerApp", "root_dir")] if server else []) + ([("NotebookApp", "notebook_dir")] if classic else [])
+passwords = ([("PasswordIdentityProvider", "hashed_password")] if server else []) + ([("NotebookApp", "password")] if classic else [])
 cfg_dir = os.environ.get("JUPYTER_CONFIG_DIR") or os.path.expanduser("~/.jupyter")
 path = os.path.join(cfg_dir, "jssh_config.json")
 os.makedirs(cfg_dir, mode=0o700, exist_ok=True)
 generated = None
 if req.get("generate"):
     # The user's default config, created once as the seeds do; jssh never edits it.
-    kind = "notebook" if classic else "server"
-    default = os.path.join(cfg_dir, "jupyter_notebook_config.py" if classic else "jupyter_server_config.py")
+    kind = "server" if server else "notebook"
+    default = os.path.join(cfg_dir, "jupyter_server_config.py" if server else "jupyter_notebook_config.py")
     if not os.path.exists(default):
         subprocess.run(["jupyter", kind, "--generate-config", "-y"], check=True, capture_output=True)
         generated = default
@@ -107,12 +116,12 @@ try:
         config = json.load(f)
 except FileNotFoundError:
     config = {}
-section = config.setdefault(app, {})
-if "settings" in req:
+for app, root_key in apps if "settings" in req else []:
     s = req["settings"]
+    section = config.setdefault(app, {})
     section["ip"] = "0.0.0.0" if s["allow_remote_access"] else "127.0.0.1"
     section["open_browser"] = False
-    if not classic:
+    if app == "ServerApp":
         section["allow_remote_access"] = bool(s["allow_remote_access"])
     if s.get("root_dir"):
         section[root_key] = os.path.expanduser(s["root_dir"])
@@ -120,15 +129,19 @@ if "settings" in req:
         section.pop(root_key, None)
 if req.get("password") == "set":
     password = sys.stdin.readline().rstrip("\n")
-    if classic:
-        from notebook.auth import passwd
-    else:
+    if server:
         from jupyter_server.auth import passwd
-    config.setdefault(pw_section, {})[pw_key] = passwd(password)
+    else:
+        from notebook.auth import passwd
+    hashed = passwd(password)
+    for section, key in passwords:
+        config.setdefault(section, {})[key] = hashed
 elif req.get("password") == "clear":
-    config.get(pw_section, {}).pop(pw_key, None)
-has_password = bool(config.get(pw_section, {}).get(pw_key))
-if config.get(app, {}).get("ip") not in (None, "127.0.0.1", "localhost") and not has_password:
+    for section, key in passwords:
+        config.get(section, {}).pop(key, None)
+has_password = any(config.get(section, {}).get(key) for section, key in passwords)
+ips = [config.get(app, {}).get("ip") for app, _ in apps]
+if any(ip not in (None, "127.0.0.1", "localhost") for ip in ips) and not has_password:
     print(json.dumps({"error": "refusing to listen beyond 127.0.0.1 without a password: run `jssh password` first"}))
     sys.exit(4)
 fd, tmp = tempfile.mkstemp(dir=cfg_dir, prefix=".jssh_config.")
@@ -139,7 +152,7 @@ with os.fdopen(fd, "w") as f:
     os.fsync(f.fileno())
 os.chmod(tmp, 0o600)
 os.replace(tmp, path)
-info.update({"path": path, "generated": generated, "password": has_password, "ip": config.get(app, {}).get("ip")})
+info.update({"path": path, "generated": generated, "password": has_password, "ip": next((ip for ip in ips if ip), None)})
 print(json.dumps(info))
 "#;
 
@@ -198,8 +211,8 @@ pub(crate) fn configure_script(env: &[EnvSpec], request: &Request) -> String {
 
 /// Extra Jupyter arguments for `jssh up`: jssh's config file when it exists, and the listen
 /// address (loopback unless remote access was allowed with a password).
-pub(crate) fn up_arguments(info: &JupyterInfo) -> String {
-    let app = names(info.classic()).app;
+pub(crate) fn up_arguments(info: &JupyterInfo, classic: bool) -> String {
+    let app = names(classic).app;
     let ip = if info.allow_remote_access && info.password {
         "0.0.0.0"
     } else {
@@ -220,16 +233,28 @@ mod tests {
         let modern = JupyterInfo {
             server: Some("2.21.1".into()),
             notebook: Some("7.6.5".into()),
+            lab: Some("4.6.6".into()),
             ..Default::default()
         };
         let classic = JupyterInfo {
+            server: Some("1.24.0".into()),
             notebook: Some("6.5.7".into()),
             ..Default::default()
         };
-        assert!(!modern.classic() && classic.classic());
+        assert!(!modern.notebook_ui(false) && modern.notebook_ui(true) && !modern.classic(true));
+        assert!(classic.notebook_ui(false), "no JupyterLab: the Notebook UI");
+        assert!(
+            classic.classic(true),
+            "notebook 6.5 is classic even beside jupyter_server"
+        );
+        let unknown = JupyterInfo::default();
+        assert!(
+            !unknown.notebook_ui(false) && !unknown.classic(true),
+            "undetected: modern JupyterLab"
+        );
         assert_eq!(names(false).password, ("PasswordIdentityProvider", "hashed_password"));
         assert_eq!(names(true).app, "NotebookApp");
-        assert!(up_arguments(&classic).contains("--NotebookApp.ip=127.0.0.1"));
+        assert!(up_arguments(&classic, true).contains("--NotebookApp.ip=127.0.0.1"));
     }
 
     #[test]
@@ -239,9 +264,9 @@ mod tests {
             allow_remote_access: true,
             ..Default::default()
         };
-        assert!(up_arguments(&info).contains("--ServerApp.ip=127.0.0.1"));
+        assert!(up_arguments(&info, false).contains("--ServerApp.ip=127.0.0.1"));
         info.password = true;
-        assert!(up_arguments(&info).contains("--ServerApp.ip=0.0.0.0"));
+        assert!(up_arguments(&info, false).contains("--ServerApp.ip=0.0.0.0"));
     }
 
     #[test]

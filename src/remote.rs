@@ -36,7 +36,8 @@ pub(crate) struct JupyterSpec<'a> {
 /// variable read from that file (the classic notebook), never in argv.
 pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
     let run = format!("\"$HOME/.jssh/run/{}\"", spec.session);
-    let classic = spec.info.classic();
+    let notebook_ui = spec.info.notebook_ui(spec.notebook);
+    let classic = spec.info.classic(notebook_ui);
     let names = jupyter::names(classic);
     let app = names.app;
     let mut s = if classic {
@@ -44,6 +45,8 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
     } else {
         format!("export JUPYTER_TOKEN_FILE={run}/token\n")
     };
+    // The home directory, not wherever sshd started the session, is the default root dir.
+    s.push_str("cd\n");
     s.push_str(&activation(spec.env));
     s.push_str(
         "command -v jupyter >/dev/null 2>&1 || { echo \"jssh: jupyter not found on PATH=$PATH: install it \
@@ -51,7 +54,7 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
          set --\n\
          [ \"$(id -u)\" = 0 ] && { echo 'jssh: running as root: passing --allow-root' >&2; set -- --allow-root; }\n",
     );
-    s.push_str(&jupyter::up_arguments(spec.info));
+    s.push_str(&jupyter::up_arguments(spec.info, classic));
     if let Some(dir) = spec.dir {
         let _ = writeln!(s, "set -- \"$@\" --{app}.{}={}", names.root_dir, remote_path(dir));
     }
@@ -66,7 +69,7 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
             "set -- \"$@\" --{app}.port=\"$(cat {run}/port)\" --{app}.port_retries=0"
         );
     }
-    let ui = if spec.notebook || classic { "notebook" } else { "lab" };
+    let ui = if notebook_ui { "notebook" } else { "lab" };
     let _ = writeln!(s, "exec jupyter {ui} --no-browser \"$@\"");
     s
 }

@@ -63,7 +63,7 @@ impl Session {
 
     /// The clickable URL (it carries the token, so it is only printed, never put in argv).
     pub(crate) fn url(&self) -> String {
-        let page = if self.notebook || self.jupyter.classic() {
+        let page = if self.jupyter.notebook_ui(self.notebook) {
             "tree"
         } else {
             "lab"

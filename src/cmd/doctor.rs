@@ -1183,11 +1183,13 @@ fn jupyter_verdict(profile: &Profile, jupyter: &str, python: Option<&str>, versi
     let found = JupyterInfo {
         server: versions.server.clone(),
         notebook: versions.notebook.clone(),
+        lab: versions.lab.clone(),
         ..JupyterInfo::default()
     };
     let cached = &profile.jupyter;
     let learned = cached.server.is_some() || cached.notebook.is_some();
-    if learned && cached.classic() != found.classic() {
+    let generation = |info: &JupyterInfo| info.classic(info.notebook_ui(false));
+    if learned && generation(cached) != generation(&found) {
         return Finding::warn(
             NAME,
             format!(

@@ -76,20 +76,20 @@ pub(crate) fn run(ctx: &Ctx, args: &JupyterArgs) -> Result<()> {
     };
     let report = configure(ctx, &profile, &request, None)?;
     remember(ctx, &args.alias, &report, Some(args.allow_remote_access))?;
-    let generation = match (&report.server, &report.notebook) {
-        (Some(server), _) => format!("jupyter_server {server}"),
-        (None, Some(notebook)) => format!("classic notebook {notebook} (NotebookApp names)"),
-        (None, None) => "unknown".to_owned(),
+    let mut found: Vec<String> = Vec::new();
+    found.extend(report.server.as_ref().map(|v| format!("jupyter_server {v}")));
+    found.extend(report.lab.as_ref().map(|v| format!("JupyterLab {v}")));
+    found.extend(report.notebook.as_ref().map(|v| format!("notebook {v}")));
+    let info = Profiles::load(&ctx.paths.hosts_file())?
+        .get(&args.alias)
+        .map(|p| p.jupyter.clone())
+        .unwrap_or_default();
+    let classic = if info.classic(true) {
+        " (classic: NotebookApp names for the Notebook UI)"
+    } else {
+        ""
     };
-    println!(
-        "{}: {generation}{}",
-        args.alias,
-        report
-            .lab
-            .as_ref()
-            .map(|l| format!(", JupyterLab {l}"))
-            .unwrap_or_default()
-    );
+    println!("{}: {}{classic}", args.alias, found.join(", "));
     if let Some(generated) = &report.generated {
         println!("created your default config {generated} (jssh does not edit it)");
     }

@@ -162,3 +162,59 @@ fn jupyter_config_and_password_round_trip() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!fs::read_to_string(remote_config(&sshd)).unwrap().contains("argon2"));
 }
+
+/// The classic Notebook venv that `scripts/install-deps` makes beside the main one.
+fn classic_venv() -> String {
+    let venv = std::env::var("JSSH_TEST_CLASSIC_VENV").unwrap_or_else(|_| {
+        let main = std::path::PathBuf::from(venv());
+        main.with_file_name("jssh-test-classic-venv").display().to_string()
+    });
+    assert!(
+        PathBuf::from(&venv).join("bin/jupyter").exists(),
+        "no classic venv at {venv}: run scripts/install-deps"
+    );
+    venv
+}
+
+#[test]
+fn a_classic_notebook_gets_its_own_names() {
+    let (sshd, client) = ready_host("old");
+    let out = jssh(&client)
+        .args(["jupyter", "old", "--env", &format!("venv:{}", classic_venv())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("notebook 6.5.7"), "{}", stdout(&out));
+    let config: serde_json::Value = serde_json::from_str(&fs::read_to_string(remote_config(&sshd)).unwrap()).unwrap();
+    assert_eq!(config["NotebookApp"]["ip"], "127.0.0.1", "{config}");
+
+    // `up` without --env: the profile remembers the classic venv.
+    let out = jssh(&client)
+        .args([
+            "up",
+            "old",
+            "-d",
+            "--notebook",
+            "--timeout",
+            "90",
+            "--port",
+            &free_port(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let url = stdout(&out).lines().last().unwrap().to_owned();
+    assert!(url.contains("/tree?token="), "{url}");
+    let (port, token) = parse_url(&url);
+    let status = |auth: &str| {
+        http(
+            port,
+            &format!("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"),
+        )
+    };
+    assert!(status(&format!("Authorization: token {token}\r\n")).starts_with("HTTP/1.1 200"));
+    assert!(status("").starts_with("HTTP/1.1 403"), "the token is enforced");
+    let log = fs::read_to_string(sshd.home().join(".jssh/run/jssh-old/jupyter.log")).unwrap();
+    assert!(log.contains("NotebookApp") && log.contains("6.5.7"), "{log}");
+    jssh(&client).args(["down", "old"]).assert().success();
+}
