@@ -36,12 +36,26 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Whether an error is a write to a closed pipe (directly or through serde_json).
+fn broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    let kind = err
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
+        .or_else(|| {
+            err.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+        });
+    kind == Some(std::io::ErrorKind::BrokenPipe)
+}
+
 /// Parses the command line, runs it, and maps the outcome to jssh's documented exit codes.
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cmd::run(cli) {
         Ok(code) => code,
+        // A closed pipe (`jssh status --json | head`) is the reader's choice, not a failure.
+        Err(err) if err.chain().any(broken_pipe) => ExitCode::SUCCESS,
         Err(err) => {
             let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
             eprintln!("jssh: error: {}", chain.join(": "));
