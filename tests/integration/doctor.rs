@@ -4,12 +4,11 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::util::{jssh, stderr, stdout};
+use crate::util::{self, jssh, stderr, stdout, venv};
 
 /// Every check a healthy, fully set up alias reports, in order.
 const CHECKS: [&str; 15] = [
@@ -30,35 +29,11 @@ const CHECKS: [&str; 15] = [
     "Jupyter config",
 ];
 
-/// The pinned Jupyter venv that `scripts/install-deps` makes.
-fn venv() -> String {
-    let venv = std::env::var("JSSH_TEST_VENV").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/jssh-test-venv")
-    });
-    assert!(
-        Path::new(&venv).join("bin/jupyter").exists(),
-        "no Jupyter venv at {venv}: run scripts/install-deps"
-    );
-    venv
-}
-
 /// A client with `alias` set up on `sshd`, its remote environment pointed at the venv.
 fn set_up(sshd: &Sshd, alias: &str) -> Client {
     let client = Client::new(sshd);
-    let out = jssh(&client)
-        .args([
-            "setup",
-            alias,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &sshd.port().to_string(),
-        ])
-        .args(["--no-passphrase", "--env", &format!("venv:{}", venv())])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "setup: {}{}", stdout(&out), stderr(&out));
+    let env = format!("venv:{}", venv());
+    util::set_up(sshd, &client, alias, &["--env", &env]);
     client
 }
 

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use crate::fixture::Sshd;
-use crate::up::{free_port, parse_url, ready_host, up, venv};
-use crate::util::{jssh, stderr, stdout};
+use crate::up::{free_port, parse_url, ready_host, up};
+use crate::util::{jssh, stderr, stdout, venv};
 
 /// jssh's config file in the fixture's remote Jupyter config dir.
 fn remote_config(sshd: &Sshd) -> PathBuf {

@@ -6,21 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd, throwaway_user_with_password};
-use crate::util::{jssh, mode, snapshot, stderr, stdout};
-
-fn setup_args(sshd: &Sshd, alias: &str) -> Vec<String> {
-    [
-        "setup",
-        alias,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &sshd.port().to_string(),
-        "--no-passphrase",
-    ]
-    .map(String::from)
-    .to_vec()
-}
+use crate::util::{jssh, mode, setup_args, snapshot, stderr, stdout};
 
 fn key_lines(sshd: &Sshd, client: &Client) -> usize {
     let public = fs::read_to_string(client.ssh_dir().join("jssh_ed25519.pub")).unwrap();

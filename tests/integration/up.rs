@@ -9,38 +9,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::util::{jssh, jssh_std, stderr, stdout};
-
-/// The pinned Jupyter venv that `scripts/install-deps` makes.
-pub(crate) fn venv() -> String {
-    let venv = std::env::var("JSSH_TEST_VENV").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/jssh-test-venv")
-    });
-    assert!(
-        Path::new(&venv).join("bin/jupyter").exists(),
-        "no Jupyter venv at {venv}: run scripts/install-deps"
-    );
-    venv
-}
+use crate::util::{jssh, jssh_std, set_up, stderr, stdout, venv};
 
 /// A fixture with `alias` set up and its remote environment pointed at the venv.
 pub(crate) fn ready_host(alias: &str) -> (Sshd, Client) {
     let sshd = Sshd::start();
     let client = Client::new(&sshd);
-    let out = jssh(&client)
-        .args([
-            "setup",
-            alias,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &sshd.port().to_string(),
-            "--no-passphrase",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "setup: {}", stderr(&out));
+    set_up(&sshd, &client, alias, &[]);
     (sshd, client)
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
-use crate::fixture::Client;
+use crate::fixture::{Client, Sshd};
 
 /// The jssh binary with the client's injectable paths set (and nothing from the real user).
 pub(crate) fn jssh_std(client: &Client) -> std::process::Command {
@@ -64,4 +64,38 @@ pub(crate) fn stdout(out: &std::process::Output) -> String {
 
 pub(crate) fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The pinned Jupyter venv that `scripts/install-deps` makes.
+pub(crate) fn venv() -> String {
+    let venv = std::env::var("JSSH_TEST_VENV").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/jssh-test-venv")
+    });
+    assert!(
+        Path::new(&venv).join("bin/jupyter").exists(),
+        "no Jupyter venv at {venv}: run scripts/install-deps"
+    );
+    venv
+}
+
+/// `jssh setup ALIAS` arguments for the fixture, unattended.
+pub(crate) fn setup_args(sshd: &Sshd, alias: &str) -> Vec<String> {
+    [
+        "setup",
+        alias,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &sshd.port().to_string(),
+        "--no-passphrase",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Sets `alias` up on `sshd` for `client` (plus `extra` arguments), asserting it worked.
+pub(crate) fn set_up(sshd: &Sshd, client: &Client, alias: &str, extra: &[&str]) {
+    let out = jssh(client).args(setup_args(sshd, alias)).args(extra).output().unwrap();
+    assert!(out.status.success(), "setup: {}{}", stdout(&out), stderr(&out));
 }
