@@ -153,6 +153,10 @@ pub(crate) struct CleanChild {
 }
 
 impl CleanChild {
+    pub(crate) fn id(&self) -> u32 {
+        self.pid.as_raw().unsigned_abs()
+    }
+
     /// `Some(why it ended)` once it has exited (reaped), `None` while it runs.
     pub(crate) fn try_wait(&self) -> Result<Option<String>> {
         let status = waitpid(self.pid, Some(WaitPidFlag::WNOHANG)).context("could not wait for a child")?;

@@ -73,6 +73,10 @@ enum Link {
 /// How long a new connection may take before the attempt is abandoned (ConnectTimeout bounds
 /// the TCP part; this bounds a stalled authentication).
 const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+/// How often the supervisor looks whether an unreachable server answers again.
+const REACH_EVERY: Duration = Duration::from_millis(250);
+/// How long a connection attempt may sit in SYN_SENT before it counts as stalled.
+const STALL_AFTER: Duration = Duration::from_millis(500);
 /// How long a standby that took over may take to carry the first probe.
 const TAKEOVER_LIMIT: Duration = Duration::from_millis(750);
 /// Standbys that die young this many times in a row are not started again (e.g. a server
@@ -97,6 +101,8 @@ struct Supervisor<'a> {
     /// An authenticated connection without forwards, ready to take over.
     standby: Option<Conn>,
     standby_strikes: u32,
+    /// When to look next whether a stalled attempt's server answers again.
+    next_reach_check: Instant,
     /// Alternates the two control socket names.
     generation: u32,
     link: Link,
@@ -141,6 +147,7 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
         active: None,
         standby: None,
         standby_strikes: 0,
+        next_reach_check: now,
         generation: 0,
         link: Link::Waiting { due: now, lost: now },
         attempt: 0,
@@ -318,11 +325,7 @@ impl Supervisor<'_> {
                     self.spawn_active(now, lost)?;
                 } else {
                     // While backing off, look every 250 ms whether the server is back.
-                    let step = if self.direct.is_some() {
-                        Duration::from_millis(250)
-                    } else {
-                        due - now
-                    };
+                    let step = if self.direct.is_some() { REACH_EVERY } else { due - now };
                     self.next_tick = (now + step).min(due);
                 }
             }
@@ -357,6 +360,21 @@ impl Supervisor<'_> {
                     result if now > deadline => {
                         self.event(&format!("the new connection does not carry the tunnel ({result:?})"));
                         self.abandon(now);
+                    }
+                    _ if now.duration_since(since) > STALL_AFTER && now >= self.next_reach_check => {
+                        self.next_reach_check = now + REACH_EVERY;
+                        // A SYN sent into a dead path is retried only after 1, 3, 7… s: once the
+                        // server answers a fresh one, start over instead of waiting for that.
+                        let stalled = self.active.as_ref().is_some_and(|c| syn_sent(c.child.id()));
+                        if stalled && self.server_answers() {
+                            self.event("the server answers again: restarting the stalled connection attempt");
+                            if let Some(conn) = self.active.take() {
+                                stop(conn);
+                            }
+                            self.spawn_active(now, lost.unwrap_or(now))?;
+                        } else {
+                            self.next_tick = now + CONNECT_POLL;
+                        }
                     }
                     _ => self.next_tick = now + CONNECT_POLL,
                 }
@@ -539,6 +557,41 @@ fn stop(conn: Conn) {
     let _ = std::fs::remove_file(&conn.control);
 }
 
+/// Inodes of the sockets in SYN_SENT (state 02) in a `/proc/net/tcp{,6}` table.
+fn syn_sent_inodes(table: &str) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(3) == Some(&"02")).then(|| fields.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// Whether process `pid` has a TCP connection still waiting for the server's SYN-ACK.
+fn syn_sent(pid: u32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let sockets: Vec<u64> = fds
+        .flatten()
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.path()).ok()?;
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .any(|table| syn_sent_inodes(&table).iter().any(|inode| sockets.contains(inode)))
+}
+
 /// Wall-clock `HH:MM:SS` (UTC) for log lines.
 fn clock() -> String {
     let secs = crate::state::unix_now() % 86_400;
@@ -548,6 +601,18 @@ fn clock() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_connections_waiting_for_a_syn_ack() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                     0: 0100007F:B1F3 0100007F:0016 02 00000000:00000000 01:00000100 00000002     0        0 4242 1 0\n\
+                     1: 0100007F:B1F4 0100007F:0016 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0\n";
+        assert_eq!(syn_sent_inodes(table), [4242]);
+        assert!(
+            !syn_sent(std::process::id()),
+            "this test process has no stalled connection"
+        );
+    }
 
     #[test]
     fn backoff_starts_at_once_then_doubles_to_a_cap() {
