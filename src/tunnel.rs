@@ -67,6 +67,9 @@ enum Link {
     Waiting {
         due: Instant,
         lost: Instant,
+        /// Whether the server's port was seen not answering since: only then may its answering
+        /// again cut the backoff short (a server that answers but refuses ssh must not).
+        seen_down: bool,
     },
 }
 
@@ -74,7 +77,7 @@ enum Link {
 /// the TCP part; this bounds a stalled authentication).
 const CONNECT_LIMIT: Duration = Duration::from_secs(20);
 /// How often the supervisor looks whether an unreachable server answers again.
-const REACH_EVERY: Duration = Duration::from_millis(250);
+const REACH_EVERY: Duration = Duration::from_millis(100);
 /// How long a connection attempt may sit in SYN_SENT before it counts as stalled.
 const STALL_AFTER: Duration = Duration::from_millis(500);
 /// How long a standby that took over may take to carry the first probe.
@@ -149,7 +152,11 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
         standby_strikes: 0,
         next_reach_check: now,
         generation: 0,
-        link: Link::Waiting { due: now, lost: now },
+        link: Link::Waiting {
+            due: now,
+            lost: now,
+            seen_down: false,
+        },
         attempt: 0,
         restarts: VecDeque::new(),
         next_tick: now,
@@ -304,15 +311,21 @@ impl Supervisor<'_> {
             self.next_tick = now;
             return Ok(());
         }
-        if matches!(self.link, Link::Up { .. }) {
+        // A link that was up is retried at once; only failed attempts back off.
+        let delay = if matches!(self.link, Link::Up { .. }) {
             self.event(&format!("tunnel lost: {why}"));
+            Duration::ZERO
         } else {
             self.event(&format!("reconnect attempt failed: {why}"));
-        }
+            self.attempt += 1;
+            backoff(self.attempt - 1)
+        };
         self.save();
-        let delay = backoff(self.attempt);
-        self.attempt += 1;
-        self.link = Link::Waiting { due: now + delay, lost };
+        self.link = Link::Waiting {
+            due: now + delay,
+            lost,
+            seen_down: false,
+        };
         self.next_tick = now;
         Ok(())
     }
@@ -320,11 +333,14 @@ impl Supervisor<'_> {
     fn tick(&mut self) -> Result<()> {
         let now = Instant::now();
         match self.link {
-            Link::Waiting { due, lost } => {
-                if now >= due || self.server_answers() {
+            Link::Waiting { due, lost, seen_down } => {
+                // While backing off, look every REACH_EVERY whether the server is back.
+                let answers = now < due && self.direct.is_some() && self.server_answers();
+                if now >= due || (answers && seen_down) {
                     self.spawn_active(now, lost)?;
                 } else {
-                    // While backing off, look every 250 ms whether the server is back.
+                    let seen_down = seen_down || (self.direct.is_some() && !answers);
+                    self.link = Link::Waiting { due, lost, seen_down };
                     let step = if self.direct.is_some() { REACH_EVERY } else { due - now };
                     self.next_tick = (now + step).min(due);
                 }
@@ -385,12 +401,7 @@ impl Supervisor<'_> {
                     if now.duration_since(since) > HEALTHY_RESET {
                         self.attempt = 0;
                     }
-                    if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {
-                        match self.connect(false) {
-                            Ok(conn) => self.standby = Some(conn),
-                            Err(e) => self.event(&format!("could not start a standby connection: {e:#}")),
-                        }
-                    }
+                    self.ensure_standby();
                     self.link = Link::Up { since, failures: 0 };
                     self.next_tick = now + PROBE_EVERY;
                 } else if failures == 0 {
@@ -403,6 +414,16 @@ impl Supervisor<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Starts a standby connection unless one runs (or standbys keep dying young).
+    fn ensure_standby(&mut self) {
+        if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {
+            match self.connect(false) {
+                Ok(conn) => self.standby = Some(conn),
+                Err(e) => self.event(&format!("could not start a standby connection: {e:#}")),
+            }
+        }
     }
 
     fn connected(&mut self, since: Instant, lost: Option<Instant>) {
@@ -426,6 +447,7 @@ impl Supervisor<'_> {
             failures: 0,
         };
         self.next_tick = now + PROBE_EVERY;
+        self.ensure_standby();
     }
 
     /// Two probes in a row failed on a tunnel that was up.
@@ -453,10 +475,14 @@ impl Supervisor<'_> {
         self.session.phase = Phase::Reconnecting;
         self.save();
         self.stop_all();
-        let due = now + backoff(self.attempt);
-        self.attempt += 1;
-        self.link = Link::Waiting { due, lost: now };
-        self.next_tick = due;
+        // The first new attempt goes at once; if it stalls in a dead path, the stall check
+        // replaces it as soon as the server answers again.
+        self.link = Link::Waiting {
+            due: now,
+            lost: now,
+            seen_down: false,
+        };
+        self.next_tick = now;
     }
 
     /// Whether the sshd's port accepts a TCP connection (only known for direct connections).
