@@ -88,20 +88,50 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
         }
     }
 
+    // A remote port can be taken between the launch script's check and Jupyter's bind
+    // (another server starting): then the start is retried once on other ports.
+    let mut tries = 0;
+    let (session, supervisor, log_start) = loop {
+        tries += 1;
+        match start(ctx, args, &profile, &run, deadline) {
+            Err(e) if tries == 1 && format!("{e:#}").contains("is already in use") => {}
+            result => break result?,
+        }
+    };
+    drop(lock);
+    println!("{}", session.url());
+    if args.open {
+        open_url(&run, &session.url())?;
+    }
+    if args.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    foreground(ctx, args, &run, supervisor, log_start)
+}
+
+/// Starts (or finds) the remote server and a supervisor, and waits until the URL answers.
+/// On failure nothing this run started is left behind.
+fn start(
+    ctx: &Ctx,
+    args: &UpArgs,
+    profile: &crate::profile::Profile,
+    run: &RunDir,
+    deadline: Instant,
+) -> Result<(Session, Child, u64)> {
     // No spinner before the launch has logged in: ssh may be asking for a passphrase.
-    let (mut launch, events, session, reused) = start_remote(ctx, args, &profile, &run, deadline)?;
+    let (mut launch, events, session, reused) = start_remote(ctx, args, profile, run, deadline)?;
     let progress = Progress::start(&format!(
         "starting Jupyter on {}, forwarding it to 127.0.0.1:{}",
         args.alias, session.local_port
     ));
     let log_start = std::fs::metadata(run.log_path()).map_or(0, |m| m.len());
-    let mut supervisor = spawn_supervisor(ctx, &args.alias, !args.detach, &run)?;
-    let ready = wait_ready(&session, deadline, Some(&events), Some(&mut supervisor), &run);
+    let mut supervisor = spawn_supervisor(ctx, &args.alias, !args.detach, run)?;
+    let ready = wait_ready(&session, deadline, Some(&events), Some(&mut supervisor), run);
     progress.finish();
     let _ = launch.kill();
     let _ = launch.wait();
     if let Err(e) = ready {
-        let _ = stop_supervisor(&run, supervisor.id());
+        let _ = stop_supervisor(run, supervisor.id());
         let _ = supervisor.wait();
         let mut message = format!("{e:#}");
         if !message.contains("its log ends")
@@ -119,15 +149,7 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
         }
         bail!(message);
     }
-    drop(lock);
-    println!("{}", session.url());
-    if args.open {
-        open_url(&run, &session.url())?;
-    }
-    if args.detach {
-        return Ok(ExitCode::SUCCESS);
-    }
-    foreground(ctx, args, &run, supervisor, log_start)
+    Ok((session, supervisor, log_start))
 }
 
 /// The warm path: a supervisor already runs for this alias.
