@@ -51,8 +51,12 @@ fn broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
 /// Parses the command line, runs it, and maps the outcome to jssh's documented exit codes.
 #[must_use]
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cmd::run(cli) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let result = match cmd::supervise_fast(&args) {
+        Some(result) => result,
+        None => cmd::run(Cli::parse()),
+    };
+    match result {
         Ok(code) => code,
         // A closed pipe (`jssh status --json | head`) is the reader's choice, not a failure.
         Err(err) if err.chain().any(broken_pipe) => ExitCode::SUCCESS,

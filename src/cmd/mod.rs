@@ -64,10 +64,47 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hosts(args) => ok(hosts::run(&Ctx::new(&cli.global)?, &args)),
         Command::Completions(args) => ok(generate::completions(args.shell)),
         Command::Man(args) => ok(generate::man(args.subcommand.as_deref())),
-        // 128 + the signal that stopped it, as a shell reports a signalled process.
-        Command::Supervise(args) => crate::tunnel::supervise(&Ctx::new(&cli.global)?, &args.alias, args.foreground)
-            .map(|signal| ExitCode::from(128 + u8::try_from(signal as i32).unwrap_or(0))),
+        Command::Supervise(args) => supervise(&cli.global, &args.alias, args.foreground),
     }
+}
+
+/// `jssh supervise ALIAS --ssh-config FILE --connect-timeout N [--foreground]`, exactly as
+/// `jssh up` starts it, without clap: the supervisor runs for days, and every page of code it
+/// touches at start stays in its resident set. `None` when the arguments have another shape
+/// (clap then parses them as usual).
+pub(crate) fn supervise_fast(args: &[std::ffi::OsString]) -> Option<Result<ExitCode>> {
+    let (global, alias, foreground) = parse_supervise(args)?;
+    Some(supervise(&global, &alias, foreground))
+}
+
+fn parse_supervise(args: &[std::ffi::OsString]) -> Option<(GlobalArgs, Alias, bool)> {
+    let [sub, alias, config_flag, config, timeout_flag, timeout, rest @ ..] = args else {
+        return None;
+    };
+    let foreground = match rest {
+        [] => false,
+        [flag] if flag == "--foreground" => true,
+        _ => return None,
+    };
+    if sub != "supervise" || config_flag != "--ssh-config" || timeout_flag != "--connect-timeout" {
+        return None;
+    }
+    let alias: Alias = alias.to_str()?.parse().ok()?;
+    let connect_timeout = timeout.to_str()?.parse().ok().filter(|t| (1..=3600).contains(t))?;
+    Some((
+        GlobalArgs {
+            ssh_config: Some(config.into()),
+            connect_timeout,
+        },
+        alias,
+        foreground,
+    ))
+}
+
+fn supervise(global: &GlobalArgs, alias: &Alias, foreground: bool) -> Result<ExitCode> {
+    // 128 + the signal that stopped it, as a shell reports a signalled process.
+    crate::tunnel::supervise(&Ctx::new(global)?, alias, foreground)
+        .map(|signal| ExitCode::from(128 + u8::try_from(signal as i32).unwrap_or(0)))
 }
 
 /// The profile for `alias`, or a usage error listing the known ones.
@@ -117,4 +154,31 @@ pub(crate) fn open_url(run: &RunDir, url: &str) -> Result<()> {
         anyhow::bail!("`{cmd}` failed ({status}): open this URL yourself: {url}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<std::ffi::OsString> {
+        line.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_supervisor_starts_without_clap_only_in_its_own_shape() {
+        let (global, alias, foreground) =
+            parse_supervise(&words("supervise gpu --ssh-config /c --connect-timeout 7 --foreground")).unwrap();
+        assert_eq!((alias.as_str(), global.connect_timeout, foreground), ("gpu", 7, true));
+        assert_eq!(global.ssh_config.as_deref(), Some(std::path::Path::new("/c")));
+        for other in [
+            "up gpu --ssh-config /c --connect-timeout 7",
+            "supervise -oX --ssh-config /c --connect-timeout 7",
+            "supervise gpu --ssh-config /c --connect-timeout x",
+            "supervise gpu --ssh-config /c --connect-timeout 0",
+            "supervise gpu --ssh-config /c --connect-timeout 7 --extra",
+            "supervise gpu",
+        ] {
+            assert!(parse_supervise(&words(other)).is_none(), "{other}");
+        }
+    }
 }

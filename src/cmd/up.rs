@@ -388,11 +388,10 @@ fn spawn_supervisor(ctx: &Ctx, alias: &crate::target::Alias, foreground: bool, r
         .open(run.log_path())
         .with_context(|| format!("could not open {}", run.log_path().display()))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--ssh-config")
+    // This exact shape is what `supervise_fast` parses without clap.
+    cmd.args(["supervise", alias.as_str(), "--ssh-config"])
         .arg(&ctx.paths.ssh_config)
-        .arg("--connect-timeout")
-        .arg(ctx.connect_timeout.to_string())
-        .args(["supervise", alias.as_str()])
+        .args(["--connect-timeout", &ctx.connect_timeout.to_string()])
         .stdin(Stdio::null());
     if foreground {
         cmd.arg("--foreground");
