@@ -539,6 +539,18 @@ struct Proc {
     zombie: bool,
 }
 
+/// A test that fails before `jssh down` must not leave its supervisor reconnecting forever:
+/// everything whose command line names this client's directory (supervisors, their ssh,
+/// ControlMasters) goes with it.
+impl Drop for Client {
+    fn drop(&mut self) {
+        let root = self.root.path().to_string_lossy().into_owned();
+        kill_process_trees(|p| {
+            fs::read(format!("/proc/{}/cmdline", p.id.pid)).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&root))
+        });
+    }
+}
+
 /// All processes in /proc (those that vanish while being read are skipped).
 fn processes() -> Vec<Proc> {
     let Ok(entries) = fs::read_dir("/proc") else {
