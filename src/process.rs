@@ -4,8 +4,9 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::Write;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -119,17 +120,31 @@ impl Cmd {
 
     /// Runs attached to the terminal (prompts, passwords typed by the user).
     pub(crate) fn run_interactive(&self) -> Result<ExitStatus> {
-        let mut cmd = self.command()?;
-        if let Some(bytes) = &self.stdin {
-            cmd.stdin(Stdio::piped());
-            let mut child = cmd.spawn().with_context(|| format!("could not run `{self}`"))?;
-            if let Some(mut pipe) = child.stdin.take() {
-                pipe.write_all(bytes)
-                    .with_context(|| format!("could not write to `{self}`"))?;
-            }
-            return child.wait().with_context(|| format!("could not wait for `{self}`"));
-        }
-        cmd.status().with_context(|| format!("could not run `{self}`"))
+        self.command()?
+            .status()
+            .with_context(|| format!("could not run `{self}`"))
+    }
+
+    /// Like [`Cmd::output`] (stdin closed), but the child is killed after `limit`: for probes
+    /// that must not hang on an unreachable host.
+    pub(crate) fn output_within(&self, limit: Duration) -> Result<Output> {
+        let mut child = self
+            .command()?
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("could not run `{self}`"))?;
+        let stdout = child.stdout.take().map(drain);
+        let stderr = child.stderr.take().map(drain);
+        let status = wait_or_kill(&mut child, limit)?
+            .with_context(|| format!("`{self}` did not finish within {} s", limit.as_secs()))?;
+        let collect = |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+        Ok(Output {
+            status,
+            stdout: collect(stdout),
+            stderr: collect(stderr),
+        })
     }
 
     /// The error for a finished command that failed.
@@ -143,6 +158,31 @@ impl Cmd {
         } else {
             anyhow::anyhow!("`{self}` failed ({}): {stderr}", out.status)
         }
+    }
+}
+
+/// Reads a pipe to its end on a thread (so a full stderr cannot block the child's stdout).
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// The child's exit status, or `None` after killing (and reaping) it at `limit`.
+pub(crate) fn wait_or_kill(child: &mut Child, limit: Duration) -> Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().context("could not wait for a child")? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -154,7 +154,8 @@ const LOG: &str = r#"f="$HOME/.jssh/run/$1/jupyter.log"
 if [ "$2" = 1 ]; then exec tail -n 50 -F "$f"; else exec tail -n 200 "$f"; fi
 "#;
 
-fn sh(script: &str, args: &[&str]) -> String {
+/// `sh -c SCRIPT jssh ARGS…` as one remote command string: the args become `$1…`.
+pub(crate) fn sh(script: &str, args: &[&str]) -> String {
     let words = ["sh", "-c", script, "jssh"].into_iter().chain(args.iter().copied());
     shell_words::join(words)
 }

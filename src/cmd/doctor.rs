@@ -14,9 +14,9 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, ExitCode, ExitStatus, Output, Stdio};
+use std::process::{ExitCode, Output, Stdio};
 use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -28,7 +28,7 @@ use crate::envspec::{EnvSpec, activation};
 use crate::fsutil::{self, ScratchDir};
 use crate::jupyter::{CONFIG_FILE_SH, JupyterInfo};
 use crate::paths::Paths;
-use crate::process::Cmd;
+use crate::process;
 use crate::profile::{Profile, Profiles};
 use crate::remote;
 use crate::sanitize::for_terminal;
@@ -205,7 +205,7 @@ fn quote_path(path: &Path) -> String {
 fn openssh_check() -> (Finding, bool) {
     const NAME: &str = "OpenSSH client";
     let cmd = Ssh::version();
-    let out = match run_limited(&cmd, LOCAL_LIMIT) {
+    let out = match cmd.output_within(LOCAL_LIMIT) {
         Ok(out) => out,
         Err(e) => {
             let fix = "install OpenSSH's client (`apt install openssh-client`, `dnf install openssh-clients`)";
@@ -387,7 +387,7 @@ fn key_dir_check(dir: &Path, mode: u32) -> Finding {
 
 fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) -> Vec<Finding> {
     let alias = &profile.alias;
-    let resolved = match run_limited(&ssh.resolve(alias), LOCAL_LIMIT) {
+    let resolved = match ssh.resolve(alias).output_within(LOCAL_LIMIT) {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         Ok(out) => {
             return vec![Finding::fail(
@@ -408,10 +408,12 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
     let (login, facts) = thread::scope(|scope| {
         let login = scope.spawn(|| {
             let start = Instant::now();
-            run_limited(&ssh.login_check(alias, true), limit).map(|out| (out, start.elapsed()))
+            ssh.login_check(alias, true)
+                .output_within(limit)
+                .map(|out| (out, start.elapsed()))
         });
-        let facts = run_limited(&ssh.exec(alias, &sh_command(&facts_script()), true), limit);
-        (join(login), facts)
+        let facts = ssh.exec(alias, &remote::sh(&facts_script(), &[]), true);
+        (join(login), facts.output_within(limit))
     });
     let logged_in = match login {
         Ok((out, elapsed)) => {
@@ -750,7 +752,7 @@ fn ssh_error(stderr: &[u8]) -> String {
 }
 
 fn master_check(ssh: &Ssh, alias: &Alias, settings: &Settings) -> Finding {
-    let out = match run_limited(&ssh.master_check(alias), LOCAL_LIMIT) {
+    let out = match ssh.master_check(alias).output_within(LOCAL_LIMIT) {
         Ok(out) => out,
         Err(e) => return Finding::fail(MASTER, format!("{e:#}"), "check your OpenSSH install"),
     };
@@ -810,12 +812,14 @@ fn forward_verdict(stderr: &str) -> Forward {
 fn tcp_forward_check(ssh: &Ssh, alias: &Alias, server: Option<(IpAddr, u16)>, limit: Duration) -> Finding {
     const NAME: &str = "TCP forwarding";
     if let Some((ip, port)) = server
-        && let Ok(out) = run_limited(&ssh.stdio_forward(alias, &ip.to_string(), port, false), limit)
+        && let Ok(out) = ssh
+            .stdio_forward(alias, &ip.to_string(), port, false)
+            .output_within(limit)
         && out.stdout.starts_with(b"SSH-")
     {
         return Finding::ok(NAME, format!("a forward to {ip}:{port} on {alias} reached its sshd"));
     }
-    let out = match run_limited(&ssh.stdio_forward(alias, "127.0.0.1", 1, true), limit) {
+    let out = match ssh.stdio_forward(alias, "127.0.0.1", 1, true).output_within(limit) {
         Ok(out) => out,
         Err(e) => return Finding::fail(NAME, format!("{e:#}"), format!("run `ssh -v -W 127.0.0.1:22 {alias}`")),
     };
@@ -904,7 +908,7 @@ fn probe_unix_forward(ssh: &Ssh, alias: &Alias, limit: Duration) -> Result<UnixP
         "py=$(command -v python3 || command -v python) || {{ echo nopython; exit 0; }}\nexec \"$py\" -c {}\n",
         shell_words::quote(LISTENER_PY)
     );
-    let cmd = ssh.exec(alias, &sh_command(&script), true);
+    let cmd = ssh.exec(alias, &remote::sh(&script, &[]), true);
     let mut listener = cmd
         .command()?
         .stdin(Stdio::piped())
@@ -919,7 +923,7 @@ fn probe_unix_forward(ssh: &Ssh, alias: &Alias, limit: Duration) -> Result<UnixP
         .and_then(|stdout| forward_to_listener(ssh, alias, stdout, limit));
     // End of its stdin tells the listener to clean up, if nothing connected.
     drop(listener.stdin.take());
-    let _ = wait_or_kill(&mut listener, LOCAL_LIMIT);
+    let _ = process::wait_or_kill(&mut listener, LOCAL_LIMIT);
     result
 }
 
@@ -950,7 +954,7 @@ fn forward_to_listener(
     let scratch = ScratchDir::new_in(&std::env::temp_dir(), "doctor")?;
     let local = scratch.path().join("s");
     let forward = ssh.master_socket_forward(alias, &local, &remote, false);
-    let out = run_limited(&forward, LOCAL_LIMIT)?;
+    let out = forward.output_within(LOCAL_LIMIT)?;
     if !out.status.success() {
         bail!("the ControlMaster did not take the forward: {}", ssh_error(&out.stderr));
     }
@@ -959,7 +963,9 @@ fn forward_to_listener(
         let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
         let _ = stream.read_to_end(&mut answer);
     }
-    let _ = run_limited(&ssh.master_socket_forward(alias, &local, &remote, true), LOCAL_LIMIT);
+    let _ = ssh
+        .master_socket_forward(alias, &local, &remote, true)
+        .output_within(LOCAL_LIMIT);
     Ok(if String::from_utf8_lossy(&answer).contains(GREETING) {
         UnixProbe::Works
     } else {
@@ -1124,7 +1130,10 @@ fn jupyter_check(ssh: &Ssh, profile: &Profile, limit: Duration) -> Finding {
     const NAME: &str = "remote Jupyter";
     let alias = &profile.alias;
     let script = format!("{}{JUPYTER_PROBE}", activation(&profile.env));
-    let out = match run_limited(&ssh.exec(alias, &remote::in_login_shell(&script), true), limit) {
+    let out = match ssh
+        .exec(alias, &remote::in_login_shell(&script), true)
+        .output_within(limit)
+    {
         Ok(out) => out,
         Err(e) => return Finding::fail(NAME, format!("{e:#}"), format!("run `ssh {alias} jupyter --version`")),
     };
@@ -1296,56 +1305,6 @@ fn config_check(alias: &Alias, config: Option<&RemoteConfig>) -> Finding {
 
 // ---- running ----
 
-/// `sh -c SCRIPT` as a remote command (a POSIX shell whatever the login shell is).
-fn sh_command(script: &str) -> String {
-    shell_words::join(["sh", "-c", script])
-}
-
-/// Runs `cmd` with stdout and stderr captured, killing it after `limit`.
-fn run_limited(cmd: &Cmd, limit: Duration) -> Result<Output> {
-    let mut child = cmd
-        .command()?
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not run `{cmd}`"))?;
-    let stdout = child.stdout.take().map(drain);
-    let stderr = child.stderr.take().map(drain);
-    let status = wait_or_kill(&mut child, limit)?
-        .with_context(|| format!("`{cmd}` did not finish within {} s", limit.as_secs()))?;
-    let collect = |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
-    Ok(Output {
-        status,
-        stdout: collect(stdout),
-        stderr: collect(stderr),
-    })
-}
-
-/// The child's exit status, or `None` after killing it at `limit`.
-fn wait_or_kill(child: &mut Child, limit: Duration) -> Result<Option<ExitStatus>> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().context("could not wait for a child")? {
-            return Ok(Some(status));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1490,6 +1449,7 @@ mod tests {
     /// A finished command's output, as `login_check` gets it.
     fn output(code: i32, stderr: &str) -> Output {
         use std::os::unix::process::ExitStatusExt;
+        use std::process::ExitStatus;
         Output {
             status: ExitStatus::from_raw(code << 8),
             stdout: Vec::new(),
