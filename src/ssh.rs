@@ -23,6 +23,11 @@ impl Ssh {
         }
     }
 
+    /// Seconds to give each connection attempt (`--connect-timeout`).
+    pub(crate) fn connect_timeout(&self) -> u32 {
+        self.connect_timeout
+    }
+
     /// The same settings, reading another config file (setup's verification config).
     pub(crate) fn with_config(&self, config: &Path) -> Self {
         Self {

@@ -110,7 +110,7 @@ pub(crate) fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<ExitCode> {
         Some(alias) => vec![lookup_profile(&profiles, alias)?],
         None => profiles.iter().cloned().collect(),
     };
-    let timeout = ctx.connect_timeout.min(QUICK_CONNECT_SECS);
+    let timeout = ctx.ssh.connect_timeout().min(QUICK_CONNECT_SECS);
     let ssh = Ssh::new(ctx.paths.ssh_config_flag(), timeout);
     // A remote probe gets the connect timeout plus time for the login shell and Python.
     let limit = Duration::from_secs(u64::from(timeout) + 10);

@@ -32,18 +32,13 @@ use crate::target::Alias;
 pub(crate) struct Ctx {
     pub(crate) paths: Paths,
     pub(crate) ssh: Ssh,
-    pub(crate) connect_timeout: u32,
 }
 
 impl Ctx {
     fn new(global: &GlobalArgs) -> Result<Self> {
         let paths = Paths::resolve(global.ssh_config.clone())?;
         let ssh = Ssh::new(paths.ssh_config_flag(), global.connect_timeout);
-        Ok(Self {
-            paths,
-            ssh,
-            connect_timeout: global.connect_timeout,
-        })
+        Ok(Self { paths, ssh })
     }
 }
 

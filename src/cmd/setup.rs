@@ -274,7 +274,7 @@ fn preflight(ctx: &Ctx, ssh: &Ssh, alias: &Alias) -> Result<()> {
     }
     let host = resolved.get("hostname").map_or(alias.as_str(), String::as_str);
     let port = resolved.get("port").map_or("22", String::as_str);
-    let timeout = Duration::from_secs(ctx.connect_timeout.into());
+    let timeout = Duration::from_secs(ctx.ssh.connect_timeout().into());
     let reach = || -> std::io::Result<()> {
         let mut last = std::io::Error::other("the name resolves to no address");
         for addr in (host, port.parse::<u16>().unwrap_or(22)).to_socket_addrs()? {

@@ -391,7 +391,7 @@ fn spawn_supervisor(ctx: &Ctx, alias: &crate::target::Alias, foreground: bool, r
     // This exact shape is what `supervise_fast` parses without clap.
     cmd.args(["supervise", alias.as_str(), "--ssh-config"])
         .arg(&ctx.paths.ssh_config)
-        .args(["--connect-timeout", &ctx.connect_timeout.to_string()])
+        .args(["--connect-timeout", &ctx.ssh.connect_timeout().to_string()])
         .stdin(Stdio::null());
     if foreground {
         cmd.arg("--foreground");
