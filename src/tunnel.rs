@@ -82,8 +82,8 @@ const REACH_EVERY: Duration = Duration::from_millis(100);
 const STALL_AFTER: Duration = Duration::from_millis(500);
 /// How long a standby that took over may take to carry the first probe.
 const TAKEOVER_LIMIT: Duration = Duration::from_millis(750);
-/// Standbys that die young this many times in a row are not started again (e.g. a server
-/// limiting sessions).
+/// Standbys that die young this many times in a row while the tunnel stays up are not started
+/// again (e.g. a server limiting sessions); a reconnect clears the count.
 const STANDBY_STRIKES: u32 = 3;
 
 /// One of the supervisor's ssh connections, a private master (see [`crate::ssh::Ssh::tunnel`]).
@@ -431,6 +431,9 @@ impl Supervisor<'_> {
         match lost {
             Some(lost) if self.session.phase != Phase::Starting => {
                 self.session.reconnects += 1;
+                // The outage that ended may have taken young standbys down with it: that says
+                // nothing about the server refusing a second session.
+                self.standby_strikes = 0;
                 let down = now.duration_since(lost).as_secs_f64();
                 let attempt = now.duration_since(since).as_secs_f64();
                 self.event(&format!("reconnected in {down:.2} s (this attempt {attempt:.2} s)"));
