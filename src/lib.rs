@@ -51,11 +51,19 @@ fn broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
 /// Parses the command line, runs it, and maps the outcome to jssh's documented exit codes.
 #[must_use]
 pub fn main() -> ExitCode {
+    exit_code(cmd::run(Cli::parse()))
+}
+
+/// The `jssh-supervisor` binary: the supervisor that `jssh up` starts, built on its own so
+/// that the process which runs for days maps only the code it needs (no clap, no setup or
+/// doctor): its resident set is what the supervisor costs while idle.
+#[must_use]
+pub fn supervisor_main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let result = match cmd::supervise_fast(&args) {
-        Some(result) => result,
-        None => cmd::run(Cli::parse()),
-    };
+    exit_code(cmd::supervise_args(&args))
+}
+
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         // A closed pipe (`jssh status --json | head`) is the reader's choice, not a failure.

@@ -63,13 +63,12 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// `jssh supervise ALIAS --ssh-config FILE --connect-timeout N [--foreground]`, exactly as
-/// `jssh up` starts it, without clap: the supervisor runs for days, and every page of code it
-/// touches at start stays in its resident set. `None` when the arguments have another shape
-/// (clap then parses them as usual).
-pub(crate) fn supervise_fast(args: &[std::ffi::OsString]) -> Option<Result<ExitCode>> {
-    let (global, alias, foreground) = parse_supervise(args)?;
-    Some(supervise(&global, &alias, foreground))
+/// `jssh-supervisor supervise ALIAS --ssh-config FILE --connect-timeout N [--foreground]`,
+/// exactly as `jssh up` starts it, parsed without clap (see `supervisor_main`).
+pub(crate) fn supervise_args(args: &[std::ffi::OsString]) -> Result<ExitCode> {
+    let (global, alias, foreground) = parse_supervise(args)
+        .ok_or_else(|| crate::UsageError("jssh-supervisor is started by `jssh up`; run that instead".into()))?;
+    supervise(&global, &alias, foreground)
 }
 
 fn parse_supervise(args: &[std::ffi::OsString]) -> Option<(GlobalArgs, Alias, bool)> {

@@ -378,17 +378,17 @@ fn launch_failure(launch: &mut Child, err: anyhow::Error, alias: &crate::target:
     }
 }
 
-/// Starts `jssh supervise ALIAS`: detached (its own session, output to the log) or in the
+/// Starts the supervisor for `alias`: detached (its own session, output to the log) or in the
 /// foreground (sharing the terminal, so Ctrl-C reaches it).
 fn spawn_supervisor(ctx: &Ctx, alias: &crate::target::Alias, foreground: bool, run: &RunDir) -> Result<Child> {
-    let exe = std::env::current_exe().context("could not find the jssh executable")?;
+    let exe = supervisor_exe()?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(run.log_path())
         .with_context(|| format!("could not open {}", run.log_path().display()))?;
     let mut cmd = std::process::Command::new(exe);
-    // This exact shape is what `supervise_fast` parses without clap.
+    // This exact shape is what `supervise_args` parses without clap.
     cmd.args(["supervise", alias.as_str(), "--ssh-config"])
         .arg(&ctx.paths.ssh_config)
         .args(["--connect-timeout", &ctx.ssh.connect_timeout().to_string()])
@@ -399,6 +399,15 @@ fn spawn_supervisor(ctx: &Ctx, alias: &crate::target::Alias, foreground: bool, r
     cmd.stdout(Stdio::from(log.try_clone().context("could not share the log")?))
         .stderr(Stdio::from(log));
     cmd.spawn().context("could not start the supervisor")
+}
+
+/// `jssh-supervisor` from beside this executable (as `cargo install` and the release build
+/// place it); if it was not installed, jssh itself, whose hidden `supervise` command does the
+/// same work with a larger resident set.
+fn supervisor_exe() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("could not find the jssh executable")?;
+    let helper = exe.with_file_name("jssh-supervisor");
+    Ok(if helper.is_file() { helper } else { exe })
 }
 
 /// Polls the URL until Jupyter answers and, for a new supervisor, until it has seen that too

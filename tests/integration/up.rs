@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::util::{jssh, jssh_std, set_up, stderr, stdout, venv};
+use crate::util::{jssh, jssh_at, jssh_std, set_up, stderr, stdout, venv};
 
 /// A fixture with `alias` set up and its remote environment pointed at the venv.
 pub(crate) fn ready_host(alias: &str) -> (Sshd, Client) {
@@ -212,7 +212,13 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
         "warm up took {:?}",
         start.elapsed()
     );
-    assert_eq!(supervisors(&client).len(), 1);
+    let supervisor = supervisors(&client);
+    assert_eq!(supervisor.len(), 1);
+    // The small binary of its own supervises, not the whole CLI (the idle resident set).
+    assert_eq!(
+        fs::read_link(format!("/proc/{}/exe", supervisor[0].0)).unwrap(),
+        Path::new(env!("CARGO_BIN_EXE_jssh-supervisor"))
+    );
 
     let out = jssh(&client).args(["down", "nb"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -297,6 +303,27 @@ fn concurrent_ups_share_one_server() {
 }
 
 #[test]
+fn a_jssh_installed_without_its_supervisor_binary_supervises_itself() {
+    let (_sshd, client) = ready_host("lone");
+    let dir = client.root().join("bin");
+    fs::create_dir(&dir).unwrap();
+    let lone = dir.join("jssh");
+    fs::copy(env!("CARGO_BIN_EXE_jssh"), &lone).unwrap();
+    let out = jssh_at(&client, &lone)
+        .args(["up", "lone", "-d", "--timeout", "90", "--port", &free_port(), "--env"])
+        .arg(format!("venv:{}", venv()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "up: {}{}", stdout(&out), stderr(&out));
+    let (port, token) = parse_url(stdout(&out).lines().last().unwrap());
+    assert_eq!(get(port, "/api/status", Some(&token)), 200);
+    let supervisor = supervisors(&client);
+    assert_eq!(supervisor.len(), 1);
+    assert_eq!(fs::read_link(format!("/proc/{}/exe", supervisor[0].0)).unwrap(), lone);
+    jssh(&client).args(["down", "lone"]).assert().success();
+}
+
+#[test]
 fn socket_mode_keep_remote_and_a_literal_dir() {
     let (sshd, client) = ready_host("sock");
     let pwned = client.root().join("pwned");
@@ -342,6 +369,11 @@ fn bad_input_and_missing_parts_are_explained() {
         "{}",
         stderr(&out)
     );
+
+    // The supervisor binary is started by `up`, not by hand.
+    let out = Command::new(env!("CARGO_BIN_EXE_jssh-supervisor")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("run that instead"), "{}", stderr(&out));
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();

@@ -11,7 +11,12 @@ use crate::fixture::{Client, Sshd};
 
 /// The jssh binary with the client's injectable paths set (and nothing from the real user).
 pub(crate) fn jssh_std(client: &Client) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jssh"));
+    jssh_at(client, Path::new(env!("CARGO_BIN_EXE_jssh")))
+}
+
+/// [`jssh_std`] running the jssh executable at `exe`.
+pub(crate) fn jssh_at(client: &Client, exe: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(exe);
     cmd.env_remove("JSSH_SSH_CONFIG").env_remove("SSH_AUTH_SOCK");
     for (k, v) in client.envs() {
         cmd.env(k, v);
