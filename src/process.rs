@@ -64,7 +64,6 @@ impl Cmd {
         self
     }
 
-    #[allow(dead_code, reason = "used by `jssh up` to send the token, which lands next")]
     /// Bytes fed to the child's stdin (how secrets travel: never argv).
     pub(crate) fn stdin_bytes(mut self, bytes: Vec<u8>) -> Self {
         self.stdin = Some(bytes);
@@ -108,7 +107,6 @@ impl Cmd {
             .with_context(|| format!("could not wait for `{self}`"))
     }
 
-    #[allow(dead_code, reason = "used by `jssh up`, which lands next")]
     /// Runs captured and fails unless it exits 0; the error names the command, status and stderr.
     pub(crate) fn run(&self) -> Result<Output> {
         let out = self.output()?;
@@ -186,6 +184,22 @@ pub(crate) fn wait_or_kill(child: &mut Child, limit: Duration) -> Result<Option<
     }
 }
 
+/// How a [`CleanChild`] ended; displayed as "exited 255" or "killed by SIGKILL".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Exited(i32),
+    Killed(Signal),
+}
+
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exited(code) => write!(f, "exited {code}"),
+            Self::Killed(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
 /// A child started by [`Cmd::spawn_clean`]; the owner waits for it.
 #[derive(Debug)]
 pub(crate) struct CleanChild {
@@ -197,12 +211,12 @@ impl CleanChild {
         self.pid.as_raw().unsigned_abs()
     }
 
-    /// `Some(why it ended)` once it has exited (reaped), `None` while it runs.
-    pub(crate) fn try_wait(&self) -> Result<Option<String>> {
+    /// `Some(how it ended)` once it has exited (reaped), `None` while it runs.
+    pub(crate) fn try_wait(&self) -> Result<Option<Ended>> {
         let status = waitpid(self.pid, Some(WaitPidFlag::WNOHANG)).context("could not wait for a child")?;
         Ok(match status {
-            WaitStatus::Exited(_, code) => Some(format!("exited {code}")),
-            WaitStatus::Signaled(_, signal, _) => Some(format!("killed by {signal}")),
+            WaitStatus::Exited(_, code) => Some(Ended::Exited(code)),
+            WaitStatus::Signaled(_, signal, _) => Some(Ended::Killed(signal)),
             _ => None,
         })
     }
@@ -218,11 +232,11 @@ fn cstring(bytes: &[u8]) -> Result<CString> {
 }
 
 impl Cmd {
-    /// Spawns with an empty signal mask and default signal dispositions, stdin and stdout on
-    /// /dev/null and stderr on `stderr`. A caller that blocks signals for a signalfd needs this:
-    /// std's `Command` passes the blocked mask on, and an ssh that blocks SIGTERM cannot be
-    /// stopped gracefully.
-    pub(crate) fn spawn_clean(&self, stderr: BorrowedFd<'_>) -> Result<CleanChild> {
+    /// Spawns with an empty signal mask and default signal dispositions, stdin on `stdin` (or
+    /// /dev/null), stdout on /dev/null and stderr on `stderr`. A caller that blocks signals for
+    /// a signalfd needs this: std's `Command` passes the blocked mask on, and an ssh that blocks
+    /// SIGTERM cannot be stopped gracefully.
+    pub(crate) fn spawn_clean(&self, stdin: Option<BorrowedFd<'_>>, stderr: BorrowedFd<'_>) -> Result<CleanChild> {
         let name = self.program.to_string_lossy();
         let path = which::which(&self.program)
             .map_err(|_| anyhow::anyhow!("{name} not found on PATH: install {}", package_for(&name)))?;
@@ -255,9 +269,11 @@ impl Cmd {
         attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF)
             .context("could not set spawn flags")?;
         let mut actions = PosixSpawnFileActions::init().context("posix_spawn_file_actions_init failed")?;
-        actions
-            .add_open(0, "/dev/null", OFlag::O_RDONLY, Mode::empty())
-            .context("could not redirect stdin")?;
+        match stdin {
+            Some(fd) => actions.add_dup2(fd.as_raw_fd(), 0),
+            None => actions.add_open(0, "/dev/null", OFlag::O_RDONLY, Mode::empty()),
+        }
+        .context("could not redirect stdin")?;
         actions
             .add_open(1, "/dev/null", OFlag::O_WRONLY, Mode::empty())
             .context("could not redirect stdout")?;

@@ -154,6 +154,24 @@ const LOG: &str = r#"f="$HOME/.jssh/run/$1/jupyter.log"
 if [ "$2" = 1 ]; then exec tail -n 50 -F "$f"; else exec tail -n 200 "$f"; fi
 "#;
 
+/// Waits, without polling, until the session's Jupyter exits: a `pane-exited` hook on jssh's
+/// tmux server signals a channel named after the pane, and `tmux wait-for` sleeps on it (a
+/// pane id is never reused by a server, so a signal left over from an earlier pane cannot wake
+/// it). Exits 0 when Jupyter is gone (or already was), [`EXIT_NO_HOOKS`] when this tmux has no
+/// hooks. Run with a terminal: when the connection ends, the hangup ends `wait-for` with it.
+/// The hook goes in before the pane is looked up, so an exit in between is not missed: a
+/// channel signalled with nobody waiting stays signalled until the next `wait-for`.
+const WATCH: &str = r#"name=$1 t="tmux -L jssh"
+$t has-session -t "=$name" 2>/dev/null || exit 0
+$t set-hook -g pane-exited 'wait-for -S "jssh-exit-#{hook_pane}"' 2>/dev/null || {
+    $t has-session -t "=$name" 2>/dev/null && exit 91; exit 0; }
+pane=$($t display-message -p -t "=$name:" '#{pane_id}' 2>/dev/null) && [ -n "$pane" ] || exit 0
+exec $t wait-for "jssh-exit-$pane"
+"#;
+
+/// Exit status of the watch script when this tmux has no hooks.
+pub(crate) const EXIT_NO_HOOKS: i32 = 91;
+
 /// `sh -c SCRIPT jssh ARGS…` as one remote command string: the args become `$1…`.
 pub(crate) fn sh(script: &str, args: &[&str]) -> String {
     let words = ["sh", "-c", script, "jssh"].into_iter().chain(args.iter().copied());
@@ -180,6 +198,10 @@ pub(crate) fn launch(spec: &JupyterSpec<'_>, ports: &[u16], want_token: bool, wa
 
 pub(crate) fn stop(session: &str) -> String {
     sh(STOP, &[session])
+}
+
+pub(crate) fn watch(session: &str) -> String {
+    sh(WATCH, &[session])
 }
 
 pub(crate) fn list() -> String {

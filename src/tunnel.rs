@@ -1,25 +1,28 @@
 //! The tunnel supervisor: owns an `ssh -N -L` connection plus an authenticated standby,
 //! probes Jupyter through the tunnel, and restarts whatever broke — the ssh (the standby takes
 //! the forward over in milliseconds; otherwise a new connection, with backoff, woken early when
-//! the server's port answers again) or the remote Jupyter (at most 5 times in 10 minutes). One thread, no busy loop: it sleeps
-//! in `poll(2)` on a signalfd that delivers SIGCHLD (ssh died) and SIGTERM/SIGINT/SIGHUP (stop).
+//! the server's port answers again) or the remote Jupyter (at most 5 times in 10 minutes),
+//! which a watch over the tunnel's connection reports the moment it exits. One thread, no busy
+//! loop: it sleeps in `poll(2)` on a signalfd that delivers SIGCHLD (an ssh ended) and
+//! SIGTERM/SIGINT/SIGHUP (stop).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cmd::Ctx;
 use crate::probe::{self, Probe};
-use crate::process::CleanChild;
+use crate::process::{CleanChild, Ended};
 use crate::remote::{self, JupyterSpec, LaunchEvent};
 use crate::ssh::parse_resolved;
 use crate::state::{Phase, RunDir, Session};
@@ -93,6 +96,30 @@ struct Conn {
     started: Instant,
 }
 
+/// The remote watch's ssh. Its terminal is a pty of the supervisor's, kept open while it
+/// runs: the remote command needs one (see [`remote::watch`]), and a master asked for one by a
+/// client without a terminal logs a `tcgetattr` error.
+struct Watch {
+    child: CleanChild,
+    started: Instant,
+    _pty: OwnedFd,
+}
+
+impl Watch {
+    fn spawn(cmd: &crate::process::Cmd, log: &File) -> Result<Self> {
+        let pty = nix::pty::openpty(None, None).context("could not open a pty")?;
+        for fd in [&pty.master, &pty.slave] {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("could not set FD_CLOEXEC")?;
+        }
+        let child = cmd.spawn_clean(Some(pty.slave.as_fd()), log.as_fd())?;
+        Ok(Self {
+            child,
+            started: Instant::now(),
+            _pty: pty.master,
+        })
+    }
+}
+
 struct Supervisor<'a> {
     ctx: &'a Ctx,
     alias: Alias,
@@ -104,6 +131,12 @@ struct Supervisor<'a> {
     /// An authenticated connection without forwards, ready to take over.
     standby: Option<Conn>,
     standby_strikes: u32,
+    /// `tmux wait-for` on the remote, over the active connection: ends when Jupyter exits.
+    watch: Option<Watch>,
+    /// Watches that ended young for no reason (like `standby_strikes`).
+    watch_strikes: u32,
+    /// The remote's tmux has no hooks: crashes are noticed by the probe alone.
+    watch_unsupported: bool,
     /// When to look next whether a stalled attempt's server answers again.
     next_reach_check: Instant,
     /// Alternates the two control socket names.
@@ -150,6 +183,9 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
         active: None,
         standby: None,
         standby_strikes: 0,
+        watch: None,
+        watch_strikes: 0,
+        watch_unsupported: false,
         next_reach_check: now,
         generation: 0,
         link: Link::Waiting {
@@ -236,7 +272,7 @@ impl Supervisor<'_> {
         let remote = self.session.remote_end();
         let forward = with_forward.then_some((self.session.local_port, &remote));
         let cmd = self.ctx.ssh.tunnel(&self.alias, &control, forward);
-        let child = cmd.spawn_clean(self.log.as_fd())?;
+        let child = cmd.spawn_clean(None, self.log.as_fd())?;
         Ok(Conn {
             child,
             control,
@@ -278,6 +314,13 @@ impl Supervisor<'_> {
     /// Handles a SIGCHLD: a lost standby is dropped; a lost active connection is replaced by
     /// the standby when it can be, else the next attempt is scheduled.
     fn reap(&mut self) -> Result<()> {
+        if let Some(watch) = &self.watch
+            && let Some(ended) = watch.child.try_wait()?
+        {
+            let young = watch.started.elapsed() < Duration::from_secs(10);
+            self.watch = None;
+            self.watch_ended(ended, young)?;
+        }
         if let Some(standby) = &self.standby
             && let Some(status) = standby.child.try_wait()?
         {
@@ -359,11 +402,10 @@ impl Supervisor<'_> {
                         let first = closed_since.unwrap_or(now);
                         let closed_since = if now.duration_since(first) < Duration::from_secs(1) {
                             Some(first)
-                        } else if self.remote_alive() {
-                            Some(now)
-                        } else {
-                            self.restart_remote()?;
+                        } else if self.relaunch()? {
                             None
+                        } else {
+                            Some(now)
                         };
                         self.link = Link::Connecting {
                             since,
@@ -402,6 +444,7 @@ impl Supervisor<'_> {
                         self.attempt = 0;
                     }
                     self.ensure_standby();
+                    self.ensure_watch();
                     self.link = Link::Up { since, failures: 0 };
                     self.next_tick = now + PROBE_EVERY;
                 } else if failures == 0 {
@@ -434,6 +477,7 @@ impl Supervisor<'_> {
                 // The outage that ended may have taken young standbys down with it: that says
                 // nothing about the server refusing a second session.
                 self.standby_strikes = 0;
+                self.watch_strikes = 0;
                 let down = now.duration_since(lost).as_secs_f64();
                 let attempt = now.duration_since(since).as_secs_f64();
                 self.event(&format!("reconnected in {down:.2} s (this attempt {attempt:.2} s)"));
@@ -451,25 +495,74 @@ impl Supervisor<'_> {
         };
         self.next_tick = now + PROBE_EVERY;
         self.ensure_standby();
+        self.ensure_watch();
     }
 
     /// Two probes in a row failed on a tunnel that was up.
     fn unhealthy(&mut self, result: &Probe) -> Result<()> {
         let now = Instant::now();
         self.event(&format!("health probe failed twice ({result:?})"));
-        if *result == Probe::Closed && !self.remote_alive() {
-            // The path works, the server is gone: restart it and keep the tunnel.
-            self.restart_remote()?;
-            self.link = Link::Connecting {
-                since: now,
-                lost: Some(now),
-                closed_since: None,
-                deadline: now + CONNECT_LIMIT,
-            };
-            self.next_tick = now + CONNECT_POLL;
+        if *result == Probe::Closed && self.relaunch()? {
+            // The path works, the server was gone: it starts again over the same tunnel.
+            self.await_relaunch(now);
             return Ok(());
         }
         self.abandon(now);
+        Ok(())
+    }
+
+    /// Waits for a relaunched Jupyter to answer through the tunnel.
+    fn await_relaunch(&mut self, now: Instant) {
+        self.session.phase = Phase::Reconnecting;
+        self.save();
+        self.link = Link::Connecting {
+            since: now,
+            lost: Some(now),
+            closed_since: None,
+            deadline: now + CONNECT_LIMIT,
+        };
+        self.next_tick = now + CONNECT_POLL;
+    }
+
+    /// Starts the remote watch unless one runs (or they keep failing, or tmux has no hooks).
+    fn ensure_watch(&mut self) {
+        if self.watch.is_some() || self.watch_unsupported || self.watch_strikes >= STANDBY_STRIKES {
+            return;
+        }
+        let Some(active) = &self.active else { return };
+        let cmd = self.ctx.ssh.exec_over(
+            &self.alias,
+            &active.control,
+            &remote::watch(&self.session.tmux_name),
+            true,
+        );
+        match Watch::spawn(&cmd, &self.log) {
+            Ok(watch) => self.watch = Some(watch),
+            Err(e) => self.event(&format!("could not start the remote watch: {e:#}")),
+        }
+    }
+
+    /// The remote watch ended: Jupyter exited (relaunch it now), tmux has no hooks, or the
+    /// connection under it went (the tunnel's own handling covers that; a new watch follows
+    /// the next good probe).
+    fn watch_ended(&mut self, ended: Ended, young: bool) -> Result<()> {
+        match ended {
+            Ended::Exited(0) => {
+                if matches!(self.link, Link::Up { .. }) {
+                    self.event("remote Jupyter exited");
+                    let now = Instant::now();
+                    if self.relaunch()? {
+                        self.await_relaunch(now);
+                    }
+                }
+            }
+            Ended::Exited(remote::EXIT_NO_HOOKS) => {
+                self.watch_unsupported = true;
+                self.event("the remote tmux has no hooks: a Jupyter crash is noticed by the probe (within ~1 s)");
+            }
+            _ if young => self.watch_strikes += 1,
+            _ => self.watch_strikes = 0,
+        }
         Ok(())
     }
 
@@ -499,9 +592,17 @@ impl Supervisor<'_> {
             .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok())
     }
 
-    /// Asks the remote (through the ControlMaster) whether the tmux session still runs.
+    /// A remote command over the active connection (or, without one, the alias's master).
+    fn remote(&self, command: &str) -> crate::process::Cmd {
+        match &self.active {
+            Some(active) => self.ctx.ssh.exec_over(&self.alias, &active.control, command, false),
+            None => self.ctx.ssh.exec(&self.alias, command, true),
+        }
+    }
+
+    /// Asks the remote whether the tmux session still runs.
     fn remote_alive(&mut self) -> bool {
-        let cmd = self.ctx.ssh.exec(&self.alias, &remote::list(), true);
+        let cmd = self.remote(&remote::list());
         match cmd.output() {
             Ok(out) if out.status.success() => remote::parse_list(&String::from_utf8_lossy(&out.stdout))
                 .iter()
@@ -511,7 +612,9 @@ impl Supervisor<'_> {
         }
     }
 
-    fn restart_remote(&mut self) -> Result<()> {
+    /// Starts the remote Jupyter again unless it still runs (the launch script then reuses
+    /// it), within the restart budget. Returns whether a new one started.
+    fn relaunch(&mut self) -> Result<bool> {
         let now = Instant::now();
         while self
             .restarts
@@ -521,13 +624,14 @@ impl Supervisor<'_> {
             self.restarts.pop_front();
         }
         if self.restarts.len() >= MAX_RESTARTS {
+            if self.remote_alive() {
+                return Ok(false);
+            }
             bail!(
                 "the remote Jupyter died {MAX_RESTARTS} times in 10 minutes: see `jssh logs {} --remote`",
                 self.alias
             );
         }
-        self.restarts.push_back(now);
-        self.event("remote Jupyter is gone: restarting it");
         let spec = JupyterSpec {
             session: &self.session.tmux_name,
             notebook: self.session.notebook,
@@ -537,44 +641,60 @@ impl Supervisor<'_> {
             info: &self.session.jupyter,
         };
         let ports: Vec<u16> = self.session.remote_port.into_iter().collect();
-        let cmd = self
-            .ctx
-            .ssh
-            .exec(&self.alias, &remote::launch(&spec, &ports, false, false), true);
+        let cmd = self.remote(&remote::launch(&spec, &ports, false, false));
         let out = cmd.stdin_bytes(self.session.token.clone().into_bytes()).run()?;
+        let mut started = false;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some(LaunchEvent::Started { port, pid, .. }) = LaunchEvent::parse(line) {
+            if let Some(LaunchEvent::Started { port, pid, reused }) = LaunchEvent::parse(line) {
+                started = !reused;
                 self.session.remote_pid = pid;
-                if port.is_some() && port != self.session.remote_port {
+                if started && port.is_some() && port != self.session.remote_port {
                     // The old port was taken meanwhile: the forward must follow.
                     self.session.remote_port = port;
                     self.stop_all();
                 }
             }
         }
+        if !started {
+            return Ok(false);
+        }
+        self.restarts.push_back(now);
         self.session.restarts += 1;
+        self.session.last_error = Some("the remote Jupyter exited".into());
+        self.event(&format!(
+            "remote Jupyter is gone: started it again ({} of {MAX_RESTARTS} restarts allowed in 10 minutes)",
+            self.restarts.len()
+        ));
         self.save();
         if self.active.is_none() {
             self.spawn_active(now, now)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn stop_all(&mut self) {
+        if let Some(watch) = self.watch.take() {
+            end(&watch.child);
+        }
         for conn in [self.active.take(), self.standby.take()].into_iter().flatten() {
             stop(conn);
         }
     }
 }
 
-/// TERM, a grace period, then KILL; always reaped, so no orphan and no zombie.
+/// Ends a connection and removes its control socket.
 fn stop(conn: Conn) {
-    let child = conn.child;
+    let Conn { child, control, .. } = conn;
+    end(&child);
+    let _ = std::fs::remove_file(control);
+}
+
+/// TERM, a grace period, then KILL; always reaped, so no orphan and no zombie.
+fn end(child: &CleanChild) {
     child.signal(Signal::SIGTERM);
     let deadline = Instant::now() + GRACE;
     while Instant::now() < deadline {
         if let Ok(Some(_)) | Err(_) = child.try_wait() {
-            let _ = std::fs::remove_file(&conn.control);
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -583,7 +703,6 @@ fn stop(conn: Conn) {
     while let Ok(None) = child.try_wait() {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = std::fs::remove_file(&conn.control);
 }
 
 /// Inodes of the sockets in SYN_SENT (state 02) in a `/proc/net/tcp{,6}` table.

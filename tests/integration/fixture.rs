@@ -202,6 +202,27 @@ impl Sshd {
 
     /// Marks every process started by this server's sessions, including ones that leave the
     /// session's process tree (a tmux server daemonizes), so that `Drop` can find them.
+    /// Live processes started by this server's sessions whose command line contains `needle`.
+    pub(crate) fn remote_processes(&self, needle: &str) -> Vec<u32> {
+        let marker = self.marker();
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let live = fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+            });
+            let matches = fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle));
+            if live && matches && has_environment_entry(pid, &marker) {
+                found.push(pid.unsigned_abs());
+            }
+        }
+        found
+    }
+
     fn marker(&self) -> String {
         format!("JSSH_FIXTURE_SSHD={}", self.root.path().display())
     }

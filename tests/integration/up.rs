@@ -260,11 +260,25 @@ fn tunnel_heals_after_ssh_kill_outage_jupyter_crash_and_supervisor_crash() {
     sshd.restart();
     answers_within(&client, port, &token, Duration::from_secs(3));
 
-    // The remote Jupyter killed: restarted and answering again.
+    // One remote watch, not one per connection it outlived: a lost connection's hangup ends
+    // its `tmux wait-for` (regression: without a terminal they stayed until Jupyter exited).
+    let waiting = || sshd.remote_processes("wait-for jssh-exit-");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while waiting().len() != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(waiting().len(), 1, "remote watches: {:?}", waiting());
+
+    // The remote Jupyter killed: the watch reports it at once, and it is restarted.
     let pid = status(&client, "heal")["remote_pid"].as_u64().unwrap();
     kill(u32::try_from(pid).unwrap(), "-KILL");
     answers_within(&client, port, &token, Duration::from_secs(30));
     assert_eq!(status(&client, "heal")["restarts"], 1);
+    let log = fs::read_to_string(client.state_dir().join("heal/supervisor.log")).unwrap();
+    assert!(
+        log.contains("remote Jupyter exited\n"),
+        "not noticed by the watch:\n{log}"
+    );
 
     // The supervisor killed: `up` recovers the same server on the same port.
     let remote_pid = status(&client, "heal")["remote_pid"].clone();
