@@ -88,16 +88,24 @@ impl Cmd {
         Ok(cmd)
     }
 
+    /// Starts it with the given stdio, for a caller that talks to it while it runs.
+    pub(crate) fn spawn(&self, stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<Child> {
+        self.command()?
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("could not run `{self}`"))
+    }
+
     /// Runs with stdout and stderr captured; a non-zero exit is not an error here.
     pub(crate) fn output(&self) -> Result<Output> {
-        let mut cmd = self.command()?;
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if self.stdin.is_some() {
+        let stdin = if self.stdin.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
-        });
-        let mut child = cmd.spawn().with_context(|| format!("could not run `{self}`"))?;
+        };
+        let mut child = self.spawn(stdin, Stdio::piped(), Stdio::piped())?;
         if let (Some(bytes), Some(mut pipe)) = (&self.stdin, child.stdin.take()) {
             pipe.write_all(bytes)
                 .with_context(|| format!("could not write to `{self}`"))?;
@@ -126,13 +134,7 @@ impl Cmd {
     /// Like [`Cmd::output`] (stdin closed), but the child is killed after `limit`: for probes
     /// that must not hang on an unreachable host.
     pub(crate) fn output_within(&self, limit: Duration) -> Result<Output> {
-        let mut child = self
-            .command()?
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("could not run `{self}`"))?;
+        let mut child = self.spawn(Stdio::null(), Stdio::piped(), Stdio::piped())?;
         let stdout = child.stdout.take().map(drain);
         let stderr = child.stderr.take().map(drain);
         let status = wait_or_kill(&mut child, limit)?

@@ -909,13 +909,7 @@ fn probe_unix_forward(ssh: &Ssh, alias: &Alias, limit: Duration) -> Result<UnixP
         shell_words::quote(LISTENER_PY)
     );
     let cmd = ssh.exec(alias, &remote::sh(&script, &[]), true);
-    let mut listener = cmd
-        .command()?
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("could not run `{cmd}`"))?;
+    let mut listener = cmd.spawn(Stdio::piped(), Stdio::piped(), Stdio::null())?;
     let result = listener
         .stdout
         .take()

@@ -51,11 +51,7 @@ pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
 fn remote_log(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     let session = remote::session_name(&args.alias);
     let cmd = ctx.ssh.exec(&args.alias, &remote::log(&session, args.follow), false);
-    let mut child = cmd
-        .command()?
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not run `{cmd}`"))?;
+    let mut child = cmd.spawn(Stdio::inherit(), Stdio::piped(), Stdio::inherit())?;
     let mut out = std::io::stdout().lock();
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {

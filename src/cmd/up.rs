@@ -205,13 +205,7 @@ fn start_remote(
     let launch_cmd = ctx
         .ssh
         .exec(&args.alias, &remote::launch(&spec, &ports, true, true), batch);
-    let mut launch = launch_cmd
-        .command()?
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not run `{launch_cmd}`"))?;
+    let mut launch = launch_cmd.spawn(Stdio::piped(), Stdio::piped(), Stdio::piped())?;
     if let Some(mut stdin) = launch.stdin.take() {
         std::io::Write::write_all(&mut stdin, token.as_bytes()).context("could not send the token")?;
     }
