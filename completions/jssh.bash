@@ -823,7 +823,7 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__status)
-            opts="-h -V --json --ssh-config --connect-timeout --help --version"
+            opts="-h -V --json --local --ssh-config --connect-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -81,6 +81,7 @@ complete -c jssh -n "__fish_jssh_using_subcommand down" -s V -l version -d 'Prin
 complete -c jssh -n "__fish_jssh_using_subcommand status" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand status" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand status" -l json -d 'Print JSON: an array with one object per alias'
+complete -c jssh -n "__fish_jssh_using_subcommand status" -l local -d 'Only what this machine knows, without asking the remotes (instant; servers running remotely with no tunnel are not seen)'
 complete -c jssh -n "__fish_jssh_using_subcommand status" -s h -l help -d 'Print help'
 complete -c jssh -n "__fish_jssh_using_subcommand status" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand attach" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F

@@ -195,6 +195,11 @@ pub(crate) struct StatusArgs {
     /// Print JSON: an array with one object per alias.
     #[arg(long)]
     pub(crate) json: bool,
+
+    /// Only what this machine knows, without asking the remotes (instant; servers running
+    /// remotely with no tunnel are not seen).
+    #[arg(long)]
+    pub(crate) local: bool,
 }
 
 /// An alias, for commands that need nothing else.

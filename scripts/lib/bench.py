@@ -387,9 +387,14 @@ class Bench:
         self.jssh.steady()
         active = self.jssh.tunnel_ssh()
         procs = {"jssh supervisor": sup, "jssh's ssh (tunnel)": active}
-        # Any other child is a standby connection kept ready to take the forward over.
-        for i, kid in enumerate(k for k in children(sup) if k != active and alive(k)):
+        # Other children: a standby connection kept ready to take the forward over (`ssh -N`),
+        # and the remote watch that reports a Jupyter exit (a client of the tunnel's connection).
+        others = [k for k in children(sup) if k != active and alive(k)]
+        standbys = [k for k in others if "-N" in cmdline(k)]
+        for i, kid in enumerate(standbys):
             procs[f"jssh's ssh (standby{f' {i + 1}' if i else ''})"] = kid
+        for i, kid in enumerate(k for k in others if k not in standbys):
+            procs[f"jssh's ssh (remote watch{f' {i + 1}' if i else ''})"] = kid
         for variant in (TUNED, SEED):
             procs[f"autossh ({variant.split(', ')[1]})"] = self.autossh[variant]["proc"].pid
             procs[f"its ssh ({variant.split(', ')[1]})"] = self.autossh_ssh(variant)

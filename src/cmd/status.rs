@@ -1,6 +1,7 @@
 //! `jssh status`: local tunnels from the state dir, plus what still runs on each remote.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -28,13 +29,23 @@ struct Row {
     reconnects: u32,
     restarts: u32,
     last_error: Option<String>,
-    /// Whether the remote could be asked (false: unreachable, so remote facts are unknown).
+    /// Whether the remote was asked and answered (false: `--local`, or unreachable; remote
+    /// facts are then what this machine last knew).
     remote_checked: bool,
 }
 
+/// How long `status` waits for a remote's answer: over a ControlMaster it takes
+/// milliseconds, a new connection well under a second; a host that is off or blackholed must
+/// not hold up the others' lines for the whole connect timeout.
+const REMOTE_LIMIT: Duration = Duration::from_secs(3);
+
 /// The remote's jssh sessions, or `None` when it cannot be asked right now.
 fn remote_sessions(ctx: &Ctx, alias: &Alias) -> Option<Vec<RemoteSession>> {
-    let out = ctx.ssh.exec(alias, &remote::list(), true).output().ok()?;
+    let out = ctx
+        .ssh
+        .exec(alias, &remote::list(), true)
+        .output_within(REMOTE_LIMIT)
+        .ok()?;
     out.status
         .success()
         .then(|| remote::parse_list(&String::from_utf8_lossy(&out.stdout)))
@@ -88,13 +99,17 @@ pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
         None => profiles.iter().map(|p| p.alias.clone()).collect(),
     };
     // Ask every remote at once: one slow host must not make the others wait.
-    let remotes: Vec<Option<Vec<RemoteSession>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = aliases
-            .iter()
-            .map(|a| scope.spawn(|| remote_sessions(ctx, a)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
-    });
+    let remotes: Vec<Option<Vec<RemoteSession>>> = if args.local {
+        vec![None; aliases.len()]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = aliases
+                .iter()
+                .map(|a| scope.spawn(|| remote_sessions(ctx, a)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
+        })
+    };
     let mut rows = Vec::new();
     for (alias, remote) in aliases.iter().zip(&remotes) {
         let run = RunDir::new(&ctx.paths, alias);
@@ -115,10 +130,9 @@ pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             (None, Some(port)) => format!("127.0.0.1:{port}"),
             (None, None) => "-".into(),
         };
-        let checked = if r.remote_checked {
-            ""
-        } else {
-            " (remote not reachable)"
+        let checked = match (r.remote_checked, args.local) {
+            (true, _) | (false, true) => "",
+            (false, false) => " (remote not reachable)",
         };
         writeln!(out, "{}: {}{checked}", r.alias, r.state)?;
         if let Some(url) = &r.url {

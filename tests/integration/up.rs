@@ -201,6 +201,15 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
         "{st}"
     );
     assert_eq!(st["url"], url.as_str());
+    assert_eq!(st["remote_checked"], true);
+    // --local answers from local state alone.
+    let out = jssh(&client).args(["status", "nb", "--json", "--local"]).output().unwrap();
+    let local = &serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0];
+    assert_eq!(
+        (&local["state"], &local["remote_checked"], &local["url"]),
+        (&st["state"], &serde_json::Value::Bool(false), &st["url"]),
+        "{local}"
+    );
     let url_out = jssh(&client).args(["url", "nb"]).output().unwrap();
     assert_eq!(stdout(&url_out).trim(), url);
 
