@@ -106,7 +106,7 @@ else
     if [ "$mode" = tcp ]; then
         for p in $ports; do
             h=$(printf ':%04X' "$p")
-            awk -v h="$h" 'substr($2, length($2) - 4) == h && $4 == "0A" { f = 1 } END { exit !f }' \
+            awk -v h="$h" 'substr($2, length($2) - 4) == h { f = 1 } END { exit !f }' \
                 /proc/net/tcp /proc/net/tcp6 2>/dev/null || { port=$p; break; }
         done
         [ "$port" = - ] && port=${ports%% *}

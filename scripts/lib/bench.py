@@ -475,8 +475,11 @@ class Bench:
             return f.read().decode(errors="replace").splitlines()
 
     def fault_kill(self, name):
-        _, port, tok, tunnel, reaction = self.subject(name)
-        pid = tunnel()
+        return self.sigkill(name, self.subject(name)[3]())
+
+    def sigkill(self, name, pid):
+        """SIGKILLs pid; when the subject reacts and when its URL answers again."""
+        _, port, tok, _, reaction = self.subject(name)
         watch = Watch(reaction(), 60)
         t0 = now()
         os.kill(pid, signal.SIGKILL)
@@ -500,17 +503,11 @@ class Bench:
         }
 
     def fault_jupyter(self, name):
-        _, port, tok, _, reaction = self.subject(name)
         pid = self.jssh.status()["remote_pid"]
         argv = " ".join(cmdline(pid))
         if "jupyter" not in argv:
             raise RuntimeError(f"remote_pid {pid} is not Jupyter: {argv!r}")
-        watch = Watch(reaction(), 60)
-        t0 = now()
-        os.kill(pid, signal.SIGKILL)
-        t_ok = wait_ok(port, tok, 60)
-        t_react = watch.stop()
-        return {"recover": t_ok and t_ok - t0, "detect": t_react and t_react - t0}
+        return self.sigkill(name, pid)
 
     def blackhole_one(self, name, offset, out):
         """One subject's blackhole: starts after `offset` s, lasts blackhole_secs."""

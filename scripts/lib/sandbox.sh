@@ -122,6 +122,7 @@ sandbox_pids() {
 
 # Deletes exactly the iptables rules this sandbox added (each carries the comment $SANDBOX_TAG).
 sandbox_iptables_cleanup() {
+    [[ $(id -u) -eq 0 ]] || return 0
     command -v iptables >/dev/null 2>&1 || return 0
     local rule
     iptables -S INPUT 2>/dev/null | { grep -F -- "--comment $SANDBOX_TAG " || true; } | sed 's/^-A /-D /' |

@@ -57,16 +57,20 @@ fn claim_port(ctx: &Ctx, run: &RunDir, alias: &crate::target::Alias, explicit: O
     Ok(port)
 }
 
-/// Remote ports to try, in order: random ones in a range unlikely to be taken.
+/// Remote ports to try, in order: random ones in 20000–32767, below Linux's ephemeral range
+/// (32768–60999), where any outgoing connection may hold a port at any moment and make
+/// Jupyter's bind fail after the launch script found it free.
 fn remote_port_candidates() -> Result<Vec<u16>> {
     let hex = fsutil::random_hex(10)?;
     Ok((0..5)
         .map(|i| {
             let n = u16::from_str_radix(&hex[i * 4..i * 4 + 4], 16).unwrap_or(0);
-            20_000 + n % 30_000
+            REMOTE_PORTS.start + n % (REMOTE_PORTS.end - REMOTE_PORTS.start)
         })
         .collect())
 }
+
+const REMOTE_PORTS: std::ops::Range<u16> = 20_000..32_768;
 
 pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
     let mut profiles = Profiles::load(&ctx.paths.hosts_file())?;
@@ -524,6 +528,16 @@ fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child, log
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_ports_stay_below_the_ephemeral_range() {
+        // Regression: ports up to 49999 collided with outgoing connections' local ports.
+        for _ in 0..200 {
+            let ports = remote_port_candidates().unwrap();
+            assert_eq!(ports.len(), 5);
+            assert!(ports.iter().all(|p| (20_000..32_768).contains(p)), "{ports:?}");
+        }
+    }
 
     #[test]
     fn ports_prefer_remembered_then_8888_unless_taken() {
