@@ -86,16 +86,27 @@ pub(crate) fn in_login_shell(script: &str) -> String {
 
 /// Starts the session unless it runs, then reports and watches it. Lines on stdout:
 /// `started PORT PID` or `reuse PORT PID` (PORT is `-` for a socket), `root` when the login
-/// is root (Jupyter then needs `--allow-root`), `home DIR`,
+/// is root (Jupyter then needs `--allow-root`), `node NAME` (`uname -n`), `home DIR`,
 /// `token HEX` (only on reuse when asked), then `.` every 0.2 s while the session lives, and
 /// `exited` plus `log LINE`s if it ends (only when watching). The new token arrives on stdin.
-const LAUNCH: &str = r#"name=$1 mode=$2 ports=$3 script=$4 want_token=$5 watch=$6 login=$7
-d="$HOME/.jssh/run/$name"
+///
+/// `expect` is the machine the session was started on, if known: when the session is not
+/// here and this is another machine (a login address that spreads connections over several
+/// machines), nothing is started or touched and the script says `elsewhere NAME`: starting
+/// here would leave the user's server, kernels and all, behind on the other one (and, with a
+/// shared home, overwrite its token and port files).
+const LAUNCH: &str = r#"name=$1 mode=$2 ports=$3 script=$4 want_token=$5 watch=$6 login=$7 expect=$8
+d="$HOME/.jssh/run/$name" n=$(uname -n)
 command -v tmux >/dev/null 2>&1 || { echo "tmux not found on PATH=$PATH"; exit 90; }
-umask 077
-mkdir -p "$d" && chmod 700 "$HOME/.jssh" "$HOME/.jssh/run" "$d" || exit 1
 t="tmux -L jssh"
 pane() { $t display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null; }
+if ! $t has-session -t "=$name" 2>/dev/null && [ -n "$expect" ] && [ "$expect" != "$n" ]; then
+    cat >/dev/null
+    echo "elsewhere $n"
+    exit 0
+fi
+umask 077
+mkdir -p "$d" && chmod 700 "$HOME/.jssh" "$HOME/.jssh/run" "$d" || exit 1
 if $t has-session -t "=$name" 2>/dev/null; then
     cat >/dev/null
     echo "reuse $(cat "$d/port" 2>/dev/null || echo -) $(pane)"
@@ -120,6 +131,7 @@ else
     echo "started $port $(pane)"
 fi
 [ "$(id -u)" = 0 ] && echo root
+echo "node $n"
 echo "home $HOME"
 [ "$watch" = 1 ] || exit 0
 while $t has-session -t "=$name" 2>/dev/null; do echo . || exit 0; sleep 0.2; done
@@ -128,9 +140,11 @@ tail -n 20 "$d/jupyter.log" 2>/dev/null | sed 's/^/log /'
 "#;
 
 /// Stops the session gracefully (SIGTERM lets Jupyter shut its kernels down), then removes
-/// the run directory with the token, port file and socket.
-const STOP: &str = r#"name=$1 d="$HOME/.jssh/run/$1" t="tmux -L jssh"
+/// the run directory with the token, port file and socket. With `expect` (as in [`launch`]),
+/// on another machine than the session's it touches nothing and says `elsewhere NAME`.
+const STOP: &str = r#"name=$1 expect=$2 d="$HOME/.jssh/run/$1" t="tmux -L jssh" n=$(uname -n)
 pid=$($t display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null)
+if [ -z "$pid" ] && [ -n "$expect" ] && [ "$expect" != "$n" ]; then echo "elsewhere $n"; exit 0; fi
 if [ -n "$pid" ]; then
     kill -TERM "$pid" 2>/dev/null
     i=0
@@ -178,7 +192,13 @@ pub(crate) fn sh(script: &str, args: &[&str]) -> String {
     shell_words::join(words)
 }
 
-pub(crate) fn launch(spec: &JupyterSpec<'_>, ports: &[u16], want_token: bool, watch: bool) -> String {
+pub(crate) fn launch(
+    spec: &JupyterSpec<'_>,
+    ports: &[u16],
+    want_token: bool,
+    watch: bool,
+    expect: Option<&str>,
+) -> String {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let mode = if spec.socket { "sock" } else { "tcp" };
     let flag = |b: bool| if b { "1" } else { "0" };
@@ -192,12 +212,13 @@ pub(crate) fn launch(spec: &JupyterSpec<'_>, ports: &[u16], want_token: bool, wa
             flag(want_token),
             flag(watch),
             LOGIN,
+            expect.unwrap_or_default(),
         ],
     )
 }
 
-pub(crate) fn stop(session: &str) -> String {
-    sh(STOP, &[session])
+pub(crate) fn stop(session: &str, expect: Option<&str>) -> String {
+    sh(STOP, &[session, expect.unwrap_or_default()])
 }
 
 pub(crate) fn watch(session: &str) -> String {
@@ -232,6 +253,10 @@ pub(crate) enum LaunchEvent {
         reused: bool,
     },
     Root,
+    /// The machine the script ran on (`uname -n`).
+    Node(String),
+    /// The session runs on another machine than the one reached (see [`launch`]).
+    Elsewhere(String),
     Home(String),
     Token(String),
     Alive,
@@ -250,6 +275,8 @@ impl LaunchEvent {
                 reused: word == "reuse",
             },
             "root" => Self::Root,
+            "node" => Self::Node(rest.trim().to_owned()),
+            "elsewhere" => Self::Elsewhere(rest.trim().to_owned()),
             "home" => Self::Home(rest.to_owned()),
             "token" => Self::Token(rest.trim().to_owned()),
             "." => Self::Alive,
@@ -359,6 +386,14 @@ mod tests {
             Some(LaunchEvent::Home("/h/a b".into()))
         );
         assert_eq!(LaunchEvent::parse("log  x"), Some(LaunchEvent::Log(" x".into())));
+        assert_eq!(
+            LaunchEvent::parse("node login2"),
+            Some(LaunchEvent::Node("login2".into()))
+        );
+        assert_eq!(
+            LaunchEvent::parse("elsewhere login3"),
+            Some(LaunchEvent::Elsewhere("login3".into()))
+        );
         assert_eq!(LaunchEvent::parse("junk"), None);
         let list = parse_list("jssh-a 4000 12\njssh-b - 13\n");
         assert_eq!(

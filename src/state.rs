@@ -40,6 +40,9 @@ pub(crate) struct Session {
     pub(crate) remote_port: Option<u16>,
     pub(crate) remote_socket: Option<String>,
     pub(crate) remote_pid: Option<u32>,
+    /// The machine Jupyter runs on (`uname -n`): a login address may lead to several.
+    #[serde(default)]
+    pub(crate) remote_node: Option<String>,
     pub(crate) token: String,
     pub(crate) notebook: bool,
     pub(crate) dir: Option<String>,

@@ -89,6 +89,17 @@ const TAKEOVER_LIMIT: Duration = Duration::from_millis(750);
 /// again (e.g. a server limiting sessions); a reconnect clears the count.
 const STANDBY_STRIKES: u32 = 3;
 
+/// What [`Supervisor::relaunch`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Relaunch {
+    /// Jupyter was gone and has been started again.
+    Started,
+    /// Jupyter still runs.
+    Running,
+    /// The connection reached another machine; a new connection is on its way.
+    Elsewhere,
+}
+
 /// One of the supervisor's ssh connections, a private master (see [`crate::ssh::Ssh::tunnel`]).
 struct Conn {
     child: CleanChild,
@@ -402,10 +413,12 @@ impl Supervisor<'_> {
                         let first = closed_since.unwrap_or(now);
                         let closed_since = if now.duration_since(first) < Duration::from_secs(1) {
                             Some(first)
-                        } else if self.relaunch()? {
-                            None
                         } else {
-                            Some(now)
+                            match self.relaunch()? {
+                                Relaunch::Started => None,
+                                Relaunch::Running => Some(now),
+                                Relaunch::Elsewhere => return Ok(()),
+                            }
                         };
                         self.link = Link::Connecting {
                             since,
@@ -502,12 +515,12 @@ impl Supervisor<'_> {
     fn unhealthy(&mut self, result: &Probe) -> Result<()> {
         let now = Instant::now();
         self.event(&format!("health probe failed twice ({result:?})"));
-        if *result == Probe::Closed && self.relaunch()? {
+        match (*result == Probe::Closed).then(|| self.relaunch()).transpose()? {
             // The path works, the server was gone: it starts again over the same tunnel.
-            self.await_relaunch(now);
-            return Ok(());
+            Some(Relaunch::Started) => self.await_relaunch(now),
+            Some(Relaunch::Elsewhere) => {}
+            Some(Relaunch::Running) | None => self.abandon(now),
         }
-        self.abandon(now);
         Ok(())
     }
 
@@ -551,7 +564,7 @@ impl Supervisor<'_> {
                 if matches!(self.link, Link::Up { .. }) {
                     self.event("remote Jupyter exited");
                     let now = Instant::now();
-                    if self.relaunch()? {
+                    if self.relaunch()? == Relaunch::Started {
                         self.await_relaunch(now);
                     }
                 }
@@ -613,8 +626,8 @@ impl Supervisor<'_> {
     }
 
     /// Starts the remote Jupyter again unless it still runs (the launch script then reuses
-    /// it), within the restart budget. Returns whether a new one started.
-    fn relaunch(&mut self) -> Result<bool> {
+    /// it), within the restart budget, and only on the machine it ran on.
+    fn relaunch(&mut self) -> Result<Relaunch> {
         let now = Instant::now();
         while self
             .restarts
@@ -625,7 +638,7 @@ impl Supervisor<'_> {
         }
         if self.restarts.len() >= MAX_RESTARTS {
             if self.remote_alive() {
-                return Ok(false);
+                return Ok(Relaunch::Running);
             }
             bail!(
                 "the remote Jupyter died {MAX_RESTARTS} times in 10 minutes: see `jssh logs {} --remote`",
@@ -641,22 +654,30 @@ impl Supervisor<'_> {
             info: &self.session.jupyter,
         };
         let ports: Vec<u16> = self.session.remote_port.into_iter().collect();
-        let cmd = self.remote(&remote::launch(&spec, &ports, false, false));
+        let expect = self.session.remote_node.as_deref();
+        let cmd = self.remote(&remote::launch(&spec, &ports, false, false, expect));
         let out = cmd.stdin_bytes(self.session.token.clone().into_bytes()).run()?;
         let mut started = false;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some(LaunchEvent::Started { port, pid, reused }) = LaunchEvent::parse(line) {
-                started = !reused;
-                self.session.remote_pid = pid;
-                if started && port.is_some() && port != self.session.remote_port {
-                    // The old port was taken meanwhile: the forward must follow.
-                    self.session.remote_port = port;
-                    self.stop_all();
+            match LaunchEvent::parse(line) {
+                Some(LaunchEvent::Started { port, pid, reused }) => {
+                    started = !reused;
+                    self.session.remote_pid = pid;
+                    if started && port.is_some() && port != self.session.remote_port {
+                        // The old port was taken meanwhile: the forward must follow.
+                        self.session.remote_port = port;
+                        self.stop_all();
+                    }
                 }
+                Some(LaunchEvent::Elsewhere(reached)) => {
+                    self.wrong_machine(&reached);
+                    return Ok(Relaunch::Elsewhere);
+                }
+                _ => {}
             }
         }
         if !started {
-            return Ok(false);
+            return Ok(Relaunch::Running);
         }
         self.restarts.push_back(now);
         self.session.restarts += 1;
@@ -669,7 +690,27 @@ impl Supervisor<'_> {
         if self.active.is_none() {
             self.spawn_active(now, now)?;
         }
-        Ok(true)
+        Ok(Relaunch::Started)
+    }
+
+    /// The connection reached another machine than Jupyter's (a login address that leads to
+    /// several): drop it and connect again, backing off, until one reaches the right machine.
+    fn wrong_machine(&mut self, reached: &str) {
+        let now = Instant::now();
+        let why = format!(
+            "this connection reached {reached}, but Jupyter runs on {}: connecting again \
+             (does the alias's address lead to several machines?)",
+            self.session.remote_node.as_deref().unwrap_or("another machine")
+        );
+        self.event(&why);
+        self.session.last_error = Some(why);
+        self.abandon(now);
+        self.attempt += 1;
+        self.link = Link::Waiting {
+            due: now + backoff(self.attempt),
+            lost: now,
+            seen_down: false,
+        };
     }
 
     fn stop_all(&mut self) {

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use super::{Ctx, lookup_profile, stop_supervisor};
 use crate::cli::DownArgs;
 use crate::profile::Profiles;
-use crate::remote;
+use crate::remote::{self, LaunchEvent};
 use crate::state::RunDir;
 use crate::target::Alias;
 
@@ -40,14 +40,34 @@ fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
         println!("{alias}: Jupyter keeps running (`jssh up {alias}` reconnects)");
         return Ok(());
     }
-    let cmd = ctx.ssh.exec(alias, &remote::stop(&remote::session_name(alias)), true);
+    stop_remote(ctx, alias, &run)
+}
+
+/// Stops the remote Jupyter and forgets the session. On a machine other than the session's
+/// (a login address leading to several), nothing there is touched, and the user is told
+/// where the server still runs and how to stop it; the session is forgotten all the same,
+/// since this machine cannot reach it.
+pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &RunDir) -> Result<()> {
+    let name = remote::session_name(alias);
+    let node = run.read_session().ok().flatten().and_then(|s| s.remote_node);
+    let cmd = ctx.ssh.exec(alias, &remote::stop(&name, node.as_deref()), true);
     let out = cmd
         .run()
         .with_context(|| format!("could not stop Jupyter on {alias}"))?;
-    if String::from_utf8_lossy(&out.stdout).contains("stopped") {
-        println!("{alias}: stopped Jupyter and removed its tmux session and token");
-    } else {
-        println!("{alias}: no Jupyter was running");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let elsewhere = said.lines().find_map(|l| match LaunchEvent::parse(l) {
+        Some(LaunchEvent::Elsewhere(reached)) => Some(reached),
+        _ => None,
+    });
+    match (elsewhere, node) {
+        (Some(reached), Some(node)) => eprintln!(
+            "jssh: warning: {alias}'s Jupyter runs on {node}, but this connection reached {reached}: \
+             it still runs there; stop it on {node} with `tmux -L jssh kill-session -t {name}`"
+        ),
+        _ if said.lines().any(|l| l == "stopped") => {
+            println!("{alias}: stopped Jupyter and removed its tmux session and token");
+        }
+        _ => println!("{alias}: no Jupyter was running"),
     }
     run.clear();
     Ok(())

@@ -24,6 +24,8 @@ struct Row {
     remote_port: Option<u16>,
     remote_socket: Option<String>,
     remote_pid: Option<u32>,
+    /// The machine Jupyter runs on (`uname -n`), as last reported.
+    remote_node: Option<String>,
     supervisor_pid: Option<u32>,
     uptime_secs: Option<u64>,
     reconnects: u32,
@@ -80,6 +82,7 @@ fn row(alias: &Alias, run: &RunDir, session: Option<Session>, remote: Option<&[R
             .as_ref()
             .and_then(|r| r.pid)
             .or(session.as_ref().and_then(|s| s.remote_pid)),
+        remote_node: session.as_ref().and_then(|s| s.remote_node.clone()),
         supervisor_pid: supervisor,
         uptime_secs: session
             .as_ref()
@@ -139,9 +142,10 @@ pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             writeln!(out, "  url:        {url}")?;
         }
         if r.state != "down" {
+            let node = r.remote_node.as_ref().map_or(String::new(), |n| format!(" on {n}"));
             writeln!(
                 out,
-                "  remote:     {remote} (pid {})",
+                "  remote:     {remote}{node} (pid {})",
                 r.remote_pid.map_or("-".into(), |p| p.to_string())
             )?;
         }

@@ -147,7 +147,11 @@ fn start(
         if !reused {
             let _ = ctx
                 .ssh
-                .exec(&args.alias, &remote::stop(&session.tmux_name), true)
+                .exec(
+                    &args.alias,
+                    &remote::stop(&session.tmux_name, session.remote_node.as_deref()),
+                    true,
+                )
                 .output();
             run.clear();
         }
@@ -206,9 +210,10 @@ fn start_remote(
         info: &profile.jupyter,
     };
     let batch = !std::io::stdin().is_terminal();
+    let expect = previous.as_ref().and_then(|s| s.remote_node.as_deref());
     let launch_cmd = ctx
         .ssh
-        .exec(&args.alias, &remote::launch(&spec, &ports, true, true), batch);
+        .exec(&args.alias, &remote::launch(&spec, &ports, true, true, expect), batch);
     let mut launch = launch_cmd.spawn(Stdio::piped(), Stdio::piped(), Stdio::piped())?;
     if let Some(mut stdin) = launch.stdin.take() {
         std::io::Write::write_all(&mut stdin, token.as_bytes()).context("could not send the token")?;
@@ -218,6 +223,17 @@ fn start_remote(
         Ok(started) => started,
         Err(e) => return Err(launch_failure(&mut launch, e, &args.alias)),
     };
+    if let (Some(reached), Some(expected)) = (&started.elsewhere, expect) {
+        let _ = launch.wait();
+        bail!(
+            "{alias}'s Jupyter from the last `jssh up` runs on {expected}, but this connection \
+             reached {reached} (does the alias's address lead to several machines?); nothing was \
+             started. Try again after `ssh -O exit {alias}` (a new connection may reach {expected}), \
+             point the alias at that machine (`jssh setup {alias} --host {expected}`), or forget \
+             that server with `jssh down {alias}`",
+            alias = args.alias
+        );
+    }
     // A socket server has no port, whether it was started now or before.
     let remote_socket = started
         .port
@@ -230,6 +246,7 @@ fn start_remote(
         remote_port: started.port,
         remote_socket,
         remote_pid: started.pid,
+        remote_node: started.node,
         token: started.token.unwrap_or(token),
         notebook: args.notebook,
         dir: args.dir.clone(),
@@ -324,6 +341,9 @@ struct Started {
     home: String,
     token: Option<String>,
     root: bool,
+    node: Option<String>,
+    /// The machine reached, when the session runs on another one (nothing was started).
+    elsewhere: Option<String>,
 }
 
 fn first_events(events: &Receiver<LaunchEvent>, deadline: Instant) -> Result<Started> {
@@ -334,6 +354,8 @@ fn first_events(events: &Receiver<LaunchEvent>, deadline: Instant) -> Result<Sta
         home: String::new(),
         token: None,
         root: false,
+        node: None,
+        elsewhere: None,
     };
     let mut seen_start = false;
     loop {
@@ -344,6 +366,11 @@ fn first_events(events: &Receiver<LaunchEvent>, deadline: Instant) -> Result<Sta
             }
             Ok(LaunchEvent::Token(t)) => started.token = Some(t),
             Ok(LaunchEvent::Root) => started.root = true,
+            Ok(LaunchEvent::Node(node)) => started.node = Some(node),
+            Ok(LaunchEvent::Elsewhere(node)) => {
+                started.elsewhere = Some(node);
+                return Ok(started);
+            }
             Ok(LaunchEvent::Home(home)) if seen_start => {
                 started.home = home;
                 return Ok(started);
@@ -508,10 +535,7 @@ fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child, log
         std::thread::sleep(Duration::from_millis(200));
     };
     if args.stop_remote {
-        let session = remote::session_name(&args.alias);
-        ctx.ssh.exec(&args.alias, &remote::stop(&session), true).run()?;
-        run.clear();
-        println!("stopped Jupyter on {}", args.alias);
+        super::down::stop_remote(ctx, &args.alias, run)?;
     } else {
         println!(
             "Jupyter still runs on {}: `jssh up {}` reconnects, `jssh down {}` stops it",

@@ -482,3 +482,80 @@ fn foreground_prints_events_and_ctrl_c_leaves_the_server_running() {
     assert_eq!(status(&client, "fg")["state"], "remote-only");
     jssh(&client).args(["down", "fg"]).assert().success();
 }
+
+/// A login address may lead to several machines (round-robin DNS in front of HPC login
+/// nodes). Reaching another machine than Jupyter's must never start a second server there:
+/// the user's kernels live on the first. Simulated by recording another machine name for
+/// the session, which is exactly what the launch script compares with `uname -n`.
+#[test]
+fn a_connection_to_another_machine_starts_nothing_there() {
+    let (_sshd, client) = ready_host("far");
+    let url = up(&client, "far", &["--port", &free_port()]);
+    let (port, token) = parse_url(&url);
+    let here = stdout(&Command::new("uname").arg("-n").output().unwrap());
+    assert_eq!(status(&client, "far")["remote_node"], here.trim());
+
+    // The supervisor restarts with the session recorded on "login-elsewhere".
+    let session_file = client.state_dir().join("far/session.json");
+    let elsewhere = || {
+        let mut session: serde_json::Value = serde_json::from_slice(&fs::read(&session_file).unwrap()).unwrap();
+        session["remote_node"] = "login-elsewhere".into();
+        fs::write(&session_file, serde_json::to_vec(&session).unwrap()).unwrap();
+    };
+    jssh(&client).args(["down", "far", "--keep-remote"]).assert().success();
+    elsewhere();
+    let mut supervisor = jssh_at(&client, Path::new(env!("CARGO_BIN_EXE_jssh-supervisor")))
+        .args(["supervise", "far", "--ssh-config"])
+        .arg(client.ssh_config())
+        .args(["--connect-timeout", "10"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    answers_within(&client, port, &token, Duration::from_secs(10));
+
+    // Jupyter exits; the relaunch finds this is not "login-elsewhere" and starts nothing.
+    let pid = status(&client, "far")["remote_pid"].as_u64().unwrap();
+    kill(u32::try_from(pid).unwrap(), "-KILL");
+    let log_path = client.state_dir().join("far/supervisor.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&log_path)
+        .unwrap()
+        .contains("but Jupyter runs on login-elsewhere")
+    {
+        assert!(Instant::now() < deadline, "{}", fs::read_to_string(&log_path).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        remote_sessions(&client, "far").trim(),
+        "",
+        "a second server was started"
+    );
+    let st = status(&client, "far");
+    assert_eq!(st["state"], "reconnecting", "{st}");
+    assert!(st["last_error"].as_str().unwrap().contains("login-elsewhere"), "{st}");
+
+    // `up` (after the supervisor is gone) refuses the same way and leaves the session as it was.
+    jssh(&client).args(["down", "far", "--keep-remote"]).assert().success();
+    assert_eq!(supervisor.wait().unwrap().code(), Some(128 + 15), "stopped by SIGTERM");
+    let before = fs::read(&session_file).unwrap();
+    let out = jssh(&client)
+        .args(["up", "far", "-d", "--timeout", "60"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("runs on login-elsewhere") && stderr(&out).contains("nothing was started"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(remote_sessions(&client, "far").trim(), "");
+    assert_eq!(fs::read(&session_file).unwrap(), before);
+
+    // `down` says where the server would still run, and forgets it here.
+    let out = jssh(&client).args(["down", "far"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("still runs there"), "{}", stderr(&out));
+    assert_eq!(status(&client, "far")["state"], "down");
+}
