@@ -172,15 +172,25 @@ if [ "$2" = 1 ]; then exec tail -n 50 -F "$f"; else exec tail -n 200 "$f"; fi
 /// tmux server signals a channel named after the pane, and `tmux wait-for` sleeps on it (a
 /// pane id is never reused by a server, so a signal left over from an earlier pane cannot wake
 /// it). Exits 0 when Jupyter is gone (or already was), [`EXIT_NO_HOOKS`] when this tmux has no
-/// hooks. Run with a terminal: when the connection ends, the hangup ends `wait-for` with it.
+/// hooks.
+///
 /// The hook goes in before the pane is looked up, so an exit in between is not missed: a
-/// channel signalled with nobody waiting stays signalled until the next `wait-for`.
+/// channel signalled with nobody waiting stays signalled until the next `wait-for`. Nothing
+/// is ever written to the script's stdin: it ends when the connection does (or the caller
+/// closes it), and then so does the wait; without that, every lost connection would leave a
+/// `wait-for` behind on the remote. (A terminal's hangup would do the same, but a non-root
+/// sshd drops the whole connection when asked for one.) The stdin goes through fd 3 because
+/// sh gives a background job /dev/null as its stdin.
 const WATCH: &str = r#"name=$1 t="tmux -L jssh"
 $t has-session -t "=$name" 2>/dev/null || exit 0
 $t set-hook -g pane-exited 'wait-for -S "jssh-exit-#{hook_pane}"' 2>/dev/null || {
     $t has-session -t "=$name" 2>/dev/null && exit 91; exit 0; }
 pane=$($t display-message -p -t "=$name:" '#{pane_id}' 2>/dev/null) && [ -n "$pane" ] || exit 0
-exec $t wait-for "jssh-exit-$pane"
+exec 3<&0
+$t wait-for "jssh-exit-$pane" &
+w=$!
+(cat <&3 >/dev/null; kill "$w") >/dev/null 2>&1 &
+wait "$w"
 "#;
 
 /// Exit status of the watch script when this tmux has no hooks.

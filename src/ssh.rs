@@ -108,17 +108,10 @@ impl Ssh {
 
     /// A remote command as a client of one of the supervisor's own connections (`control`):
     /// no handshake, and never a new master that would outlive the supervisor (if that
-    /// connection is gone, ssh makes a one-off connection instead). `tty` asks for a terminal
-    /// even without a local one, so the remote command gets a hangup when the connection ends.
-    pub(crate) fn exec_over(&self, alias: &Alias, control: &Path, remote_command: &str, tty: bool) -> Cmd {
+    /// connection is gone, ssh makes a one-off connection instead).
+    pub(crate) fn exec_over(&self, alias: &Alias, control: &Path, remote_command: &str) -> Cmd {
         self.ssh()
-            .args([
-                if tty { "-tt" } else { "-T" },
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ControlMaster=no",
-            ])
+            .args(["-T", "-o", "BatchMode=yes", "-o", "ControlMaster=no"])
             // Not "Shared connection to … closed." in the supervisor log on every restart.
             .args(["-o", "LogLevel=ERROR", "-S"])
             .arg(control)
@@ -391,9 +384,9 @@ mod tests {
         let standby = ssh.tunnel(&alias(), Path::new("/s/c1"), None).to_string();
         assert!(!standby.contains("-L"), "{standby}");
         // Commands ride on that connection and never start a master of their own.
-        let watch = ssh.exec_over(&alias(), Path::new("/s/c0"), "true", true).to_string();
+        let watch = ssh.exec_over(&alias(), Path::new("/s/c0"), "true").to_string();
         assert!(
-            watch.contains(" -tt ") && watch.contains("ControlMaster=no") && watch.ends_with("-S /s/c0 -- gpu true"),
+            watch.contains("ControlMaster=no") && watch.ends_with("-S /s/c0 -- gpu true"),
             "{watch}"
         );
         let add = ssh.add_forward(

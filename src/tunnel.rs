@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -107,26 +107,22 @@ struct Conn {
     started: Instant,
 }
 
-/// The remote watch's ssh. Its terminal is a pty of the supervisor's, kept open while it
-/// runs: the remote command needs one (see [`remote::watch`]), and a master asked for one by a
-/// client without a terminal logs a `tcgetattr` error.
+/// The remote watch's ssh. Its stdin is a pipe the supervisor holds open and never writes
+/// to: the remote side waits only as long as it stays open (see [`remote::watch`]).
 struct Watch {
     child: CleanChild,
     started: Instant,
-    _pty: OwnedFd,
+    _stdin: OwnedFd,
 }
 
 impl Watch {
     fn spawn(cmd: &crate::process::Cmd, log: &File) -> Result<Self> {
-        let pty = nix::pty::openpty(None, None).context("could not open a pty")?;
-        for fd in [&pty.master, &pty.slave] {
-            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("could not set FD_CLOEXEC")?;
-        }
-        let child = cmd.spawn_clean(Some(pty.slave.as_fd()), log.as_fd())?;
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("could not make a pipe")?;
+        let child = cmd.spawn_clean(Some(read.as_fd()), log.as_fd())?;
         Ok(Self {
             child,
             started: Instant::now(),
-            _pty: pty.master,
+            _stdin: write,
         })
     }
 }
@@ -543,12 +539,10 @@ impl Supervisor<'_> {
             return;
         }
         let Some(active) = &self.active else { return };
-        let cmd = self.ctx.ssh.exec_over(
-            &self.alias,
-            &active.control,
-            &remote::watch(&self.session.tmux_name),
-            true,
-        );
+        let cmd = self
+            .ctx
+            .ssh
+            .exec_over(&self.alias, &active.control, &remote::watch(&self.session.tmux_name));
         match Watch::spawn(&cmd, &self.log) {
             Ok(watch) => self.watch = Some(watch),
             Err(e) => self.event(&format!("could not start the remote watch: {e:#}")),
@@ -608,7 +602,7 @@ impl Supervisor<'_> {
     /// A remote command over the active connection (or, without one, the alias's master).
     fn remote(&self, command: &str) -> crate::process::Cmd {
         match &self.active {
-            Some(active) => self.ctx.ssh.exec_over(&self.alias, &active.control, command, false),
+            Some(active) => self.ctx.ssh.exec_over(&self.alias, &active.control, command),
             None => self.ctx.ssh.exec(&self.alias, command, true),
         }
     }

@@ -285,8 +285,8 @@ fn tunnel_heals_after_ssh_kill_outage_jupyter_crash_and_supervisor_crash() {
     sshd.restart();
     answers_within(&client, port, &token, Duration::from_secs(3));
 
-    // One remote watch, not one per connection it outlived: a lost connection's hangup ends
-    // its `tmux wait-for` (regression: without a terminal they stayed until Jupyter exited).
+    // One remote watch, not one per connection it outlived: a lost connection ends its
+    // `tmux wait-for` (regression: they stayed until Jupyter exited).
     let waiting = || sshd.remote_processes("wait-for jssh-exit-");
     let deadline = Instant::now() + Duration::from_secs(5);
     while waiting().len() != 1 && Instant::now() < deadline {
