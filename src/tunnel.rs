@@ -96,8 +96,9 @@ enum Relaunch {
     Started,
     /// Jupyter still runs.
     Running,
-    /// The connection reached another machine; a new connection is on its way.
-    Elsewhere,
+    /// The connection reached another machine, or the launch failed: a new connection is on
+    /// its way, after a backoff.
+    Reconnecting,
 }
 
 /// One of the supervisor's ssh connections, a private master (see [`crate::ssh::Ssh::tunnel`]).
@@ -413,7 +414,7 @@ impl Supervisor<'_> {
                             match self.relaunch()? {
                                 Relaunch::Started => None,
                                 Relaunch::Running => Some(now),
-                                Relaunch::Elsewhere => return Ok(()),
+                                Relaunch::Reconnecting => return Ok(()),
                             }
                         };
                         self.link = Link::Connecting {
@@ -514,7 +515,7 @@ impl Supervisor<'_> {
         match (*result == Probe::Closed).then(|| self.relaunch()).transpose()? {
             // The path works, the server was gone: it starts again over the same tunnel.
             Some(Relaunch::Started) => self.await_relaunch(now),
-            Some(Relaunch::Elsewhere) => {}
+            Some(Relaunch::Reconnecting) => {}
             Some(Relaunch::Running) | None => self.abandon(now),
         }
         Ok(())
@@ -650,7 +651,15 @@ impl Supervisor<'_> {
         let ports: Vec<u16> = self.session.remote_port.into_iter().collect();
         let expect = self.session.remote_node.as_deref();
         let cmd = self.remote(&remote::launch(&spec, &ports, false, false, expect));
-        let out = cmd.stdin_bytes(self.session.token.clone().into_bytes()).run()?;
+        let out = match cmd.stdin_bytes(self.session.token.clone().into_bytes()).run() {
+            Ok(out) => out,
+            Err(e) => {
+                // A connection lost on the way, or a remote that cannot start it right now
+                // (a full disk): try again later, not give up on the tunnel.
+                self.reconnect_later(format!("could not restart the remote Jupyter: {e:#}"));
+                return Ok(Relaunch::Reconnecting);
+            }
+        };
         let mut started = false;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             match LaunchEvent::parse(line) {
@@ -664,8 +673,12 @@ impl Supervisor<'_> {
                     }
                 }
                 Some(LaunchEvent::Elsewhere(reached)) => {
-                    self.wrong_machine(&reached);
-                    return Ok(Relaunch::Elsewhere);
+                    self.reconnect_later(format!(
+                        "this connection reached {reached}, but Jupyter runs on {}: connecting \
+                         again (does the alias's address lead to several machines?)",
+                        self.session.remote_node.as_deref().unwrap_or("another machine")
+                    ));
+                    return Ok(Relaunch::Reconnecting);
                 }
                 _ => {}
             }
@@ -687,15 +700,11 @@ impl Supervisor<'_> {
         Ok(Relaunch::Started)
     }
 
-    /// The connection reached another machine than Jupyter's (a login address that leads to
-    /// several): drop it and connect again, backing off, until one reaches the right machine.
-    fn wrong_machine(&mut self, reached: &str) {
+    /// Drops the connections and connects again after a backoff: the connection reached
+    /// another machine than Jupyter's (a login address that leads to several), or the remote
+    /// could not start Jupyter just now.
+    fn reconnect_later(&mut self, why: String) {
         let now = Instant::now();
-        let why = format!(
-            "this connection reached {reached}, but Jupyter runs on {}: connecting again \
-             (does the alias's address lead to several machines?)",
-            self.session.remote_node.as_deref().unwrap_or("another machine")
-        );
         self.event(&why);
         self.session.last_error = Some(why);
         self.abandon(now);

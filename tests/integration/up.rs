@@ -559,3 +559,34 @@ fn a_connection_to_another_machine_starts_nothing_there() {
     assert!(stderr(&out).contains("still runs there"), "{}", stderr(&out));
     assert_eq!(status(&client, "far")["state"], "down");
 }
+
+/// Regression: a relaunch that failed (here the remote cannot make its run directory; in life
+/// a full disk, or the connection lost on the way) made the supervisor give up for good.
+#[test]
+fn a_failed_relaunch_is_retried() {
+    let (sshd, client) = ready_host("retry");
+    let (port, token) = parse_url(&up(&client, "retry", &["--port", &free_port()]));
+    let run_dir = sshd.home().join(".jssh/run/jssh-retry");
+    let moved = sshd.home().join("moved-run-dir");
+    fs::rename(&run_dir, &moved).unwrap();
+    fs::write(&run_dir, "not a directory").unwrap();
+
+    let pid = status(&client, "retry")["remote_pid"].as_u64().unwrap();
+    kill(u32::try_from(pid).unwrap(), "-KILL");
+    let log_path = client.state_dir().join("retry/supervisor.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&log_path)
+        .unwrap()
+        .contains("could not restart the remote Jupyter")
+    {
+        assert!(Instant::now() < deadline, "{}", fs::read_to_string(&log_path).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(supervisors(&client).len(), 1, "the supervisor gave up");
+
+    fs::remove_file(&run_dir).unwrap();
+    answers_within(&client, port, &token, Duration::from_secs(40));
+    assert_eq!(status(&client, "retry")["restarts"], 1);
+    let _ = fs::remove_dir_all(&moved);
+    jssh(&client).args(["down", "retry"]).assert().success();
+}
