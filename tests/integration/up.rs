@@ -229,6 +229,33 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
     let url_out = jssh(&client).args(["url", "nb"]).output().unwrap();
     assert_eq!(stdout(&url_out).trim(), url);
 
+    // `open` hands the browser opener a private page, never the token itself. (A stand-in
+    // xdg-open records what it was given: there is no browser here.)
+    let bin = client.root().join("opener");
+    fs::create_dir(&bin).unwrap();
+    let record = client.root().join("opened");
+    let opener = format!(
+        "#!/bin/sh\n{{ printf '%s\\n' \"$@\"; stat -c %a \"$1\"; cat \"$1\"; }} > '{}'\n",
+        record.display()
+    );
+    fs::write(bin.join("xdg-open"), opener).unwrap();
+    fs::set_permissions(
+        bin.join("xdg-open"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    jssh(&client).args(["open", "nb"]).env("PATH", path).assert().success();
+    let opened = fs::read_to_string(&record).unwrap();
+    let mut lines = opened.lines();
+    let argument = lines.next().unwrap();
+    assert!(
+        !argument.contains(&token),
+        "the token reached the opener's argv: {argument}"
+    );
+    assert_eq!(lines.next(), Some("600"), "{opened}");
+    assert!(opened.contains(&format!("url={url}")), "{opened}");
+
     // A second `up` reuses the server, quickly.
     let start = Instant::now();
     assert_eq!(up(&client, "nb", &[]), url);
