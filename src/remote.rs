@@ -9,9 +9,6 @@ use crate::envspec::{EnvSpec, activation, remote_path};
 use crate::jupyter::{self, JupyterInfo};
 use crate::target::Alias;
 
-/// The tmux socket name jssh's sessions live on (never the user's own tmux server).
-pub(crate) const TMUX_SOCKET: &str = "jssh";
-
 /// Exit status of the launch script when tmux is missing.
 pub(crate) const EXIT_NO_TMUX: i32 = 90;
 
@@ -243,15 +240,23 @@ pub(crate) fn log(session: &str, follow: bool) -> String {
     sh(LOG, &[session, if follow { "1" } else { "0" }])
 }
 
-pub(crate) fn attach(session: &str) -> String {
-    shell_words::join([
-        "tmux",
-        "-L",
-        TMUX_SOCKET,
-        "attach-session",
-        "-t",
-        &format!("={session}"),
-    ])
+/// Attaches to the session's tmux window; when there is none here, says why instead of
+/// tmux's "can't find session": none was started, or it runs on another machine (`expect`,
+/// as in [`launch`]).
+const ATTACH: &str = r#"name=$1 expect=$2 t="tmux -L jssh" n=$(uname -n)
+if ! $t has-session -t "=$name" 2>/dev/null; then
+    if [ -n "$expect" ] && [ "$expect" != "$n" ]; then
+        echo "jssh: Jupyter runs on $expect, but this connection reached $n: try again after \`ssh -O exit\` to the alias, or connect to $expect directly" >&2
+    else
+        echo "jssh: no Jupyter runs here for this alias: start it with \`jssh up\`" >&2
+    fi
+    exit 1
+fi
+exec $t attach-session -t "=$name"
+"#;
+
+pub(crate) fn attach(session: &str, expect: Option<&str>) -> String {
+    sh(ATTACH, &[session, expect.unwrap_or_default()])
 }
 
 /// One event from the launch script's stdout.

@@ -8,11 +8,17 @@ use anyhow::{Context, Result};
 use super::{Ctx, lookup_profile};
 use crate::profile::Profiles;
 use crate::remote;
+use crate::state::RunDir;
 use crate::target::Alias;
 
 pub(crate) fn run(ctx: &Ctx, alias: &Alias) -> Result<ExitCode> {
     lookup_profile(&Profiles::load(&ctx.paths.hosts_file())?, alias)?;
-    let cmd = ctx.ssh.exec_tty(alias, &remote::attach(&remote::session_name(alias)));
+    let node = RunDir::new(&ctx.paths, alias)
+        .read_session()?
+        .and_then(|s| s.remote_node);
+    let cmd = ctx
+        .ssh
+        .exec_tty(alias, &remote::attach(&remote::session_name(alias), node.as_deref()));
     let err = cmd.command()?.exec();
     Err(err).with_context(|| format!("could not run `{cmd}`"))
 }

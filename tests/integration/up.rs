@@ -234,11 +234,11 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
     let bin = client.root().join("opener");
     fs::create_dir(&bin).unwrap();
     let record = client.root().join("opened");
-    let opener = format!(
+    let script = format!(
         "#!/bin/sh\n{{ printf '%s\\n' \"$@\"; stat -c %a \"$1\"; cat \"$1\"; }} > '{}'\n",
         record.display()
     );
-    fs::write(bin.join("xdg-open"), opener).unwrap();
+    fs::write(bin.join("xdg-open"), script).unwrap();
     fs::set_permissions(
         bin.join("xdg-open"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -436,6 +436,11 @@ fn bad_input_and_missing_parts_are_explained() {
         stderr(&out)
     );
 
+    // Nothing to attach to yet: said plainly, with the next step.
+    let out = jssh(&client).args(["attach", "bad"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("start it with `jssh up`"), "{}", stderr(&out));
+
     // The supervisor binary is started by `up`, not by hand.
     let out = Command::new(env!("CARGO_BIN_EXE_jssh-supervisor")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -579,6 +584,14 @@ fn a_connection_to_another_machine_starts_nothing_there() {
     );
     assert_eq!(remote_sessions(&client, "far").trim(), "");
     assert_eq!(fs::read(&session_file).unwrap(), before);
+    // `attach` explains instead of tmux's "can't find session".
+    let out = jssh(&client).args(["attach", "far"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Jupyter runs on login-elsewhere"),
+        "{}",
+        stderr(&out)
+    );
 
     // `down` says where the server would still run, and forgets it here.
     let out = jssh(&client).args(["down", "far"]).output().unwrap();
