@@ -21,16 +21,26 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cmd::Ctx;
-use crate::probe::{self, Probe};
+use crate::probe::{Probe, Prober};
 use crate::process::{CleanChild, Ended};
 use crate::remote::{self, JupyterSpec, LaunchEvent};
 use crate::ssh::parse_resolved;
 use crate::state::{Phase, RunDir, Session};
 use crate::target::Alias;
 
-/// How often a healthy tunnel is probed, and how long a probe may take.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often a healthy tunnel is probed: a dead ssh (SIGCHLD) and an exited Jupyter (the
+/// remote watch) are known at once without it, so it is there for a stalled path, and each
+/// probe costs a connection through ssh.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How long a probe may take: four times the usual answer time (a slow link must not look
+/// stalled), and not below this, nor above the cap.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+const PROBE_TIMEOUT_CAP: Duration = Duration::from_secs(5);
+
+/// The probe timeout for a link whose answers usually take `typical`.
+fn probe_timeout(typical: Duration) -> Duration {
+    typical.saturating_mul(4).clamp(PROBE_TIMEOUT, PROBE_TIMEOUT_CAP)
+}
 /// How often a starting tunnel is probed.
 const CONNECT_POLL: Duration = Duration::from_millis(25);
 /// Backoff: first retry at once, then 0.2 s doubling to 30 s, reset after 60 s healthy.
@@ -149,6 +159,9 @@ struct Supervisor<'a> {
     next_reach_check: Instant,
     /// Alternates the two control socket names.
     generation: u32,
+    prober: Prober,
+    /// How long a good probe usually takes (a moving average), for [`probe_timeout`].
+    probe_typical: Duration,
     link: Link,
     attempt: u32,
     restarts: VecDeque<Instant>,
@@ -182,6 +195,7 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
         .open(run.log_path())
         .with_context(|| format!("could not open {}", run.log_path().display()))?;
     let now = Instant::now();
+    let prober = Prober::new(session.local_port, &session.token);
     let mut sup = Supervisor {
         ctx,
         alias: alias.clone(),
@@ -196,6 +210,8 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
         watch_unsupported: false,
         next_reach_check: now,
         generation: 0,
+        prober,
+        probe_typical: Duration::ZERO,
         link: Link::Waiting {
             due: now,
             lost: now,
@@ -402,7 +418,7 @@ impl Supervisor<'_> {
                 closed_since,
                 deadline,
             } => {
-                match probe::api_status(self.session.local_port, Some(&self.session.token), PROBE_TIMEOUT) {
+                match self.probe() {
                     Probe::Ok => self.connected(since, lost),
                     Probe::Closed => {
                         // ssh is up but nothing answers remotely: Jupyter is starting or gone.
@@ -448,7 +464,7 @@ impl Supervisor<'_> {
                 }
             }
             Link::Up { since, failures } => {
-                let result = probe::api_status(self.session.local_port, Some(&self.session.token), PROBE_TIMEOUT);
+                let result = self.probe();
                 if result == Probe::Ok {
                     if now.duration_since(since) > HEALTHY_RESET {
                         self.attempt = 0;
@@ -467,6 +483,17 @@ impl Supervisor<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Probes Jupyter through the tunnel, learning how long a good answer takes.
+    fn probe(&mut self) -> Probe {
+        let started = Instant::now();
+        let timeout = probe_timeout(self.probe_typical);
+        let result = self.prober.probe(timeout);
+        if result == Probe::Ok {
+            self.probe_typical = (self.probe_typical * 7 + started.elapsed()) / 8;
+        }
+        result
     }
 
     /// Starts a standby connection unless one runs (or standbys keep dying young).
@@ -804,6 +831,14 @@ mod tests {
             !syn_sent(std::process::id()),
             "this test process has no stalled connection"
         );
+    }
+
+    #[test]
+    fn a_slow_link_gets_a_longer_probe_timeout() {
+        assert_eq!(probe_timeout(Duration::ZERO), PROBE_TIMEOUT);
+        assert_eq!(probe_timeout(Duration::from_millis(5)), PROBE_TIMEOUT);
+        assert_eq!(probe_timeout(Duration::from_millis(400)), Duration::from_millis(1600));
+        assert_eq!(probe_timeout(Duration::from_secs(3)), PROBE_TIMEOUT_CAP);
     }
 
     #[test]

@@ -450,7 +450,7 @@ class Bench:
 
     def settle(self, name):
         """Before a fault: the tunnel answers, and jssh's supervisor is back in its steady
-        state (phase up, probing once a second)."""
+        state (phase up, probing every 2 s)."""
         _, port, tok, tunnel, _ = self.subject(name)
         deadline = now() + 90
         while now() < deadline:

@@ -282,7 +282,7 @@ def render(res, chart_name):
             "PSS from `smaps_rollup` (shared pages such as libc's divided among their users); CPU "
             "from utime+stime in `/proc/PID/stat` (10 ms ticks); wakeups from "
             "`voluntary_ctxt_switches`. jssh's supervisor probes `/api/status` through the tunnel "
-            "once a second, so its ssh and Jupyter wake too."
+            "every 2 s over one kept connection, so its ssh and Jupyter wake too."
         )
         out.append("")
         def mb(r, key):
