@@ -166,6 +166,19 @@ fn remote_sessions(client: &Client, alias: &str) -> String {
     stdout(&out)
 }
 
+/// SIGKILLs the alias's remote Jupyter, then waits (10 s at most) for the supervisor to log
+/// `line`.
+fn kill_jupyter_until_logged(client: &Client, alias: &str, line: &str) {
+    let pid = status(client, alias)["remote_pid"].as_u64().unwrap();
+    kill(u32::try_from(pid).unwrap(), "-KILL");
+    let log_path = client.state_dir().join(alias).join("supervisor.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&log_path).unwrap().contains(line) {
+        assert!(Instant::now() < deadline, "{}", fs::read_to_string(&log_path).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn kill(pid: u32, signal: &str) {
     Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
 }
@@ -547,17 +560,7 @@ fn a_connection_to_another_machine_starts_nothing_there() {
     answers_within(&client, port, &token, Duration::from_secs(10));
 
     // Jupyter exits; the relaunch finds this is not "login-elsewhere" and starts nothing.
-    let pid = status(&client, "far")["remote_pid"].as_u64().unwrap();
-    kill(u32::try_from(pid).unwrap(), "-KILL");
-    let log_path = client.state_dir().join("far/supervisor.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !fs::read_to_string(&log_path)
-        .unwrap()
-        .contains("but Jupyter runs on login-elsewhere")
-    {
-        assert!(Instant::now() < deadline, "{}", fs::read_to_string(&log_path).unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    kill_jupyter_until_logged(&client, "far", "but Jupyter runs on login-elsewhere");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         remote_sessions(&client, "far").trim(),
@@ -611,17 +614,7 @@ fn a_failed_relaunch_is_retried() {
     fs::rename(&run_dir, &moved).unwrap();
     fs::write(&run_dir, "not a directory").unwrap();
 
-    let pid = status(&client, "retry")["remote_pid"].as_u64().unwrap();
-    kill(u32::try_from(pid).unwrap(), "-KILL");
-    let log_path = client.state_dir().join("retry/supervisor.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !fs::read_to_string(&log_path)
-        .unwrap()
-        .contains("could not restart the remote Jupyter")
-    {
-        assert!(Instant::now() < deadline, "{}", fs::read_to_string(&log_path).unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    kill_jupyter_until_logged(&client, "retry", "could not restart the remote Jupyter");
     assert_eq!(supervisors(&client).len(), 1, "the supervisor gave up");
 
     fs::remove_file(&run_dir).unwrap();
