@@ -713,6 +713,11 @@ impl Supervisor<'_> {
         if !started {
             return Ok(Relaunch::Running);
         }
+        // A watch still running waits for the old pane (a tmux whose hooks lack the pane
+        // id never wakes it): the next good probe starts one for the new pane.
+        if let Some(watch) = self.watch.take() {
+            end(&watch.child);
+        }
         self.restarts.push_back(now);
         self.session.restarts += 1;
         self.session.last_error = Some("the remote Jupyter exited".into());
