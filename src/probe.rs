@@ -99,9 +99,13 @@ fn connect(port: u16, timeout: Duration) -> Result<TcpStream, Probe> {
         Err(e) if e.kind() == ErrorKind::TimedOut => return Err(Probe::Timeout),
         Err(e) => return Err(Probe::Other(e.to_string())),
     };
+    set_timeouts(&stream, timeout);
+    Ok(stream)
+}
+
+fn set_timeouts(stream: &TcpStream, timeout: Duration) {
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
-    Ok(stream)
 }
 
 /// Probes `127.0.0.1:port` once, on a connection of its own, with the token in a header
@@ -136,8 +140,7 @@ impl Prober {
 
     pub(crate) fn probe(&mut self, timeout: Duration) -> Probe {
         if let Some(mut stream) = self.kept.take() {
-            let _ = stream.set_read_timeout(Some(timeout));
-            let _ = stream.set_write_timeout(Some(timeout));
+            set_timeouts(&stream, timeout);
             match exchange(&mut stream, self.port, Some(&self.token), true) {
                 (Probe::Closed | Probe::Other(_), _) => {}
                 (verdict, reusable) => {

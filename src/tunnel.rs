@@ -306,6 +306,13 @@ impl Supervisor<'_> {
 
     fn spawn_active(&mut self, now: Instant, lost: Instant) -> Result<()> {
         self.active = Some(self.connect(true)?);
+        self.await_answer(now, lost);
+        Ok(())
+    }
+
+    /// Probes often until Jupyter answers through the tunnel (a new connection, or a
+    /// relaunched Jupyter), counting the outage from `lost`.
+    fn await_answer(&mut self, now: Instant, lost: Instant) {
         self.link = Link::Connecting {
             since: now,
             lost: Some(lost),
@@ -313,7 +320,6 @@ impl Supervisor<'_> {
             deadline: now + CONNECT_LIMIT,
         };
         self.next_tick = now + CONNECT_POLL;
-        Ok(())
     }
 
     /// Moves the forward onto the standby, if it is alive and ready. Returns whether it did.
@@ -552,13 +558,7 @@ impl Supervisor<'_> {
     fn await_relaunch(&mut self, now: Instant) {
         self.session.phase = Phase::Reconnecting;
         self.save();
-        self.link = Link::Connecting {
-            since: now,
-            lost: Some(now),
-            closed_since: None,
-            deadline: now + CONNECT_LIMIT,
-        };
-        self.next_tick = now + CONNECT_POLL;
+        self.await_answer(now, now);
     }
 
     /// Starts the remote watch unless one runs (or they keep failing, or tmux has no hooks).
