@@ -3,9 +3,10 @@
 Everything runs against the sandbox's sshds on 127.0.0.1, in one run, so every comparison
 shares the machine's state: cold time-to-notebook (jssh against the same Jupyter started
 directly, the manual seed workflow with and without a ControlMaster, and jupyter-forward),
-warm commands, idle cost, and recovery from faults (jssh against autossh configured as the
-seeds do and tuned). Writes results JSON, the markdown report and (through the plotting venv)
-the chart.
+warm commands, idle cost, the data path (throughput and time to first byte, jssh against a
+plain `ssh -L` to the same Jupyter), and recovery from faults (jssh against autossh configured
+as the seeds do and tuned). Writes results JSON, the markdown report and (through the plotting
+venv) the chart.
 
 Three sshds keep the subjects apart: `jssh` (jssh, the manual workflows, jupyter-forward),
 `seed` and `tuned` (one autossh each), so a fault injected for one subject never touches
@@ -35,6 +36,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import datapath_bench  # noqa: E402
 import report  # noqa: E402
 from jsshbench import (  # noqa: E402
     CLK_TCK,
@@ -425,6 +427,23 @@ class Bench:
             )
         self.save()
 
+    # --- the data path --------------------------------------------------------------------------
+
+    def datapath(self):
+        """Throughput and time to first byte through jssh's port against a plain `ssh -L` to
+        the same Jupyter (scripts/lib/datapath_bench.py), on the tunnel that warm() (or, with
+        `--only datapath`, cold_jssh()) left up."""
+        try:
+            datapath_bench.measure(
+                self.results.setdefault("datapath", {}),
+                self.jssh,
+                os.environ["JSSH_SSH_CONFIG"],
+                max(self.args.runs, 5),  # ~1 s a download: cheap enough for a steady median
+            )
+        except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+            self.error("datapath", e)
+        self.save()
+
     # --- faults ---------------------------------------------------------------------------------
 
     def subject(self, name):
@@ -671,7 +690,9 @@ def main():
     p.add_argument("--settle-secs", type=float, default=1.0)
     p.add_argument("--recover-timeout", type=float, default=60.0)
     p.add_argument("--skip-jf", action="store_true", help="leave out jupyter-forward")
-    p.add_argument("--only", default="cold,warm,idle,faults", help="sections (cold,warm,idle,faults)")
+    p.add_argument(
+        "--only", default="cold,warm,idle,datapath,faults", help="sections (cold,warm,idle,datapath,faults)"
+    )
     p.add_argument("--faults", default=",".join(FAULTS))
     p.add_argument("--out", help="markdown report (default docs/BENCHMARKS.md, target/bench/ with --quick)")
     p.add_argument("--chart", help="PNG chart (default docs/bench-recovery.png)")
@@ -695,10 +716,16 @@ def main():
             bench.cold()
         if {"warm", "idle", "faults"} & set(sections):
             bench.warm()
+        elif "datapath" in sections:
+            bench.cold_jssh()  # a tunnel to measure, without the warm commands' timings
         if {"idle", "faults"} & set(sections):
             bench.start_autossh()
         if "idle" in sections:
             bench.idle()
+        # After idle (its heavy traffic must not fall in the idle window), before faults (which
+        # restart the supervisor over and over).
+        if "datapath" in sections:
+            bench.datapath()
         if "faults" in sections:
             bench.faults()
     finally:

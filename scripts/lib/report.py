@@ -10,6 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree (when run alone)
+from datapath_bench import DIRECT, JSSH, PLAIN, p90  # noqa: E402 - the names the results use
+
 HERE = Path(__file__).resolve().parent
 SEED = "autossh, seed config"
 TUNED = "autossh, tuned"
@@ -168,6 +171,7 @@ def targets(res):
                 ),
             )
         )
+    rows += datapath_targets(res)
     return rows
 
 
@@ -219,6 +223,8 @@ def render(res, chart_name):
     if warm:
         out += ["", "## Warm commands", "", "With the tunnel up (wall time of the whole process).", ""]
         out.append(table(["Command", "Time", "Runs"], [(f"`{k}`", spread(v, 3), len(v)) for k, v in warm.items()]))
+
+    out += datapath_section(res)
 
     rec = res["recovery"]
     if rec:
@@ -314,6 +320,94 @@ def render(res, chart_name):
     if "bench_secs" in meta:
         out.append(f"- the measuring part of this run took {meta['bench_secs'] / 60:.1f} min")
     return "\n".join(out) + "\n"
+
+
+# --- the data path (issue #9, measured by datapath_bench.py) -----------------------------------
+
+def datapath_targets(res):
+    """The data path's (target, goal, measured, verdict, reason) rows: jssh against the plain
+    `ssh -L` measured in the same run."""
+    dp = res.get("datapath") or {}
+    tp, ttfb = dp.get("throughput_mbps", {}), dp.get("ttfb_ms", {})
+    rows = []
+    if tp.get(JSSH) and tp.get(PLAIN):
+        j, p = med(tp[JSSH]), med(tp[PLAIN])
+        rows.append(
+            (
+                f"throughput, {dp['size_bytes'] / 1e6:.0f} MB download",
+                "≥ 0.90× plain `ssh -L`",
+                f"{j / p:.2f}× ({j:.0f} vs {p:.0f} MB/s)",
+                *verdict(j / p >= 0.9, f"median of {len(tp[JSSH])} downloads each; see *Data path*"),
+            )
+        )
+    if ttfb.get(JSSH) and ttfb.get(PLAIN):
+        j, p = med(ttfb[JSSH]), med(ttfb[PLAIN])
+        rows.append(
+            (
+                "first byte of a new connection",
+                "≤ plain `ssh -L` + 2 ms",
+                f"{j - p:+.2f} ms ({j:.2f} vs {p:.2f} ms; p90 {p90(ttfb[JSSH]):.2f} vs {p90(ttfb[PLAIN]):.2f} ms)",
+                *verdict(j - p <= 2, f"median of {len(ttfb[JSSH])} connections each"),
+            )
+        )
+    return rows
+
+
+def datapath_section(res):
+    dp = res.get("datapath") or {}
+    tp, ttfb = dp.get("throughput_mbps", {}), dp.get("ttfb_ms", {})
+    if not tp and not ttfb:
+        return []
+    out = ["", "## Data path", ""]
+    out.append(
+        "Through jssh's local port (the URL `jssh up` printed) against a plain `ssh -N -L "
+        "127.0.0.1:P:REMOTE ALIAS` (the same ssh config and alias, `-o ControlMaster=no -o "
+        "ControlPath=none`: a connection of its own) to the same remote Jupyter, REMOTE being "
+        f"its port or socket as `jssh status --json` gives it (`{dp.get('remote', '?')}`), in "
+        "the same run; the subjects take turns, in an order rotated every round. *Throughput*: "
+        f"{dp.get('size_bytes', 0) / 1e6:.0f} MB of random bytes from Jupyter's `/files/` "
+        "endpoint (the token in an `Authorization` header), a new connection each, timed from "
+        "connect to the last byte (MB = 10⁶ bytes), after one uncounted download each. *First "
+        "byte*: a new connection, `GET /api/status`, timed from connect to the answer's first "
+        "byte, after 5 uncounted; p90 = the 90th percentile. *Jupyter directly*: the same "
+        "requests straight to Jupyter's own port or socket, no ssh (the sandbox's remote is this "
+        "machine): the ceiling both tunnels are under."
+    )
+    out.append("")
+
+    def mbps(xs):
+        return f"{med(xs):.0f} MB/s ({min(xs):.0f}–{max(xs):.0f})" if xs else "—"
+
+    def ms(xs, stat):
+        return f"{stat(xs):.2f} ms" if xs else "—"
+
+    def against(by, text):
+        """jssh against plain, or a dash when either is missing."""
+        return text(by[JSSH], by[PLAIN]) if by.get(JSSH) and by.get(PLAIN) else "—"
+
+    rows = [
+        (
+            "throughput (median, min–max)",
+            *(mbps(tp.get(n, [])) for n in (JSSH, PLAIN)),
+            against(tp, lambda a, b: f"{med(a) / med(b):.2f}×"),
+            mbps(tp.get(DIRECT, [])),
+            len(tp.get(JSSH, [])),
+        ),
+        *(
+            (
+                f"first byte, {label}",
+                *(ms(ttfb.get(n, []), stat) for n in (JSSH, PLAIN)),
+                against(ttfb, lambda a, b, stat=stat: f"{stat(a) - stat(b):+.2f} ms"),
+                ms(ttfb.get(DIRECT, []), stat),
+                len(ttfb.get(JSSH, [])),
+            )
+            for label, stat in (("median", med), ("p90", p90))
+        ),
+    ]
+    out.append(
+        table(["Measure", "jssh", "plain `ssh -L`", "jssh against plain", "Jupyter directly", "Runs"], rows)
+    )
+    return out
 
 
 def chart_data(res):
