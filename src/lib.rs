@@ -7,7 +7,6 @@ mod fsutil;
 mod jupyter;
 mod keys;
 mod paths;
-mod probe;
 mod process;
 mod profile;
 mod remote;
@@ -15,8 +14,8 @@ mod sanitize;
 mod ssh;
 mod sshconfig;
 mod state;
+mod supervisor;
 mod target;
-mod tunnel;
 
 use std::process::ExitCode;
 
@@ -60,7 +59,7 @@ pub fn main() -> ExitCode {
 #[must_use]
 pub fn supervisor_main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    exit_code(cmd::supervise_args(&args))
+    exit_code(supervisor::main(&args))
 }
 
 fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {

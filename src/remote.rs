@@ -11,6 +11,8 @@ use crate::target::Alias;
 
 /// Exit status of the launch script when tmux is missing.
 pub(crate) const EXIT_NO_TMUX: i32 = 90;
+/// Exit status of the launch script when the token did not arrive whole on stdin.
+pub(crate) const EXIT_TOKEN_LOST: i32 = 93;
 
 /// The tmux session (and run directory) name for an alias: tmux rewrites `.` in names.
 pub(crate) fn session_name(alias: &Alias) -> String {
@@ -61,9 +63,12 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
             "set -- \"$@\" --ServerApp.sock={run}/jupyter.sock --ServerApp.sock_mode=0600"
         );
     } else {
+        // In the environment, not argv: anyone on the server can read a process's argv and
+        // bind the port first (the supervisor still checks who listens before sending the
+        // token).
         let _ = writeln!(
             s,
-            "set -- \"$@\" --{app}.port=\"$(cat {run}/port)\" --{app}.port_retries=0"
+            "JUPYTER_PORT=$(cat {run}/port) JUPYTER_PORT_RETRIES=0; export JUPYTER_PORT JUPYTER_PORT_RETRIES"
         );
     }
     let ui = if notebook_ui { "notebook" } else { "lab" };
@@ -110,6 +115,11 @@ if $t has-session -t "=$name" 2>/dev/null; then
     [ "$want_token" = 1 ] && echo "token $(cat "$d/token")"
 else
     cat > "$d/token" || exit 1
+    # A login shell that reads stdin (a `read` in .bashrc) eats the token: Jupyter would
+    # then start with an empty one, which disables authentication.
+    tok=$(cat "$d/token")
+    case $tok in *[!0-9a-f]*) tok= ;; esac
+    [ "${#tok}" -ge 32 ] || { rm -f "$d/token"; exit 93; }
     port=-
     if [ "$mode" = tcp ]; then
         for p in $ports; do
@@ -168,8 +178,9 @@ if [ "$2" = 1 ]; then exec tail -n 50 -F "$f"; else exec tail -n 200 "$f"; fi
 /// Waits, without polling, until the session's Jupyter exits: a `pane-exited` hook on jssh's
 /// tmux server signals a channel named after the pane, and `tmux wait-for` sleeps on it (a
 /// pane id is never reused by a server, so a signal left over from an earlier pane cannot wake
-/// it). Exits 0 when Jupyter is gone (or already was), [`EXIT_NO_HOOKS`] when this tmux has no
-/// hooks.
+/// it). Exits 0 when Jupyter exited while watched, [`EXIT_GONE`] when it was already gone,
+/// [`EXIT_NO_HOOKS`] when this tmux has no hooks; anything else (the wait ended because its
+/// stdin or connection did, or tmux failed) says nothing about Jupyter.
 ///
 /// The hook goes in before the pane is looked up, so an exit in between is not missed: a
 /// channel signalled with nobody waiting stays signalled until the next `wait-for`. Nothing
@@ -179,10 +190,10 @@ if [ "$2" = 1 ]; then exec tail -n 50 -F "$f"; else exec tail -n 200 "$f"; fi
 /// sshd drops the whole connection when asked for one.) The stdin goes through fd 3 because
 /// sh gives a background job /dev/null as its stdin.
 const WATCH: &str = r#"name=$1 t="tmux -L jssh"
-$t has-session -t "=$name" 2>/dev/null || exit 0
+$t has-session -t "=$name" 2>/dev/null || exit 92
 $t set-hook -g pane-exited 'wait-for -S "jssh-exit-#{hook_pane}"' 2>/dev/null || {
-    $t has-session -t "=$name" 2>/dev/null && exit 91; exit 0; }
-pane=$($t display-message -p -t "=$name:" '#{pane_id}' 2>/dev/null) && [ -n "$pane" ] || exit 0
+    $t has-session -t "=$name" 2>/dev/null && exit 91; exit 92; }
+pane=$($t display-message -p -t "=$name:" '#{pane_id}' 2>/dev/null) && [ -n "$pane" ] || exit 92
 exec 3<&0
 $t wait-for "jssh-exit-$pane" &
 w=$!
@@ -190,8 +201,31 @@ w=$!
 wait "$w"
 "#;
 
+/// Who listens on the remote's `127.0.0.1:$2`: `ours` when it is the session's Jupyter (the
+/// pane's process holds the listening socket), `none` when nobody does, `other UID` when
+/// another program does, `unknown` without `/proc` (not Linux). Only after `ours` may the
+/// token go to that port: a port number is public (and was once in Jupyter's argv), so
+/// another user can bind it while Jupyter starts.
+const LISTENER: &str = r#"name=$1 port=$2
+[ -r /proc/net/tcp ] || { echo unknown; exit 0; }
+h=$(printf ':%04X' "$port")
+set -- $(awk -v h="$h" '$4 == "0A" && substr($2, length($2) - 4) == h { print $10, $8; exit }' /proc/net/tcp)
+[ -n "$1" ] || { echo none; exit 0; }
+pid=$(tmux -L jssh display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null)
+for f in /proc/"${pid:-0}"/fd/*; do
+    [ "$(readlink "$f" 2>/dev/null)" = "socket:[$1]" ] && { echo ours; exit 0; }
+done
+echo "other $2"
+"#;
+
+pub(crate) fn listener(session: &str, port: u16) -> String {
+    sh(LISTENER, &[session, &port.to_string()])
+}
+
 /// Exit status of the watch script when this tmux has no hooks.
 pub(crate) const EXIT_NO_HOOKS: i32 = 91;
+/// Exit status of the watch script when the session was already gone when it started.
+pub(crate) const EXIT_GONE: i32 = 92;
 
 /// `sh -c SCRIPT jssh ARGS…` as one remote command string: the args become `$1…`.
 pub(crate) fn sh(script: &str, args: &[&str]) -> String {

@@ -123,61 +123,57 @@ impl Ssh {
         self.ssh().args(["-t", "--", alias.as_str(), remote_command])
     }
 
-    /// One of the supervisor's own connections: `ssh -N -M -S CTL`, with the forward
-    /// `-L 127.0.0.1:LOCAL:…` (loopback only) when given.
+    /// One of the supervisor's own connections: `ssh -N -M -S CTL`, a master without
+    /// forwards. The supervisor holds the local port itself and hands each connection to the
+    /// live master as a stdio forward over this control socket (what `ssh -W` does).
     ///
-    /// It deliberately does not ride on the alias's ControlMaster: a mux client's `ssh -N -L`
-    /// hands the forward to that master and exits at once, the forward then dies with the
-    /// master, and a `ControlPersist` master outlives the supervisor. Instead each connection is
-    /// a private master (`ControlPersist=no`, so it ends with its connection): the supervisor
-    /// owns the process, sees its exit, and can move the forward onto an already
-    /// authenticated standby with [`Ssh::add_forward`] in milliseconds instead of a new
-    /// handshake. Short keepalives make ssh itself notice a dead path within ~4–6 s (the
-    /// supervisor's probe is faster); BatchMode because there is no terminal to ask on.
-    pub(crate) fn tunnel(&self, alias: &Alias, control: &Path, forward: Option<(u16, &RemoteEnd)>) -> Cmd {
-        let cmd = self
-            .ssh()
-            .args([
-                "-N",
-                "-T",
-                "-n",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-o",
-                "BatchMode=yes",
-            ])
+    /// It deliberately does not ride on the alias's ControlMaster: a `ControlPersist` master
+    /// outlives the supervisor, and a shared one is not the supervisor's to replace. Instead
+    /// each connection is a private master (`ControlPersist=no`, so it ends with its
+    /// connection): the supervisor owns the process, sees its exit, and keeps an already
+    /// authenticated standby to switch to in milliseconds instead of a new handshake. Short
+    /// keepalives make ssh itself notice a dead path within ~4–6 s (the supervisor's probe is
+    /// faster); BatchMode because there is no terminal to ask on.
+    pub(crate) fn tunnel(&self, alias: &Alias, control: &Path) -> Cmd {
+        self.ssh()
+            .args(["-N", "-T", "-n", "-o", "BatchMode=yes"])
             .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2"])
             .args(["-M", "-S"])
             .arg(control)
             .args(["-o", "ControlPersist=no"])
-            // INFO would log every probe that finds Jupyter not (yet) listening.
-            .args(["-o", "LogLevel=ERROR"]);
-        let cmd = match forward {
-            Some((local_port, remote)) => cmd.args(["-L", &forward_spec(local_port, remote)]),
-            None => cmd,
-        };
-        cmd.args(["--", alias.as_str()])
+            // INFO would log every channel that finds Jupyter not (yet) listening.
+            .args(["-o", "LogLevel=ERROR"])
+            .args(["--", alias.as_str()])
     }
 
-    /// Adds the tunnel's forward to a running [`Ssh::tunnel`] master.
-    pub(crate) fn add_forward(&self, alias: &Alias, control: &Path, local_port: u16, remote: &RemoteEnd) -> Cmd {
-        self.ssh().arg("-S").arg(control).args([
-            "-O",
-            "forward",
-            "-L",
-            &forward_spec(local_port, remote),
-            "--",
-            alias.as_str(),
-        ])
+    /// Ends the master behind `control` (one a killed supervisor left running).
+    pub(crate) fn exit_master(&self, alias: &Alias, control: &Path) -> Cmd {
+        self.ssh()
+            .args(["-o", "LogLevel=ERROR", "-S"])
+            .arg(control)
+            .args(["-O", "exit", "--", alias.as_str()])
     }
 }
 
-/// `127.0.0.1:LOCAL:127.0.0.1:PORT` or `127.0.0.1:LOCAL:/remote/socket`.
-fn forward_spec(local_port: u16, remote: &RemoteEnd) -> String {
-    match remote {
-        RemoteEnd::Port(port) => format!("127.0.0.1:{local_port}:127.0.0.1:{port}"),
-        RemoteEnd::Socket(path) => format!("127.0.0.1:{local_port}:{path}"),
-    }
+/// Whether this OpenSSH can carry a stdio forward to a remote Unix socket (`ssh -W PATH`, and
+/// the same request over a control socket, which the supervisor makes for every connection):
+/// added in OpenSSH 9.4; older ones ask the server for a TCP connection to the path instead.
+pub(crate) fn forwards_to_sockets() -> bool {
+    let Ok(out) = Cmd::new("ssh").arg("-V").output() else {
+        return false;
+    };
+    // `ssh -V` writes to stderr: "OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL …".
+    version_at_least(&String::from_utf8_lossy(&out.stderr), (9, 4))
+}
+
+fn version_at_least(banner: &str, wanted: (u32, u32)) -> bool {
+    let Some(rest) = banner.trim_start().strip_prefix("OpenSSH_") else {
+        return false;
+    };
+    let mut numbers = rest.split(|c: char| !c.is_ascii_digit());
+    let major = numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let minor = numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (major, minor) >= wanted
 }
 
 /// `ssh-keygen` for a new ed25519 key; without `no_passphrase` it asks on the terminal.
@@ -371,35 +367,27 @@ mod tests {
     }
 
     #[test]
-    fn tunnel_binds_loopback_and_owns_its_connection() {
+    fn tunnel_owns_its_connection_and_forwards_nothing_itself() {
         let ssh = Ssh::new(None, 5);
-        let line = ssh
-            .tunnel(&alias(), Path::new("/s/c0"), Some((8888, &RemoteEnd::Port(41000))))
-            .to_string();
-        assert!(line.contains("-L 127.0.0.1:8888:127.0.0.1:41000 -- gpu"), "{line}");
-        assert!(
-            line.contains("-M -S /s/c0 -o 'ControlPersist=no'") && line.contains("ExitOnForwardFailure=yes"),
-            "{line}"
-        );
-        let standby = ssh.tunnel(&alias(), Path::new("/s/c1"), None).to_string();
-        assert!(!standby.contains("-L"), "{standby}");
+        let line = ssh.tunnel(&alias(), Path::new("/s/c0")).to_string();
+        assert!(line.contains("-M -S /s/c0 -o 'ControlPersist=no'"), "{line}");
+        assert!(!line.contains("-L") && line.ends_with("-- gpu"), "{line}");
         // Commands ride on that connection and never start a master of their own.
         let watch = ssh.exec_over(&alias(), Path::new("/s/c0"), "true").to_string();
         assert!(
             watch.contains("ControlMaster=no") && watch.ends_with("-S /s/c0 -- gpu true"),
             "{watch}"
         );
-        let add = ssh.add_forward(
-            &alias(),
-            Path::new("/s/c1"),
-            8888,
-            &RemoteEnd::Socket("/h/a b/j.sock".into()),
-        );
-        assert!(
-            add.to_string()
-                .ends_with("-S /s/c1 -O forward -L '127.0.0.1:8888:/h/a b/j.sock' -- gpu"),
-            "{add}"
-        );
+        let exit = ssh.exit_master(&alias(), Path::new("/s/c1")).to_string();
+        assert!(exit.ends_with("-S /s/c1 -O exit -- gpu"), "{exit}");
+    }
+
+    #[test]
+    fn reads_the_openssh_version() {
+        assert!(!version_at_least("OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL 3.0", (9, 4)));
+        assert!(version_at_least("OpenSSH_9.4p1, LibreSSL 3.3.6", (9, 4)));
+        assert!(version_at_least("OpenSSH_10.0p2", (9, 4)));
+        assert!(!version_at_least("garbage", (9, 4)));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Runtime state per alias in jssh's state dir (`<state>/<alias>/`, 0700): the session file
-//! (ports, token, counters; 0600), the supervisor's pidfile and log, a lock that makes
-//! concurrent `jssh up`s agree on one server, and the local port to reuse next time.
+//! (ports, token, counters; 0600), the supervisor's lease (a lock it holds for its whole life,
+//! with its pid) and log, a lock that makes concurrent `jssh up`s agree on one server, and the
+//! local port to reuse next time.
 
+use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -40,6 +42,9 @@ pub(crate) struct Session {
     pub(crate) remote_port: Option<u16>,
     pub(crate) remote_socket: Option<String>,
     pub(crate) remote_pid: Option<u32>,
+    /// The ssh master currently carrying the tunnel (the supervisor's child).
+    #[serde(default)]
+    pub(crate) ssh_pid: Option<u32>,
     /// The machine Jupyter runs on (`uname -n`): a login address may lead to several.
     #[serde(default)]
     pub(crate) remote_node: Option<String>,
@@ -104,8 +109,10 @@ impl RunDir {
         self.dir.join("supervisor.log")
     }
 
-    pub(crate) fn pid_path(&self) -> PathBuf {
-        self.dir.join("supervisor.pid")
+    /// The supervisor's lease: it holds a lock on this file for its whole life (released by
+    /// the kernel even on SIGKILL), and its pid is written in it.
+    pub(crate) fn lease_path(&self) -> PathBuf {
+        self.dir.join("supervisor.lock")
     }
 
     fn session_path(&self) -> PathBuf {
@@ -115,6 +122,31 @@ impl RunDir {
     /// The supervisor's two ssh control sockets (a connection and its standby).
     pub(crate) fn control_path(&self, n: u32) -> PathBuf {
         self.dir.join(format!("ctl{n}"))
+    }
+
+    /// The supervisor's ssh masters (`PID CONTROL` lines), for the next supervisor to end
+    /// should this one be killed.
+    fn masters_path(&self) -> PathBuf {
+        self.dir.join("masters")
+    }
+
+    pub(crate) fn write_masters(&self, masters: &[(u32, PathBuf)]) -> Result<()> {
+        let mut text = String::new();
+        for (pid, control) in masters {
+            let _ = writeln!(text, "{pid} {}", control.display());
+        }
+        fsutil::write_atomic(&self.masters_path(), text.as_bytes(), PRIVATE_FILE).map(|_| ())
+    }
+
+    pub(crate) fn read_masters(&self) -> Vec<(u32, PathBuf)> {
+        fs::read_to_string(self.masters_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (pid, control) = l.split_once(' ')?;
+                Some((pid.parse().ok()?, PathBuf::from(control)))
+            })
+            .collect()
     }
 
     pub(crate) fn open_page(&self) -> PathBuf {
@@ -142,26 +174,43 @@ impl RunDir {
         Ok(())
     }
 
-    pub(crate) fn write_pid(&self, pid: u32) -> Result<()> {
-        fsutil::write_atomic(&self.pid_path(), format!("{pid}\n").as_bytes(), PRIVATE_FILE).map(|_| ())
+    /// Takes the supervisor's lease for this process, or fails when another supervisor holds
+    /// it. The file keeps this process's pid for [`RunDir::live_supervisor`].
+    pub(crate) fn take_lease(&self) -> Result<Lease> {
+        let path = self.lease_path();
+        let file = open_lock(&path)?;
+        let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("another supervisor holds {}", path.display()))?;
+        lock.set_len(0).context("could not write the lease")?;
+        std::io::Write::write_all(&mut *lock, format!("{}\n", std::process::id()).as_bytes())
+            .context("could not write the lease")?;
+        let inode = lock.metadata().map(|m| m.ino()).unwrap_or_default();
+        Ok(Lease {
+            _lock: lock,
+            path,
+            inode,
+        })
     }
 
-    /// The live supervisor's pid. A pidfile whose process is gone (a crash, a reboot) or is
-    /// something else now is removed.
+    /// The live supervisor's pid: only a process holding the lease counts, so a stale or
+    /// reused pid can never make jssh signal an unrelated process.
     pub(crate) fn live_supervisor(&self) -> Option<u32> {
-        let text = fs::read_to_string(self.pid_path()).ok()?;
-        let pid = text.trim().parse().ok()?;
-        if is_supervisor(pid) {
-            Some(pid)
-        } else {
-            let _ = fs::remove_file(self.pid_path());
-            None
+        let file = File::open(self.lease_path()).ok()?;
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            // Nobody holds it: no supervisor (the lock is dropped again at once).
+            Ok(_) => None,
+            Err((file, _)) => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut &file, &mut text).ok()?;
+                text.trim().parse().ok()
+            }
         }
     }
 
     /// Forgets the session (after `down`); the remembered port and the log stay.
     pub(crate) fn clear(&self) {
-        for path in [self.session_path(), self.pid_path(), self.open_page()] {
+        for path in [self.session_path(), self.open_page()] {
             let _ = fs::remove_file(path);
         }
     }
@@ -183,16 +232,20 @@ pub(crate) fn lock_ports(paths: &Paths) -> Result<Flock<File>> {
 
 /// Blocks until this process holds an exclusive lock on `path` (released on drop).
 fn lock_file(path: &Path) -> Result<Flock<File>> {
-    let file = OpenOptions::new()
+    let file = open_lock(path)?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("could not lock {}", path.display()))
+}
+
+fn open_lock(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(PRIVATE_FILE)
         .open(path)
-        .with_context(|| format!("could not open {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("could not lock {}", path.display()))
+        .with_context(|| format!("could not open {}", path.display()))
 }
 
 /// The local ports other aliases keep.
@@ -207,19 +260,18 @@ pub(crate) fn claimed_ports(paths: &Paths, except: &Alias) -> Vec<u16> {
         .collect()
 }
 
-/// Whether `pid` is alive (not a zombie: PID 1 may reap slowly) and is a jssh supervisor.
-pub(crate) fn is_supervisor(pid: u32) -> bool {
-    alive(pid)
-        && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|w| w == b"supervise"))
+/// A supervisor's hold on its alias (see [`RunDir::take_lease`]).
+#[derive(Debug)]
+pub(crate) struct Lease {
+    _lock: Flock<File>,
+    path: PathBuf,
+    inode: u64,
 }
 
-/// Whether a process exists and is not a zombie.
-pub(crate) fn alive(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the parenthesised command name, which may itself contain spaces.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .is_some_and(|s| s != "Z" && s != "X")
+impl Lease {
+    /// Whether the lease file is still the one this process locked: once the state dir is
+    /// deleted (or the file replaced), nobody can find or stop this supervisor any more.
+    pub(crate) fn still_there(&self) -> bool {
+        fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode)
+    }
 }

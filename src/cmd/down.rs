@@ -2,11 +2,12 @@
 
 use anyhow::{Context, Result};
 
-use super::{Ctx, lookup_profile, stop_supervisor};
+use super::{Ctx, lookup_profile};
 use crate::cli::DownArgs;
 use crate::profile::Profiles;
 use crate::remote::{self, LaunchEvent};
 use crate::state::RunDir;
+use crate::supervisor::handle;
 use crate::target::Alias;
 
 pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
@@ -32,8 +33,8 @@ pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
 fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
     let run = RunDir::new(&ctx.paths, alias);
     let _lock = run.lock()?;
-    if let Some(pid) = run.live_supervisor() {
-        stop_supervisor(&run, pid)?;
+    if handle::find(&run).is_some() {
+        handle::stop(&run)?;
         println!("{alias}: stopped the tunnel");
     }
     if keep_remote {

@@ -27,6 +27,8 @@ struct Row {
     /// The machine Jupyter runs on (`uname -n`), as last reported.
     remote_node: Option<String>,
     supervisor_pid: Option<u32>,
+    /// The ssh master currently carrying the tunnel.
+    tunnel_ssh_pid: Option<u32>,
     uptime_secs: Option<u64>,
     reconnects: u32,
     restarts: u32,
@@ -84,6 +86,7 @@ fn row(alias: &Alias, run: &RunDir, session: Option<Session>, remote: Option<&[R
             .or(session.as_ref().and_then(|s| s.remote_pid)),
         remote_node: session.as_ref().and_then(|s| s.remote_node.clone()),
         supervisor_pid: supervisor,
+        tunnel_ssh_pid: session.as_ref().filter(|_| live).and_then(|s| s.ssh_pid),
         uptime_secs: session
             .as_ref()
             .filter(|_| live)

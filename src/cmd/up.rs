@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{SigSet, Signal};
 
-use super::{Ctx, lookup_profile, open_url, stop_supervisor};
+use super::{Ctx, lookup_profile, open_url};
 use crate::UsageError;
 use crate::cli::UpArgs;
 use crate::fsutil;
-use crate::probe::{self, Probe};
 use crate::profile::Profiles;
-use crate::remote::{self, EXIT_NO_TMUX, JupyterSpec, LaunchEvent};
+use crate::remote::{self, EXIT_NO_TMUX, EXIT_TOKEN_LOST, JupyterSpec, LaunchEvent};
 use crate::sanitize::for_terminal;
 use crate::state::{self, Phase, RunDir, Session, unix_now};
+use crate::supervisor::handle;
 
 /// Where a new server's local port comes from, in order: `--port` (must be free), the port
 /// this alias used last, 8888 unless another alias keeps it, any free port. Each alias keeps
@@ -83,12 +83,12 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
     let run = RunDir::new(&ctx.paths, &args.alias);
     let lock = run.lock()?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    if let Some(pid) = run.live_supervisor() {
+    if let Some(pid) = handle::find(&run) {
         match run.read_session()? {
             Some(session) => return reuse(args, &run, &session, pid, deadline),
             // A supervisor whose session file is unreadable (e.g. from another jssh version)
             // would fight a new one for the port.
-            None => stop_supervisor(&run, pid)?,
+            None => handle::stop(&run)?,
         }
     }
 
@@ -129,13 +129,23 @@ fn start(
         args.alias, session.local_port
     ));
     let log_start = std::fs::metadata(run.log_path()).map_or(0, |m| m.len());
-    let mut supervisor = spawn_supervisor(ctx, &args.alias, !args.detach, run)?;
+    let mut supervisor = handle::start(
+        &handle::Args {
+            alias: args.alias.clone(),
+            ssh_config: ctx.paths.ssh_config.clone(),
+            connect_timeout: ctx.ssh.connect_timeout(),
+            foreground: !args.detach,
+        },
+        run,
+    )?;
     let ready = wait_ready(&session, deadline, Some(&events), Some(&mut supervisor), run);
     progress.finish();
     let _ = launch.kill();
     let _ = launch.wait();
     if let Err(e) = ready {
-        let _ = stop_supervisor(run, supervisor.id());
+        let _ = handle::stop(run);
+        // One that never took its lease is stopped as the child it is.
+        let _ = supervisor.kill();
         let _ = supervisor.wait();
         let mut message = format!("{e:#}");
         if !message.contains("its log ends")
@@ -184,6 +194,20 @@ fn reuse(args: &UpArgs, run: &RunDir, session: &Session, pid: u32, deadline: Ins
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `--socket` can be honoured: the supervisor reaches a socket through OpenSSH's
+/// stdio forward, which needs OpenSSH 9.4 here. Otherwise it says so and uses a port (the
+/// supervisor checks who holds it before anything carries the token there).
+fn sockets_supported() -> bool {
+    let ok = crate::ssh::forwards_to_sockets();
+    if !ok {
+        println!(
+            "note: --socket needs OpenSSH 9.4 or newer on this machine (`ssh -V`); Jupyter listens on a \
+             port of the remote's 127.0.0.1 instead"
+        );
+    }
+    ok
+}
+
 /// Runs the launch script (starting or finding the remote server) and records the session.
 /// Returns the still-watching launch ssh, its events, the session, and whether it was reused.
 fn start_remote(
@@ -204,7 +228,7 @@ fn start_remote(
     let spec = JupyterSpec {
         session: &session_name,
         notebook: args.notebook,
-        socket: args.socket,
+        socket: args.socket && sockets_supported(),
         dir: args.dir.as_deref(),
         env: &profile.env,
         info: &profile.jupyter,
@@ -246,6 +270,7 @@ fn start_remote(
         remote_port: started.port,
         remote_socket,
         remote_pid: started.pid,
+        ssh_pid: None,
         remote_node: started.node,
         token: started.token.unwrap_or(token),
         notebook: args.notebook,
@@ -396,6 +421,12 @@ fn launch_failure(launch: &mut Child, err: anyhow::Error, alias: &crate::target:
             "tmux is not installed on {alias} (searched the login PATH): install it there \
              (e.g. `apt install tmux`, `dnf install tmux`, or `conda install -c conda-forge tmux`)"
         ),
+        Some(EXIT_TOKEN_LOST) => anyhow::anyhow!(
+            "the token did not reach {alias} whole, so nothing was started: the login shell there \
+             reads its input (a `read` in ~/.bashrc or ~/.profile?), which would have started \
+             Jupyter without authentication. Make that line run only in interactive shells, e.g. \
+             put it after `case $- in *i*) ;; *) return ;; esac`"
+        ),
         Some(255) => {
             anyhow::anyhow!("could not connect to {alias}: {stderr}: check `jssh doctor {alias}` or `ssh {alias}`")
         }
@@ -403,41 +434,11 @@ fn launch_failure(launch: &mut Child, err: anyhow::Error, alias: &crate::target:
     }
 }
 
-/// Starts the supervisor for `alias`: detached (its own session, output to the log) or in the
-/// foreground (sharing the terminal, so Ctrl-C reaches it).
-fn spawn_supervisor(ctx: &Ctx, alias: &crate::target::Alias, foreground: bool, run: &RunDir) -> Result<Child> {
-    let exe = supervisor_exe()?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(run.log_path())
-        .with_context(|| format!("could not open {}", run.log_path().display()))?;
-    let mut cmd = std::process::Command::new(exe);
-    // This exact shape is what `supervise_args` parses without clap.
-    cmd.args(["supervise", alias.as_str(), "--ssh-config"])
-        .arg(&ctx.paths.ssh_config)
-        .args(["--connect-timeout", &ctx.ssh.connect_timeout().to_string()])
-        .stdin(Stdio::null());
-    if foreground {
-        cmd.arg("--foreground");
-    }
-    cmd.stdout(Stdio::from(log.try_clone().context("could not share the log")?))
-        .stderr(Stdio::from(log));
-    cmd.spawn().context("could not start the supervisor")
-}
-
-/// `jssh-supervisor` from beside this executable (as `cargo install` and the release build
-/// place it); if it was not installed, jssh itself, whose hidden `supervise` command does the
-/// same work with a larger resident set.
-fn supervisor_exe() -> Result<std::path::PathBuf> {
-    let exe = std::env::current_exe().context("could not find the jssh executable")?;
-    let helper = exe.with_file_name("jssh-supervisor");
-    Ok(if helper.is_file() { helper } else { exe })
-}
-
-/// Polls the URL until Jupyter answers and, for a new supervisor, until it has seen that too
-/// (so `status` right after agrees); fails early when the remote session ends or the
-/// supervisor dies, and at the deadline.
+/// Waits until the supervisor reports the tunnel up: it holds the local port and has seen
+/// Jupyter answer with the token (and refuse without it) over its own channel. jssh never
+/// sends the token to the local port itself: only the supervisor's own listener is there,
+/// but the URL's first user should be the browser. Fails early when the remote session
+/// ends or the supervisor dies, and at the deadline.
 fn wait_ready(
     session: &Session,
     deadline: Instant,
@@ -447,11 +448,7 @@ fn wait_ready(
 ) -> Result<()> {
     let mut log_tail = Vec::new();
     loop {
-        let supervised =
-            supervisor.is_none() || run.read_session().ok().flatten().is_some_and(|s| s.phase == Phase::Up);
-        if supervised
-            && probe::api_status(session.local_port, Some(&session.token), Duration::from_secs(1)) == Probe::Ok
-        {
+        if run.read_session().ok().flatten().is_some_and(|s| s.phase == Phase::Up) {
             return Ok(());
         }
         if let Some(events) = events {

@@ -6,6 +6,7 @@ mod doctor;
 mod fixture;
 mod generated;
 mod jupyter;
+mod ports;
 mod setup;
 mod up;
 mod util;

@@ -1,10 +1,20 @@
-//! The tunnel supervisor: owns an `ssh -N -L` connection plus an authenticated standby,
-//! probes Jupyter through the tunnel, and restarts whatever broke — the ssh (the standby takes
-//! the forward over in milliseconds; otherwise a new connection, with backoff, woken early when
-//! the server's port answers again) or the remote Jupyter (at most 5 times in 10 minutes),
-//! which a watch over the tunnel's connection reports the moment it exits. One thread, no busy
-//! loop: it sleeps in `poll(2)` on a signalfd that delivers SIGCHLD (an ssh ended) and
-//! SIGTERM/SIGINT/SIGHUP (stop).
+//! The tunnel supervisor. It holds the local port for its whole life ([`gate`]) and hands
+//! each connection to the live ssh master as a stdio forward ([`mux`]); it keeps one
+//! connection plus an authenticated standby, probes Jupyter over its own channel, and restarts
+//! whatever broke — the ssh (the standby takes over at once: new connections simply go to it;
+//! otherwise a new connection, with backoff, woken early when the server's port answers again)
+//! or the remote Jupyter (at most 5 times in 10 minutes), which a watch over the tunnel's
+//! connection reports the moment it exits. The supervisor's own thread sleeps in `poll(2)` on
+//! a signalfd that delivers SIGCHLD (an ssh ended) and SIGTERM/SIGINT/SIGHUP (stop); the
+//! port's thread never waits for it.
+//!
+//! This module never imports the CLI layer: `jssh up` starts it through [`handle`].
+
+mod gate;
+pub(crate) mod handle;
+mod mux;
+mod policy;
+mod probe;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -12,55 +22,28 @@ use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::cmd::Ctx;
-use crate::probe::{Probe, Prober};
+use self::gate::{Gate, Route};
+use self::handle::Args;
+use self::policy::{
+    CONNECT_LIMIT, CONNECT_POLL, GRACE, HEALTHY_RESET, MAX_RESTARTS, PROBE_CONFIRM, PROBE_EVERY, PROBE_TIMEOUT_CAP,
+    REACH_EVERY, RESTART_WINDOW, RUN_DIR_CHECK, STALL_AFTER, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff,
+    probe_timeout,
+};
+use self::probe::{Probe, Prober};
+use crate::paths::Paths;
 use crate::process::{CleanChild, Ended};
 use crate::remote::{self, JupyterSpec, LaunchEvent};
-use crate::ssh::parse_resolved;
-use crate::state::{Phase, RunDir, Session};
+use crate::ssh::{Ssh, parse_resolved};
+use crate::state::{Lease, Phase, RunDir, Session};
 use crate::target::Alias;
-
-/// How often a healthy tunnel is probed: a dead ssh (SIGCHLD) and an exited Jupyter (the
-/// remote watch) are known at once without it, so it is there for a stalled path, and each
-/// probe costs a connection through ssh.
-const PROBE_EVERY: Duration = Duration::from_secs(2);
-/// How long a probe may take: four times the usual answer time (a slow link must not look
-/// stalled), and not below this, nor above the cap.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
-const PROBE_TIMEOUT_CAP: Duration = Duration::from_secs(5);
-
-/// The probe timeout for a link whose answers usually take `typical`.
-fn probe_timeout(typical: Duration) -> Duration {
-    typical.saturating_mul(4).clamp(PROBE_TIMEOUT, PROBE_TIMEOUT_CAP)
-}
-/// How often a starting tunnel is probed.
-const CONNECT_POLL: Duration = Duration::from_millis(25);
-/// Backoff: first retry at once, then 0.2 s doubling to 30 s, reset after 60 s healthy.
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
-const HEALTHY_RESET: Duration = Duration::from_mins(1);
-/// Remote Jupyter restarts allowed in a window before the supervisor gives up.
-const MAX_RESTARTS: usize = 5;
-const RESTART_WINDOW: Duration = Duration::from_mins(10);
-/// TERM, then KILL after this.
-const GRACE: Duration = Duration::from_secs(2);
-
-/// The backoff before reconnect attempt `n` (0-based).
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    if attempt == 0 {
-        return Duration::ZERO;
-    }
-    let factor = 2u32.saturating_pow(attempt - 1);
-    BACKOFF_FIRST.saturating_mul(factor).min(BACKOFF_CAP)
-}
 
 #[derive(Debug)]
 enum Link {
@@ -85,19 +68,6 @@ enum Link {
         seen_down: bool,
     },
 }
-
-/// How long a new connection may take before the attempt is abandoned (ConnectTimeout bounds
-/// the TCP part; this bounds a stalled authentication).
-const CONNECT_LIMIT: Duration = Duration::from_secs(20);
-/// How often the supervisor looks whether an unreachable server answers again.
-const REACH_EVERY: Duration = Duration::from_millis(100);
-/// How long a connection attempt may sit in SYN_SENT before it counts as stalled.
-const STALL_AFTER: Duration = Duration::from_millis(500);
-/// How long a standby that took over may take to carry the first probe.
-const TAKEOVER_LIMIT: Duration = Duration::from_millis(750);
-/// Standbys that die young this many times in a row while the tunnel stays up are not started
-/// again (e.g. a server limiting sessions); a reconnect clears the count.
-const STANDBY_STRIKES: u32 = 3;
 
 /// What [`Supervisor::relaunch`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -128,25 +98,29 @@ struct Watch {
 
 impl Watch {
     fn spawn(cmd: &crate::process::Cmd, log: &File) -> Result<Self> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("could not make a pipe")?;
+        // std's pipes are close-on-exec on every platform: only the watch's ssh gets it.
+        let (read, write) = std::io::pipe().context("could not make a pipe")?;
         let child = cmd.spawn_clean(Some(read.as_fd()), log.as_fd())?;
         Ok(Self {
             child,
             started: Instant::now(),
-            _stdin: write,
+            _stdin: write.into(),
         })
     }
 }
 
-struct Supervisor<'a> {
-    ctx: &'a Ctx,
+struct Supervisor {
+    ssh: Ssh,
     alias: Alias,
     run: RunDir,
+    lease: Lease,
     session: Session,
     log: File,
-    /// The connection carrying the forward.
+    /// The local port's thread: told which master carries connections.
+    gate: Gate,
+    /// The connection carrying the tunnel.
     active: Option<Conn>,
-    /// An authenticated connection without forwards, ready to take over.
+    /// An authenticated connection, ready to take over.
     standby: Option<Conn>,
     standby_strikes: u32,
     /// `tmux wait-for` on the remote, over the active connection: ends when Jupyter exits.
@@ -162,20 +136,45 @@ struct Supervisor<'a> {
     prober: Prober,
     /// How long a good probe usually takes (a moving average), for [`probe_timeout`].
     probe_typical: Duration,
+    /// Since when Jupyter does not answer on a working connection (it hangs).
+    hung_since: Option<Instant>,
+    /// Whether the next good probe must also prove that Jupyter refuses a request without
+    /// the token (a fresh start or a restart): one running without authentication is never
+    /// reported as ready.
+    check_auth: bool,
+    /// Whether the remote TCP port is known to be held by this Jupyter (see
+    /// [`Supervisor::checked_probe`]); a socket in the user's private dir needs no check.
+    listener_ok: bool,
     link: Link,
     attempt: u32,
     restarts: VecDeque<Instant>,
     next_tick: Instant,
+    next_run_dir_check: Instant,
     /// `host:port` of the sshd when reachable directly (no ProxyJump), to notice it is back.
     direct: Option<String>,
 }
 
-/// Runs the supervisor for `alias` until signalled (returning the signal) or it gives up.
-pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Signal> {
-    if !foreground {
+/// `jssh-supervisor`'s entry point: its arguments are exactly what [`handle::start`] gives.
+pub(crate) fn main(args: &[std::ffi::OsString]) -> Result<ExitCode> {
+    let args = Args::parse(args)
+        .ok_or_else(|| crate::UsageError("jssh-supervisor is started by `jssh up`; run that instead".into()))?;
+    run(&args)
+}
+
+/// Runs until signalled, returning 128 + the signal, as a shell reports a signalled process.
+pub(crate) fn run(args: &Args) -> Result<ExitCode> {
+    supervise(args).map(|signal| ExitCode::from(128 + u8::try_from(signal as i32).unwrap_or(0)))
+}
+
+/// Runs the supervisor for `args.alias` until signalled (returning the signal) or it gives up.
+fn supervise(args: &Args) -> Result<Signal> {
+    if !args.foreground {
         // Leave the terminal's session: a closed terminal must not take the tunnel down.
         let _ = nix::unistd::setsid();
     }
+    let paths = Paths::resolve(Some(args.ssh_config.clone()))?;
+    let ssh = Ssh::new(paths.ssh_config_flag(), args.connect_timeout);
+    let alias = &args.alias;
     let mut signals = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         signals.add(s);
@@ -184,24 +183,31 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
     let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("could not create a signalfd")?;
 
-    let run = RunDir::new(&ctx.paths, alias);
+    let run = RunDir::new(&paths, alias);
+    let lease = run
+        .take_lease()
+        .with_context(|| format!("a supervisor already runs for {alias}"))?;
     let session = run
         .read_session()?
         .context("no session to supervise: start it with `jssh up`")?;
-    run.write_pid(std::process::id())?;
+    end_leftover_masters(&ssh, alias, &run);
+    let listener = gate::bind(session.local_port)?;
+    let gate = Gate::start(listener)?;
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(run.log_path())
         .with_context(|| format!("could not open {}", run.log_path().display()))?;
     let now = Instant::now();
-    let prober = Prober::new(session.local_port, &session.token);
+    let prober = Prober::new(&session.token);
     let mut sup = Supervisor {
-        ctx,
+        ssh,
         alias: alias.clone(),
         run,
+        lease,
         session,
         log,
+        gate,
         active: None,
         standby: None,
         standby_strikes: 0,
@@ -212,6 +218,9 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
         generation: 0,
         prober,
         probe_typical: Duration::ZERO,
+        hung_since: None,
+        check_auth: true,
+        listener_ok: false,
         link: Link::Waiting {
             due: now,
             lost: now,
@@ -220,10 +229,16 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
         attempt: 0,
         restarts: VecDeque::new(),
         next_tick: now,
+        next_run_dir_check: now + RUN_DIR_CHECK,
         direct: None,
     };
     sup.direct = sup.direct_address();
-    sup.event(&format!("supervising {} (pid {})", sup.alias, std::process::id()));
+    sup.event(&format!(
+        "supervising {} (pid {}), holding 127.0.0.1:{}",
+        sup.alias,
+        std::process::id(),
+        sup.session.local_port
+    ));
     let result = sup.run_loop(&sfd);
     sup.stop_all();
     if let Err(e) = &result {
@@ -234,15 +249,20 @@ pub(crate) fn supervise(ctx: &Ctx, alias: &Alias, foreground: bool) -> Result<Si
         sup.session.phase = Phase::Stopped;
         sup.event("tunnel stopped");
     }
-    let _ = sup.run.write_session(&sup.session);
-    let _ = std::fs::remove_file(sup.run.pid_path());
+    sup.session.ssh_pid = None;
+    if sup.lease.still_there() {
+        let _ = sup.run.write_session(&sup.session);
+    }
     result
 }
 
-impl Supervisor<'_> {
+impl Supervisor {
     fn run_loop(&mut self, sfd: &SignalFd) -> Result<Signal> {
         loop {
-            let wait = self.next_tick.saturating_duration_since(Instant::now());
+            let wait = self
+                .next_tick
+                .min(self.next_run_dir_check)
+                .saturating_duration_since(Instant::now());
             let millis = u16::try_from(wait.as_millis().min(60_000)).unwrap_or(u16::MAX);
             let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(millis)) {
@@ -259,7 +279,16 @@ impl Supervisor<'_> {
                     Err(_) => {}
                 }
             }
-            if Instant::now() >= self.next_tick {
+            let now = Instant::now();
+            if now >= self.next_run_dir_check {
+                self.next_run_dir_check = now + RUN_DIR_CHECK;
+                if !self.lease.still_there() {
+                    // `jssh down` could no longer find this supervisor: nobody could stop it.
+                    self.event("the state directory was removed: stopping the tunnel");
+                    return Ok(Signal::SIGTERM);
+                }
+            }
+            if now >= self.next_tick {
                 self.tick()?;
             }
         }
@@ -279,7 +308,7 @@ impl Supervisor<'_> {
 
     /// The sshd's address when ssh connects to it directly (for the "is it back?" check).
     fn direct_address(&self) -> Option<String> {
-        let out = self.ctx.ssh.resolve(&self.alias).output().ok()?;
+        let out = self.ssh.resolve(&self.alias).output().ok()?;
         let resolved = parse_resolved(&String::from_utf8_lossy(&out.stdout));
         if resolved.contains_key("proxyjump") || resolved.contains_key("proxycommand") {
             return None;
@@ -287,16 +316,24 @@ impl Supervisor<'_> {
         Some(format!("{}:{}", resolved.get("hostname")?, resolved.get("port")?))
     }
 
-    /// Starts a connection: the active one (with the forward) or a standby (without).
-    fn connect(&mut self, with_forward: bool) -> Result<Conn> {
+    /// Starts a connection (the active one or a standby: they are alike, a master without
+    /// forwards, which the gate hands connections to).
+    fn connect(&mut self) -> Result<Conn> {
         self.generation += 1;
         let control = self.run.control_path(self.generation % 2);
         // A stale socket would make the new master run without one.
         let _ = std::fs::remove_file(&control);
-        let remote = self.session.remote_end();
-        let forward = with_forward.then_some((self.session.local_port, &remote));
-        let cmd = self.ctx.ssh.tunnel(&self.alias, &control, forward);
+        let cmd = self.ssh.tunnel(&self.alias, &control);
         let child = cmd.spawn_clean(None, self.log.as_fd())?;
+        let mut masters: Vec<(u32, PathBuf)> = [&self.active, &self.standby]
+            .into_iter()
+            .flatten()
+            .map(|c| (c.child.id(), c.control.clone()))
+            .collect();
+        masters.push((child.id(), control.clone()));
+        if let Err(e) = self.run.write_masters(&masters) {
+            self.event(&format!("could not record the ssh connections: {e:#}"));
+        }
         Ok(Conn {
             child,
             control,
@@ -305,9 +342,78 @@ impl Supervisor<'_> {
     }
 
     fn spawn_active(&mut self, now: Instant, lost: Instant) -> Result<()> {
-        self.active = Some(self.connect(true)?);
+        // After an outage the remote port may have changed hands: check it again. (A standby
+        // taking over skips this: the remote side did not change in those milliseconds.)
+        self.listener_ok = false;
+        let conn = self.connect()?;
+        self.activate(conn);
         self.await_answer(now, lost);
         Ok(())
+    }
+
+    /// Makes `conn` the connection that carries the tunnel: the gate sends connections to it
+    /// (those waiting try it at once; until its control socket exists, every 20 ms).
+    fn activate(&mut self, conn: Conn) {
+        self.session.ssh_pid = Some(conn.child.id());
+        self.active = Some(conn);
+        if self.trusted() {
+            self.gate.set_route(self.route());
+        }
+    }
+
+    /// Whether anything carrying the token (a probe, a browser's request) may go to the
+    /// remote end: a socket in the user's 0700 dir always, a TCP port once checked.
+    fn trusted(&self) -> bool {
+        self.listener_ok || self.session.remote_socket.is_some() || self.session.remote_port.is_none()
+    }
+
+    /// A probe while connecting, after making sure the remote TCP port is this Jupyter's: a
+    /// port number is public, and another user of the server can bind it while Jupyter
+    /// starts, to receive the token from the first request.
+    fn checked_probe(&mut self) -> Result<Probe> {
+        if self.trusted() {
+            return Ok(self.probe());
+        }
+        let (Some(active), Some(port)) = (&self.active, self.session.remote_port) else {
+            return Ok(Probe::Refused);
+        };
+        if !active.control.exists() {
+            return Ok(Probe::Refused);
+        }
+        let check = remote::listener(&self.session.tmux_name, port);
+        let cmd = self.ssh.exec_over(&self.alias, &active.control, &check);
+        let Ok(out) = cmd.output_within(PROBE_TIMEOUT_CAP) else {
+            return Ok(Probe::Refused);
+        };
+        let said = String::from_utf8_lossy(&out.stdout);
+        let alias = &self.alias;
+        match said.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["ours"] => {
+                self.listener_ok = true;
+                self.gate.set_route(self.route());
+                Ok(self.probe())
+            }
+            ["other", uid] => bail!(
+                "on {alias}, 127.0.0.1:{port} is held by another program (uid {uid}), not by this \
+                 Jupyter, so the token was not sent there: someone may have taken the port. \
+                 `jssh down {alias}` then `jssh up {alias}` starts Jupyter on another port, and \
+                 `--socket` on a private socket no one else can take"
+            ),
+            ["unknown"] => bail!(
+                "{alias} has no /proc, so jssh cannot check who listens on 127.0.0.1:{port} there, \
+                 and it never sends the token to a port it has not checked: use `jssh up {alias} --socket`"
+            ),
+            // Nobody listens yet: Jupyter is starting, or gone.
+            _ => Ok(Probe::Closed),
+        }
+    }
+
+    /// Where the gate and the probe send connections, while a connection is active.
+    fn route(&self) -> Option<Route> {
+        self.active.as_ref().map(|conn| Route {
+            control: conn.control.clone(),
+            end: self.session.remote_end(),
+        })
     }
 
     /// Probes often until Jupyter answers through the tunnel (a new connection, or a
@@ -322,19 +428,14 @@ impl Supervisor<'_> {
         self.next_tick = now + CONNECT_POLL;
     }
 
-    /// Moves the forward onto the standby, if it is alive and ready. Returns whether it did.
+    /// Makes the standby the active connection, if it is alive and ready: new connections
+    /// simply go to it. Returns whether it did.
     fn take_over(&mut self) -> bool {
         let Some(standby) = self.standby.take() else {
             return false;
         };
-        let ready = matches!(standby.child.try_wait(), Ok(None)) && standby.control.exists();
-        let remote = self.session.remote_end();
-        let cmd = self
-            .ctx
-            .ssh
-            .add_forward(&self.alias, &standby.control, self.session.local_port, &remote);
-        if ready && cmd.output().is_ok_and(|o| o.status.success()) {
-            self.active = Some(standby);
+        if matches!(standby.child.try_wait(), Ok(None)) && standby.control.exists() {
+            self.activate(standby);
             return true;
         }
         stop(standby);
@@ -347,14 +448,14 @@ impl Supervisor<'_> {
         if let Some(watch) = &self.watch
             && let Some(ended) = watch.child.try_wait()?
         {
-            let young = watch.started.elapsed() < Duration::from_secs(10);
+            let young = watch.started.elapsed() < YOUNG;
             self.watch = None;
             self.watch_ended(ended, young)?;
         }
         if let Some(standby) = &self.standby
             && let Some(status) = standby.child.try_wait()?
         {
-            let young = standby.started.elapsed() < Duration::from_secs(10);
+            let young = standby.started.elapsed() < YOUNG;
             self.standby_strikes = if young { self.standby_strikes + 1 } else { 0 };
             self.standby = None;
             self.event(&format!("standby connection lost: ssh {status}"));
@@ -364,6 +465,8 @@ impl Supervisor<'_> {
             return Ok(());
         };
         self.active = None;
+        self.session.ssh_pid = None;
+        self.gate.set_route(None);
         let now = Instant::now();
         let lost = match self.link {
             Link::Up { .. } => now,
@@ -403,6 +506,9 @@ impl Supervisor<'_> {
         Ok(())
     }
 
+    // One match over the link's states, each arm short: splitting it would scatter the
+    // transitions this function exists to show together.
+    #[allow(clippy::too_many_lines)]
     fn tick(&mut self) -> Result<()> {
         let now = Instant::now();
         match self.link {
@@ -424,8 +530,11 @@ impl Supervisor<'_> {
                 closed_since,
                 deadline,
             } => {
-                match self.probe() {
-                    Probe::Ok => self.connected(since, lost),
+                match self.checked_probe()? {
+                    Probe::Ok => {
+                        self.verify_auth()?;
+                        self.connected(since, lost);
+                    }
                     Probe::Closed => {
                         // ssh is up but nothing answers remotely: Jupyter is starting or gone.
                         // Asked at most once a second, while it lasts.
@@ -450,6 +559,13 @@ impl Supervisor<'_> {
                     result if now > deadline => {
                         self.event(&format!("the new connection does not carry the tunnel ({result:?})"));
                         self.abandon(now);
+                        // Like an attempt that ended early: retried after a backoff, not in a loop.
+                        self.attempt += 1;
+                        self.link = Link::Waiting {
+                            due: now + backoff(self.attempt),
+                            lost: lost.unwrap_or(now),
+                            seen_down: false,
+                        };
                     }
                     _ if now.duration_since(since) > STALL_AFTER && now >= self.next_reach_check => {
                         self.next_reach_check = now + REACH_EVERY;
@@ -469,24 +585,42 @@ impl Supervisor<'_> {
                     _ => self.next_tick = now + CONNECT_POLL,
                 }
             }
-            Link::Up { since, failures } => {
-                let result = self.probe();
-                if result == Probe::Ok {
+            Link::Up { since, failures } => match self.probe() {
+                Probe::Ok => {
                     if now.duration_since(since) > HEALTHY_RESET {
                         self.attempt = 0;
+                    }
+                    if let Some(hung) = self.hung_since.take() {
+                        let secs = now.duration_since(hung).as_secs_f64();
+                        self.event(&format!("Jupyter answers again (it did not for {secs:.1} s)"));
+                        self.session.last_error = None;
+                        self.save();
                     }
                     self.ensure_standby();
                     self.ensure_watch();
                     self.link = Link::Up { since, failures: 0 };
                     self.next_tick = now + PROBE_EVERY;
-                } else if failures == 0 {
-                    // Confirm quickly before acting on one lost probe.
-                    self.link = Link::Up { since, failures: 1 };
-                    self.next_tick = now + Duration::from_millis(100);
-                } else {
-                    self.unhealthy(&result)?;
                 }
-            }
+                Probe::Unanswered => {
+                    // The channel opened, so ssh and the server are fine: a new connection
+                    // would not help, and Jupyter (busy, or frozen) is not ours to kill.
+                    if self.hung_since.is_none() {
+                        self.hung_since = Some(now);
+                        let why = "Jupyter does not answer; the connection is fine";
+                        self.event(why);
+                        self.session.last_error = Some(why.into());
+                        self.save();
+                    }
+                    self.link = Link::Up { since, failures: 0 };
+                    self.next_tick = now + PROBE_EVERY;
+                }
+                _ if failures == 0 => {
+                    // Confirm quickly, on a new channel, before acting on one lost probe.
+                    self.link = Link::Up { since, failures: 1 };
+                    self.next_tick = now + PROBE_CONFIRM;
+                }
+                result => self.unhealthy(&result)?,
+            },
         }
         Ok(())
     }
@@ -495,7 +629,8 @@ impl Supervisor<'_> {
     fn probe(&mut self) -> Probe {
         let started = Instant::now();
         let timeout = probe_timeout(self.probe_typical);
-        let result = self.prober.probe(timeout);
+        let route = self.route();
+        let result = self.prober.probe(route.as_ref(), timeout);
         if result == Probe::Ok {
             self.probe_typical = (self.probe_typical * 7 + started.elapsed()) / 8;
         }
@@ -505,7 +640,7 @@ impl Supervisor<'_> {
     /// Starts a standby connection unless one runs (or standbys keep dying young).
     fn ensure_standby(&mut self) {
         if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {
-            match self.connect(false) {
+            match self.connect() {
                 Ok(conn) => self.standby = Some(conn),
                 Err(e) => self.event(&format!("could not start a standby connection: {e:#}")),
             }
@@ -532,6 +667,8 @@ impl Supervisor<'_> {
         }
         self.session.phase = Phase::Up;
         self.save();
+        // Connections held while Jupyter was refusing try again now, not at their next turn.
+        self.gate.set_route(self.route());
         self.link = Link::Up {
             since: now,
             failures: 0,
@@ -539,6 +676,28 @@ impl Supervisor<'_> {
         self.next_tick = now + PROBE_EVERY;
         self.ensure_standby();
         self.ensure_watch();
+    }
+
+    /// After a (re)start: Jupyter must refuse a request without the token. One that answers
+    /// it runs without authentication (a token that did not arrive whole, a config that
+    /// disables it), and anyone who can reach it could run code as the user: never served.
+    fn verify_auth(&mut self) -> Result<()> {
+        if !self.check_auth {
+            return Ok(());
+        }
+        let Some(route) = self.route() else { return Ok(()) };
+        match probe::once(&route, None, probe_timeout(self.probe_typical)) {
+            Probe::Ok => bail!(
+                "Jupyter on {} answers without the token: its authentication is disabled, so jssh \
+                 will not serve it (look for a token or password setting in its Jupyter config, \
+                 then `jssh down {}` and `jssh up {}`)",
+                self.alias,
+                self.alias,
+                self.alias
+            ),
+            _ => self.check_auth = false,
+        }
+        Ok(())
     }
 
     /// Two probes in a row failed on a tunnel that was up.
@@ -568,7 +727,6 @@ impl Supervisor<'_> {
         }
         let Some(active) = &self.active else { return };
         let cmd = self
-            .ctx
             .ssh
             .exec_over(&self.alias, &active.control, &remote::watch(&self.session.tmux_name));
         match Watch::spawn(&cmd, &self.log) {
@@ -577,14 +735,19 @@ impl Supervisor<'_> {
         }
     }
 
-    /// The remote watch ended: Jupyter exited (relaunch it now), tmux has no hooks, or the
-    /// connection under it went (the tunnel's own handling covers that; a new watch follows
-    /// the next good probe).
+    /// The remote watch ended: Jupyter exited or was already gone (relaunch it now), tmux has
+    /// no hooks, or the watch ended for another reason (its connection went: the tunnel's own
+    /// handling covers that, and a new watch follows the next good probe). Only the first two
+    /// are reported as Jupyter's exit.
     fn watch_ended(&mut self, ended: Ended, young: bool) -> Result<()> {
         match ended {
-            Ended::Exited(0) => {
+            Ended::Exited(code @ (0 | remote::EXIT_GONE)) => {
                 if matches!(self.link, Link::Up { .. }) {
-                    self.event("remote Jupyter exited");
+                    self.event(if code == 0 {
+                        "remote Jupyter exited"
+                    } else {
+                        "remote Jupyter was already gone"
+                    });
                     let now = Instant::now();
                     if self.relaunch()? == Relaunch::Started {
                         self.await_relaunch(now);
@@ -630,8 +793,8 @@ impl Supervisor<'_> {
     /// A remote command over the active connection (or, without one, the alias's master).
     fn remote(&self, command: &str) -> crate::process::Cmd {
         match &self.active {
-            Some(active) => self.ctx.ssh.exec_over(&self.alias, &active.control, command),
-            None => self.ctx.ssh.exec(&self.alias, command, true),
+            Some(active) => self.ssh.exec_over(&self.alias, &active.control, command),
+            None => self.ssh.exec(&self.alias, command, true),
         }
     }
 
@@ -719,6 +882,11 @@ impl Supervisor<'_> {
             end(&watch.child);
         }
         self.restarts.push_back(now);
+        self.check_auth = true;
+        self.listener_ok = false;
+        if !self.trusted() {
+            self.gate.set_route(None);
+        }
         self.session.restarts += 1;
         self.session.last_error = Some("the remote Jupyter exited".into());
         self.event(&format!(
@@ -749,11 +917,36 @@ impl Supervisor<'_> {
     }
 
     fn stop_all(&mut self) {
+        self.gate.set_route(None);
+        self.session.ssh_pid = None;
         if let Some(watch) = self.watch.take() {
             end(&watch.child);
         }
         for conn in [self.active.take(), self.standby.take()].into_iter().flatten() {
             stop(conn);
+        }
+    }
+}
+
+/// A supervisor killed with SIGKILL leaves its masters running: end them, through their
+/// control sockets; one still logging in has none yet, so the pids the old supervisor
+/// recorded are signalled too, but only a process whose command line names that control
+/// socket (a private path in this alias's state dir), never one that merely got a reused pid.
+fn end_leftover_masters(ssh: &Ssh, alias: &Alias, run: &RunDir) {
+    for n in 0..2 {
+        let control = run.control_path(n);
+        if control.exists() {
+            let _ = ssh.exit_master(alias, &control).output_within(GRACE);
+            let _ = std::fs::remove_file(&control);
+        }
+    }
+    for (pid, control) in run.read_masters() {
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|argv| {
+            argv.split(|&b| b == 0)
+                .any(|word| word == control.as_os_str().as_encoded_bytes())
+        });
+        if ours && let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
         }
     }
 }
@@ -836,20 +1029,5 @@ mod tests {
             !syn_sent(std::process::id()),
             "this test process has no stalled connection"
         );
-    }
-
-    #[test]
-    fn a_slow_link_gets_a_longer_probe_timeout() {
-        assert_eq!(probe_timeout(Duration::ZERO), PROBE_TIMEOUT);
-        assert_eq!(probe_timeout(Duration::from_millis(5)), PROBE_TIMEOUT);
-        assert_eq!(probe_timeout(Duration::from_millis(400)), Duration::from_millis(1600));
-        assert_eq!(probe_timeout(Duration::from_secs(3)), PROBE_TIMEOUT_CAP);
-    }
-
-    #[test]
-    fn backoff_starts_at_once_then_doubles_to_a_cap() {
-        let ms: Vec<u128> = (0..10).map(|n| backoff(n).as_millis()).collect();
-        assert_eq!(ms, [0, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000]);
-        assert_eq!(backoff(200), BACKOFF_CAP);
     }
 }

@@ -1,0 +1,270 @@
+//! A client of OpenSSH's connection-multiplexing protocol (`PROTOCOL.mux` in the OpenSSH
+//! sources), just enough to hand one socket to a running master as a stdio forward: what
+//! `ssh -W` does, without a process per connection. The master then does all the I/O for that
+//! socket itself (jssh copies no byte), so a connection through jssh's port costs what one
+//! through `ssh -L` costs.
+//!
+//! The exchange, all on one Unix connection to the master's control socket:
+//! - both sides send a hello (`MUX_MSG_HELLO`, protocol version 4);
+//! - we send `MUX_C_NEW_STDIO_FWD` (request id, reserved string, connect host, connect port,
+//!   where port `PORT_STREAMLOCAL` means the host is a Unix socket path), then the socket twice
+//!   (as stdin and stdout), each as one byte with an `SCM_RIGHTS` control message;
+//! - once the server confirms the channel, the master answers `MUX_S_SESSION_OPENED`, or
+//!   `MUX_S_FAILURE` ("Session open refused by peer": nothing listens there).
+//!
+//! The control connection must stay open as long as the forwarded connection lives: the
+//! master ends the channel when it closes, and closes it when the channel ends.
+//!
+//! All three messages can be sent at once: the master reads its mux socket a packet at a time
+//! (exactly the length it announces), so it never swallows the bytes that carry the fds.
+
+use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg, socket,
+};
+
+use crate::ssh::RemoteEnd;
+
+const MUX_MSG_HELLO: u32 = 0x0000_0001;
+const MUX_C_NEW_STDIO_FWD: u32 = 0x1000_0008;
+const MUX_S_PERMISSION_DENIED: u32 = 0x8000_0002;
+const MUX_S_FAILURE: u32 = 0x8000_0003;
+const MUX_S_SESSION_OPENED: u32 = 0x8000_0006;
+const MUX_VERSION: u32 = 4;
+/// `PORT_STREAMLOCAL` in OpenSSH: the "host" is a Unix socket path.
+const PORT_STREAMLOCAL: u32 = 0xFFFF_FFFE;
+/// The one request each control connection carries.
+const REQUEST_ID: u32 = 1;
+/// A master's answers are tiny; anything longer is not a master.
+const MAX_PACKET: usize = 64 * 1024;
+
+/// What the master said about a forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// Not all of the answer has arrived yet.
+    Pending,
+    /// The channel is open: the master now carries the socket.
+    Opened,
+    /// The server refused the channel (nothing listens at the remote end) or the master did.
+    Refused(String),
+    /// The control connection ended before an answer: the master is gone.
+    Lost,
+}
+
+/// One forward's control connection (kept open for the forward's whole life).
+#[derive(Debug)]
+pub(crate) struct Forward {
+    control: UnixStream,
+    received: Vec<u8>,
+    hello_seen: bool,
+    answered: bool,
+}
+
+/// Asks the master listening on `control` to carry `socket` to `end` on the remote. Never
+/// blocks: a master that does not accept at once (frozen, or its backlog full) is an error
+/// like a missing one. The answer comes later: poll [`Forward::fd`] and call
+/// [`Forward::reply`].
+pub(crate) fn forward(control: &Path, end: &RemoteEnd, socket: BorrowedFd<'_>) -> std::io::Result<Forward> {
+    let fd: OwnedFd = socket_nonblocking()?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(control)?)?;
+    let mut control = UnixStream::from(fd);
+    let (host, port) = match end {
+        RemoteEnd::Port(port) => ("127.0.0.1", u32::from(*port)),
+        RemoteEnd::Socket(path) => (path.as_str(), PORT_STREAMLOCAL),
+    };
+    let mut out = packet(&[MUX_MSG_HELLO, MUX_VERSION], &[]);
+    let mut request = Vec::new();
+    put_u32(&mut request, MUX_C_NEW_STDIO_FWD);
+    put_u32(&mut request, REQUEST_ID);
+    put_string(&mut request, b"");
+    put_string(&mut request, host.as_bytes());
+    put_u32(&mut request, port);
+    out.extend(frame(&request));
+    // A fresh socket's buffer takes these few hundred bytes whole.
+    control.write_all(&out)?;
+    for _ in 0..2 {
+        let fds = [socket.as_raw_fd()];
+        let sent = sendmsg::<()>(
+            control.as_raw_fd(),
+            &[IoSlice::new(&[0])],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )?;
+        if sent != 1 {
+            return Err(std::io::Error::other("the master took no fd"));
+        }
+    }
+    Ok(Forward {
+        control,
+        received: Vec::new(),
+        hello_seen: false,
+        answered: false,
+    })
+}
+
+/// A Unix stream socket in non-blocking mode (set apart from `socket()`: macOS has no
+/// `SOCK_NONBLOCK`), close-on-exec so no ssh inherits it.
+fn socket_nonblocking() -> std::io::Result<OwnedFd> {
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None)?;
+    fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    fcntl(&fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+    Ok(fd)
+}
+
+impl Forward {
+    /// The control connection, to poll for readability.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.control.as_fd()
+    }
+
+    /// Reads what has arrived. Before the answer: [`Reply::Pending`] until it is complete.
+    /// After [`Reply::Opened`]: `Pending` while the forward lives, [`Reply::Lost`] once the
+    /// master closed it (the connection is over).
+    pub(crate) fn reply(&mut self) -> Reply {
+        let mut buf = [0u8; 512];
+        loop {
+            match self.control.read(&mut buf) {
+                Ok(0) => return Reply::Lost,
+                Ok(n) if self.answered => {
+                    // Nothing more is expected on a stdio forward; drain whatever comes.
+                    let _ = n;
+                }
+                Ok(n) => {
+                    self.received.extend_from_slice(&buf[..n]);
+                    if let Some(reply) = self.parse() {
+                        return reply;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Reply::Pending,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Reply::Lost,
+            }
+        }
+    }
+
+    /// Consumes complete packets; returns the answer once it is there.
+    fn parse(&mut self) -> Option<Reply> {
+        loop {
+            let len = u32::from_be_bytes(self.received.get(..4)?.try_into().ok()?) as usize;
+            if !(4..=MAX_PACKET).contains(&len) {
+                return Some(Reply::Refused("not an OpenSSH master".into()));
+            }
+            let body = self.received.get(4..4 + len)?.to_vec();
+            self.received.drain(..4 + len);
+            let kind = u32::from_be_bytes(body[..4].try_into().ok()?);
+            if !self.hello_seen {
+                if kind != MUX_MSG_HELLO {
+                    return Some(Reply::Refused("not an OpenSSH master".into()));
+                }
+                self.hello_seen = true;
+                continue;
+            }
+            self.answered = true;
+            return Some(match kind {
+                MUX_S_SESSION_OPENED => Reply::Opened,
+                MUX_S_FAILURE | MUX_S_PERMISSION_DENIED => Reply::Refused(reason(&body)),
+                other => Reply::Refused(format!("unexpected answer {other:#x} from the master")),
+            });
+        }
+    }
+}
+
+/// The message of a failure answer: type, request id, then a string.
+fn reason(body: &[u8]) -> String {
+    body.get(12..)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .unwrap_or_default()
+}
+
+fn put_u32(buf: &mut Vec<u8>, v: u32) {
+    buf.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_string(buf: &mut Vec<u8>, s: &[u8]) {
+    put_u32(buf, u32::try_from(s.len()).unwrap_or(u32::MAX));
+    buf.extend_from_slice(s);
+}
+
+/// A packet of `words` then `bytes`, length-prefixed.
+fn packet(words: &[u32], bytes: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for w in words {
+        put_u32(&mut body, *w);
+    }
+    body.extend_from_slice(bytes);
+    frame(&body)
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 4);
+    put_u32(&mut out, u32::try_from(body.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward_over(received: &[u8]) -> Forward {
+        let (a, _b) = UnixStream::pair().unwrap();
+        Forward {
+            control: a,
+            received: received.to_vec(),
+            hello_seen: false,
+            answered: false,
+        }
+    }
+
+    #[test]
+    fn reads_hello_then_the_answer() {
+        let hello = packet(&[MUX_MSG_HELLO, 4], &[]);
+        let opened = packet(&[MUX_S_SESSION_OPENED, REQUEST_ID, 7], &[]);
+        let mut f = forward_over(&[hello.clone(), opened[..5].to_vec()].concat());
+        assert_eq!(f.parse(), None, "an answer cut short waits for the rest");
+        f.received.extend_from_slice(&opened[5..]);
+        assert_eq!(f.parse(), Some(Reply::Opened));
+
+        let mut failure = Vec::new();
+        put_u32(&mut failure, MUX_S_FAILURE);
+        put_u32(&mut failure, REQUEST_ID);
+        put_string(&mut failure, b"Session open refused by peer");
+        let mut f = forward_over(&[hello, frame(&failure)].concat());
+        assert_eq!(f.parse(), Some(Reply::Refused("Session open refused by peer".into())));
+    }
+
+    #[test]
+    fn anything_but_a_master_is_refused() {
+        let mut f = forward_over(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(matches!(f.parse(), Some(Reply::Refused(_))));
+    }
+
+    #[test]
+    fn the_request_is_what_ssh_sends() {
+        let mut request = Vec::new();
+        put_u32(&mut request, MUX_C_NEW_STDIO_FWD);
+        put_u32(&mut request, REQUEST_ID);
+        put_string(&mut request, b"");
+        put_string(&mut request, b"/s");
+        put_u32(&mut request, PORT_STREAMLOCAL);
+        assert_eq!(
+            frame(&request),
+            [
+                &[0, 0, 0, 22][..],
+                &[0x10, 0, 0, 8],
+                &[0, 0, 0, 1],
+                &[0, 0, 0, 0],
+                &[0, 0, 0, 2],
+                b"/s",
+                &[0xff, 0xff, 0xff, 0xfe]
+            ]
+            .concat()
+        );
+    }
+}

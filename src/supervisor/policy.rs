@@ -1,0 +1,90 @@
+//! Every timing and backoff rule of the supervisor, in one place.
+
+use std::time::Duration;
+
+/// How often a healthy tunnel is probed: a dead ssh (SIGCHLD) and an exited Jupyter (the
+/// remote watch) are known at once without it, so it is there for a stalled path, and each
+/// probe costs a request through ssh.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How long a probe may take: four times the usual answer time (a slow link must not look
+/// stalled), and not below this, nor above the cap.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+pub(crate) const PROBE_TIMEOUT_CAP: Duration = Duration::from_secs(5);
+/// After one failed probe, the next comes this soon, to confirm before acting.
+pub(crate) const PROBE_CONFIRM: Duration = Duration::from_millis(100);
+
+/// The probe timeout for a link whose answers usually take `typical`.
+pub(crate) fn probe_timeout(typical: Duration) -> Duration {
+    typical.saturating_mul(4).clamp(PROBE_TIMEOUT, PROBE_TIMEOUT_CAP)
+}
+
+/// How often a starting tunnel is probed.
+pub(crate) const CONNECT_POLL: Duration = Duration::from_millis(25);
+/// Backoff: first retry at once, then 0.2 s doubling to 30 s, reset after 60 s healthy.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(30);
+pub(crate) const HEALTHY_RESET: Duration = Duration::from_mins(1);
+
+/// The backoff before reconnect attempt `n` (0-based). Every failed attempt counts: one that
+/// ends early, one that logs in but never carries the tunnel, one that stalls.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    if attempt == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 2u32.saturating_pow(attempt - 1);
+    BACKOFF_FIRST.saturating_mul(factor).min(BACKOFF_CAP)
+}
+
+/// Remote Jupyter restarts allowed in a window before the supervisor gives up.
+pub(crate) const MAX_RESTARTS: usize = 5;
+pub(crate) const RESTART_WINDOW: Duration = Duration::from_mins(10);
+/// TERM, then KILL after this.
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
+
+/// How long a new connection may take before the attempt is abandoned (ConnectTimeout bounds
+/// the TCP part; this bounds a stalled authentication).
+pub(crate) const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+/// How often the supervisor looks whether an unreachable server answers again.
+pub(crate) const REACH_EVERY: Duration = Duration::from_millis(100);
+/// How long a connection attempt may sit in SYN_SENT before it counts as stalled.
+pub(crate) const STALL_AFTER: Duration = Duration::from_millis(500);
+/// How long a standby that took over may take to carry the first probe.
+pub(crate) const TAKEOVER_LIMIT: Duration = Duration::from_millis(750);
+/// Standbys (and remote watches) that die young this many times in a row while the tunnel
+/// stays up are not started again (e.g. a server limiting sessions); a reconnect clears it.
+pub(crate) const STANDBY_STRIKES: u32 = 3;
+/// A standby or watch that ends sooner than this "died young".
+pub(crate) const YOUNG: Duration = Duration::from_secs(10);
+/// How often the supervisor checks that its state directory still exists.
+pub(crate) const RUN_DIR_CHECK: Duration = Duration::from_secs(1);
+
+/// How long a connection to the local port is held while no master can carry it; a
+/// browser's own request timeouts are longer, and the tunnel's recovery is shorter.
+pub(crate) const HOLD_LIMIT: Duration = Duration::from_secs(30);
+/// How many connections may wait at once.
+pub(crate) const MAX_WAITING: usize = 512;
+/// When no master answers on the route (it is starting or just died), waiting connections
+/// try again this soon (or at once when the supervisor names a new one).
+pub(crate) const GATE_NO_MASTER_RETRY: Duration = Duration::from_millis(20);
+/// When the remote refuses (Jupyter is starting or restarting), this soon.
+pub(crate) const GATE_REFUSED_RETRY: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_link_gets_a_longer_probe_timeout() {
+        assert_eq!(probe_timeout(Duration::ZERO), PROBE_TIMEOUT);
+        assert_eq!(probe_timeout(Duration::from_millis(5)), PROBE_TIMEOUT);
+        assert_eq!(probe_timeout(Duration::from_millis(400)), Duration::from_millis(1600));
+        assert_eq!(probe_timeout(Duration::from_secs(3)), PROBE_TIMEOUT_CAP);
+    }
+
+    #[test]
+    fn backoff_starts_at_once_then_doubles_to_a_cap() {
+        let ms: Vec<u128> = (0..10).map(|n| backoff(n).as_millis()).collect();
+        assert_eq!(ms, [0, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000]);
+        assert_eq!(backoff(200), BACKOFF_CAP);
+    }
+}
