@@ -73,37 +73,6 @@ def descendants(pid):
     return out
 
 
-def listening_inodes(port):
-    """Socket inodes listening on a local TCP port."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            w = line.split()
-            if w[3] == "0A" and int(w[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{w[9]}]")
-    return inodes
-
-
-def socket_owner(inodes, pids):
-    """The first of pids that has one of these sockets open."""
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    return pid
-            except OSError:
-                pass
-    return None
-
-
 def zombies(pid):
     return [k for k in children(pid) if not alive(k)]
 
@@ -419,22 +388,21 @@ class Jssh:
     def log_path(self):
         return self.state_dir / self.alias / "supervisor.log"
 
-    def supervisor_pid(self):
+    def local_status(self):
+        """`jssh status --json --local`: this machine's view, asking no remote (fast)."""
         try:
-            pid = int((self.state_dir / self.alias / "supervisor.pid").read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+            return json.loads(self(*["status", self.alias, "--json", "--local"], check=False).stdout)[0]
+        except (ValueError, IndexError):
+            return {}
+
+    def supervisor_pid(self):
+        """The running supervisor, as jssh finds it (by the lease it holds, not a pidfile)."""
+        return self.local_status().get("supervisor_pid")
 
     def tunnel_ssh(self, supervisor=None):
-        """The supervisor's child that holds the tunnel's local port (None while none does).
-        Found by the listening socket, not by argv: the supervisor may keep a standby
-        connection and move the forward onto it."""
-        supervisor = supervisor or self.supervisor_pid()
-        port = self.session().get("local_port")
-        if not supervisor or not port:
-            return None
-        return socket_owner(listening_inodes(port), children(supervisor))
+        """The ssh master carrying the tunnel right now (None while none does)."""
+        del supervisor  # jssh knows which of its masters is live
+        return self.local_status().get("tunnel_ssh_pid")
 
     def steady(self, timeout=30, quiet=1.2):
         """Waits until the supervisor is up and its children have not changed for `quiet` s

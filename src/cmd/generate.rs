@@ -119,7 +119,7 @@ The key \fBjssh setup\fR makes when no \fB\-\-identity\fR is given (mode 0600).
 Host profiles: alias, host, user, port, jump, identity, remote environment, what jssh learned about the remote Jupyter.
 .TP
 \fI~/.local/state/jssh/ALIAS/\fR
-Runtime state (0700): \fIsession.json\fR (0600: ports, token, counters), \fIsupervisor.pid\fR, \fIsupervisor.log\fR, the local port to reuse.
+Runtime state (0700): \fIsession.json\fR (0600: ports, token, counters), \fIsupervisor.lock\fR (held by the running supervisor, with its pid), \fIsupervisor.log\fR, the local port to reuse.
 .TP
 \fI~/.jssh/run/jssh\-ALIAS/\fR (remote)
 The server's token (0600), port, socket and Jupyter log; removed by \fBjssh down\fR.
