@@ -168,6 +168,25 @@ impl Sshd {
         listener.wait().expect("reap sshd listener");
     }
 
+    /// A full outage, as when the server goes down: the listener and every established
+    /// session (their processes and what they run, e.g. a remote `tmux wait-for`; not the
+    /// daemonized tmux server, so Jupyter survives, as it would a real sshd restart). Frozen
+    /// first, so that no client slips a new session in while the others are ended: a
+    /// connection that reaches the frozen listener's backlog is reset when it dies.
+    /// [`Sshd::restart`] ends the outage.
+    ///
+    /// # Panics
+    /// If the listener is already stopped.
+    pub(crate) fn outage(&mut self) {
+        let mut listener = self.listener.take().expect("sshd listener already stopped");
+        let pid = child_pid(&listener);
+        signal(pid, Signal::SIGSTOP);
+        kill_process_trees(|p| p.ppid == pid.as_raw());
+        // SIGKILL ends a stopped process too.
+        signal(pid, Signal::SIGKILL);
+        listener.wait().expect("reap sshd listener");
+    }
+
     /// Starts the listener again, on the same port with the same host key and configuration.
     ///
     /// # Panics

@@ -2,6 +2,7 @@
 //! here runs the real `jssh` binary against a real `sshd` on 127.0.0.1 with its own host key,
 //! and points OpenSSH at explicit files so nothing touches the real `~/.ssh`.
 
+mod browser;
 mod doctor;
 mod fixture;
 mod generated;
