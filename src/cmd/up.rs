@@ -85,7 +85,11 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     if let Some(pid) = handle::find(&run) {
         match run.read_session()? {
-            Some(session) => return reuse(args, &run, &session, pid, deadline),
+            // One that is dying (a kill -9 a moment ago) ends the reuse: then start anew.
+            Some(session) => match reuse(args, &run, &session, pid, deadline) {
+                Err(_) if handle::find(&run).is_none() => {}
+                result => return result,
+            },
             // A supervisor whose session file is unreadable (e.g. from another jssh version)
             // would fight a new one for the port.
             None => handle::stop(&run)?,
@@ -448,6 +452,9 @@ fn wait_ready(
 ) -> Result<()> {
     let mut log_tail = Vec::new();
     loop {
+        if supervisor.is_none() && handle::find(run).is_none() {
+            bail!("the supervisor of {} stopped", session.alias);
+        }
         if run.read_session().ok().flatten().is_some_and(|s| s.phase == Phase::Up) {
             return Ok(());
         }

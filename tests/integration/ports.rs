@@ -155,6 +155,9 @@ fn nobody_else_can_take_the_port_while_the_tunnel_heals_and_a_killed_supervisor_
     let old = supervisor_ssh(&client, "hold");
     assert!(!old.is_empty());
     kill(sup, "-KILL");
+    while alive(sup) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(up(&client, "hold", &[]), url, "same port and token");
     let deadline = Instant::now() + Duration::from_secs(5);
     while old.iter().any(|pid| alive(*pid)) {
