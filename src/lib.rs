@@ -7,6 +7,7 @@ mod fsutil;
 mod jupyter;
 mod keys;
 mod paths;
+mod platform;
 mod process;
 mod profile;
 mod remote;

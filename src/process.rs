@@ -29,15 +29,6 @@ pub(crate) struct Cmd {
     envs: Vec<(OsString, OsString)>,
 }
 
-/// Which Debian package provides a program jssh runs, for the "not found" hint.
-fn package_for(program: &str) -> &'static str {
-    match program {
-        "ssh" | "ssh-keygen" | "ssh-copy-id" => "openssh-client",
-        "tmux" => "tmux",
-        _ => "the package that provides it",
-    }
-}
-
 impl Cmd {
     pub(crate) fn new(program: impl AsRef<OsStr>) -> Self {
         Self {
@@ -81,7 +72,10 @@ impl Cmd {
     pub(crate) fn command(&self) -> Result<Command> {
         let name = self.program.to_string_lossy();
         if which::which(&self.program).is_err() {
-            bail!("{name} not found on PATH: install {}", package_for(&name));
+            bail!(
+                "{name} not found on PATH: install {}",
+                crate::platform::install_hint(&name)
+            );
         }
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args).envs(self.envs.iter().map(|(k, v)| (k, v)));
@@ -235,13 +229,17 @@ fn cstring(bytes: &[u8]) -> Result<CString> {
 
 impl Cmd {
     /// Spawns with an empty signal mask and default signal dispositions, stdin on `stdin` (or
-    /// /dev/null), stdout on /dev/null and stderr on `stderr`. A caller that blocks signals for
-    /// a signalfd needs this: std's `Command` passes the blocked mask on, and an ssh that blocks
-    /// SIGTERM cannot be stopped gracefully.
+    /// /dev/null), stdout on /dev/null and stderr on `stderr`, whatever mask and handlers the
+    /// caller has (the supervisor blocks its signals in all but one thread, see
+    /// [`crate::platform::Signals`]): an ssh that blocks SIGTERM cannot be stopped gracefully.
     pub(crate) fn spawn_clean(&self, stdin: Option<BorrowedFd<'_>>, stderr: BorrowedFd<'_>) -> Result<CleanChild> {
         let name = self.program.to_string_lossy();
-        let path = which::which(&self.program)
-            .map_err(|_| anyhow::anyhow!("{name} not found on PATH: install {}", package_for(&name)))?;
+        let path = which::which(&self.program).map_err(|_| {
+            anyhow::anyhow!(
+                "{name} not found on PATH: install {}",
+                crate::platform::install_hint(&name)
+            )
+        })?;
         let argv = std::iter::once(&self.program)
             .chain(&self.args)
             .map(|a| cstring(a.as_bytes()))
@@ -312,7 +310,8 @@ mod tests {
     fn missing_program_names_its_package() {
         let err = Cmd::new("ssh-copy-id-that-does-not-exist").output().unwrap_err();
         assert!(err.to_string().contains("not found on PATH"), "{err}");
-        assert_eq!(package_for("ssh-copy-id"), "openssh-client");
+        let hint = crate::platform::install_hint("ssh-copy-id");
+        assert!(hint.to_lowercase().contains("openssh"), "{hint}");
     }
 
     #[test]

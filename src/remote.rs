@@ -1,6 +1,6 @@
-//! The remote side: POSIX `sh` scripts that jssh sends over ssh to run Jupyter in a detached
-//! tmux session on jssh's own tmux socket (`tmux -L jssh`), watch it, stop it, and read its
-//! log. Every value crosses the remote shell as a positional parameter quoted with
+//! The remote side: POSIX `sh` scripts (kept in `remote/`, so linters see exactly what runs)
+//! that jssh sends over ssh to run Jupyter in a detached tmux session on jssh's own tmux
+//! socket (`tmux -L jssh`), watch it, stop it, and read its log. Every value crosses the remote shell as a positional parameter quoted with
 //! shell-words, never spliced into script text, so a `--dir` like `$(touch x)` stays literal.
 
 use std::fmt::Write as _;
@@ -78,8 +78,7 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
 
 /// Runs `script` in the user's login shell (so conda/module init in their profile applies);
 /// shells that are not POSIX-like (fish, csh) get `sh -l`.
-const LOGIN: &str = r#"case "${SHELL##*/}" in bash|zsh|sh|dash|ksh) s=$SHELL ;; *) s=/bin/sh ;; esac
-exec "$s" -l -c "$1""#;
+const LOGIN: &str = include_str!("../remote/login.sh").trim_ascii_end();
 
 /// The remote command that runs `script` in the login shell.
 pub(crate) fn in_login_shell(script: &str) -> String {
@@ -97,83 +96,18 @@ pub(crate) fn in_login_shell(script: &str) -> String {
 /// machines), nothing is started or touched and the script says `elsewhere NAME`: starting
 /// here would leave the user's server, kernels and all, behind on the other one (and, with a
 /// shared home, overwrite its token and port files).
-const LAUNCH: &str = r#"name=$1 mode=$2 ports=$3 script=$4 want_token=$5 watch=$6 login=$7 expect=$8
-d="$HOME/.jssh/run/$name" n=$(uname -n)
-command -v tmux >/dev/null 2>&1 || { echo "tmux not found on PATH=$PATH"; exit 90; }
-t="tmux -L jssh"
-pane() { $t display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null; }
-if ! $t has-session -t "=$name" 2>/dev/null && [ -n "$expect" ] && [ "$expect" != "$n" ]; then
-    cat >/dev/null
-    echo "elsewhere $n"
-    exit 0
-fi
-umask 077
-mkdir -p "$d" && chmod 700 "$HOME/.jssh" "$HOME/.jssh/run" "$d" || exit 1
-if $t has-session -t "=$name" 2>/dev/null; then
-    cat >/dev/null
-    echo "reuse $(cat "$d/port" 2>/dev/null || echo -) $(pane)"
-    [ "$want_token" = 1 ] && echo "token $(cat "$d/token")"
-else
-    cat > "$d/token" || exit 1
-    # A login shell that reads stdin (a `read` in .bashrc) eats the token: Jupyter would
-    # then start with an empty one, which disables authentication.
-    tok=$(cat "$d/token")
-    case $tok in *[!0-9a-f]*) tok= ;; esac
-    [ "${#tok}" -ge 32 ] || { rm -f "$d/token"; exit 93; }
-    port=-
-    if [ "$mode" = tcp ]; then
-        for p in $ports; do
-            h=$(printf ':%04X' "$p")
-            awk -v h="$h" 'substr($2, length($2) - 4) == h { f = 1 } END { exit !f }' \
-                /proc/net/tcp /proc/net/tcp6 2>/dev/null || { port=$p; break; }
-        done
-        [ "$port" = - ] && port=${ports%% *}
-        echo "$port" > "$d/port"
-    else
-        rm -f "$d/port" "$d/jupyter.sock"
-    fi
-    : > "$d/jupyter.log"
-    $t new-session -d -s "$name" -x 200 -y 50 sh -c "exec sh -c \"\$1\" jssh \"\$2\" >>\"\$3/jupyter.log\" 2>&1" \
-        jssh-jupyter "$login" "$script" "$d" || exit 1
-    echo "started $port $(pane)"
-fi
-[ "$(id -u)" = 0 ] && echo root
-echo "node $n"
-echo "home $HOME"
-[ "$watch" = 1 ] || exit 0
-while $t has-session -t "=$name" 2>/dev/null; do echo . || exit 0; sleep 0.2; done
-echo exited
-tail -n 20 "$d/jupyter.log" 2>/dev/null | sed 's/^/log /'
-"#;
+const LAUNCH: &str = include_str!("../remote/launch.sh");
 
 /// Stops the session gracefully (SIGTERM lets Jupyter shut its kernels down), then removes
 /// the run directory with the token, port file and socket. With `expect` (as in [`launch`]),
 /// on another machine than the session's it touches nothing and says `elsewhere NAME`.
-const STOP: &str = r#"name=$1 expect=$2 d="$HOME/.jssh/run/$1" t="tmux -L jssh" n=$(uname -n)
-pid=$($t display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null)
-if [ -z "$pid" ] && [ -n "$expect" ] && [ "$expect" != "$n" ]; then echo "elsewhere $n"; exit 0; fi
-if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null
-    i=0
-    while $t has-session -t "=$name" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    $t kill-session -t "=$name" 2>/dev/null
-    echo stopped
-fi
-rm -rf "$d"
-"#;
+const STOP: &str = include_str!("../remote/stop.sh");
 
 /// One line per live jssh session: `NAME PORT PID`.
-const LIST: &str = r#"t="tmux -L jssh"
-$t list-sessions -F '#{session_name} #{pane_pid}' 2>/dev/null | while read -r name pid; do
-    case $name in jssh-*) echo "$name $(cat "$HOME/.jssh/run/$name/port" 2>/dev/null || echo -) $pid" ;; esac
-done
-"#;
+const LIST: &str = include_str!("../remote/list.sh");
 
 /// The remote Jupyter log (`tail -F` to follow).
-const LOG: &str = r#"f="$HOME/.jssh/run/$1/jupyter.log"
-[ -e "$f" ] || { echo "jssh: no log at $f: is the server running? (jssh status)" >&2; exit 1; }
-if [ "$2" = 1 ]; then exec tail -n 50 -F "$f"; else exec tail -n 200 "$f"; fi
-"#;
+const LOG: &str = include_str!("../remote/log.sh");
 
 /// Waits, without polling, until the session's Jupyter exits: a `pane-exited` hook on jssh's
 /// tmux server signals a channel named after the pane, and `tmux wait-for` sleeps on it (a
@@ -189,34 +123,14 @@ if [ "$2" = 1 ]; then exec tail -n 50 -F "$f"; else exec tail -n 200 "$f"; fi
 /// `wait-for` behind on the remote. (A terminal's hangup would do the same, but a non-root
 /// sshd drops the whole connection when asked for one.) The stdin goes through fd 3 because
 /// sh gives a background job /dev/null as its stdin.
-const WATCH: &str = r#"name=$1 t="tmux -L jssh"
-$t has-session -t "=$name" 2>/dev/null || exit 92
-$t set-hook -g pane-exited 'wait-for -S "jssh-exit-#{hook_pane}"' 2>/dev/null || {
-    $t has-session -t "=$name" 2>/dev/null && exit 91; exit 92; }
-pane=$($t display-message -p -t "=$name:" '#{pane_id}' 2>/dev/null) && [ -n "$pane" ] || exit 92
-exec 3<&0
-$t wait-for "jssh-exit-$pane" &
-w=$!
-(cat <&3 >/dev/null; kill "$w") >/dev/null 2>&1 &
-wait "$w"
-"#;
+const WATCH: &str = include_str!("../remote/watch.sh");
 
 /// Who listens on the remote's `127.0.0.1:$2`: `ours` when it is the session's Jupyter (the
 /// pane's process holds the listening socket), `none` when nobody does, `other UID` when
-/// another program does, `unknown` without `/proc` (not Linux). Only after `ours` may the
+/// another program does, `unknown` where the remote cannot tell (not Linux). Only after `ours` may the
 /// token go to that port: a port number is public (and was once in Jupyter's argv), so
 /// another user can bind it while Jupyter starts.
-const LISTENER: &str = r#"name=$1 port=$2
-[ -r /proc/net/tcp ] || { echo unknown; exit 0; }
-h=$(printf ':%04X' "$port")
-set -- $(awk -v h="$h" '$4 == "0A" && substr($2, length($2) - 4) == h { print $10, $8; exit }' /proc/net/tcp)
-[ -n "$1" ] || { echo none; exit 0; }
-pid=$(tmux -L jssh display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null)
-for f in /proc/"${pid:-0}"/fd/*; do
-    [ "$(readlink "$f" 2>/dev/null)" = "socket:[$1]" ] && { echo ours; exit 0; }
-done
-echo "other $2"
-"#;
+const LISTENER: &str = include_str!("../remote/listener.sh");
 
 pub(crate) fn listener(session: &str, port: u16) -> String {
     sh(LISTENER, &[session, &port.to_string()])
@@ -277,17 +191,7 @@ pub(crate) fn log(session: &str, follow: bool) -> String {
 /// Attaches to the session's tmux window; when there is none here, says why instead of
 /// tmux's "can't find session": none was started, or it runs on another machine (`expect`,
 /// as in [`launch`]).
-const ATTACH: &str = r#"name=$1 expect=$2 t="tmux -L jssh" n=$(uname -n)
-if ! $t has-session -t "=$name" 2>/dev/null; then
-    if [ -n "$expect" ] && [ "$expect" != "$n" ]; then
-        echo "jssh: Jupyter runs on $expect, but this connection reached $n: try again after \`ssh -O exit\` to the alias, or connect to $expect directly" >&2
-    else
-        echo "jssh: no Jupyter runs here for this alias: start it with \`jssh up\`" >&2
-    fi
-    exit 1
-fi
-exec $t attach-session -t "=$name"
-"#;
+const ATTACH: &str = include_str!("../remote/attach.sh");
 
 pub(crate) fn attach(session: &str, expect: Option<&str>) -> String {
     sh(ATTACH, &[session, expect.unwrap_or_default()])
@@ -453,6 +357,44 @@ mod tests {
                 pid: Some(13)
             }
         );
+    }
+
+    /// The remote scripts (in `remote/`, beside `src/`) are POSIX sh: each must parse, and
+    /// pass shellcheck where it is installed (CI installs it: scripts/check-targets).
+    #[test]
+    fn remote_scripts_parse_and_pass_shellcheck() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("remote");
+        let mut scripts: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+            .collect();
+        scripts.sort();
+        assert_eq!(scripts.len(), 8, "{scripts:?}");
+        for script in &scripts {
+            let out = std::process::Command::new("sh").arg("-n").arg(script).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if which::which("shellcheck").is_err() {
+            eprintln!("shellcheck is not installed: the remote scripts were only parsed (sh -n)");
+            return;
+        }
+        let out = std::process::Command::new("shellcheck")
+            .args(["--shell=sh", "--severity=style"])
+            .args(&scripts)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    #[test]
+    fn the_login_wrapper_keeps_no_trailing_newline() {
+        assert!(LOGIN.ends_with("\"$1\""), "{LOGIN:?}");
     }
 
     #[test]

@@ -208,7 +208,7 @@ fn openssh_check() -> (Finding, bool) {
     let out = match cmd.output_within(LOCAL_LIMIT) {
         Ok(out) => out,
         Err(e) => {
-            let fix = "install OpenSSH's client (`apt install openssh-client`, `dnf install openssh-clients`)";
+            let fix = format!("install {}", crate::platform::install_hint("ssh"));
             return (Finding::fail(NAME, format!("{e:#}"), fix), false);
         }
     };
@@ -219,7 +219,7 @@ fn openssh_check() -> (Finding, bool) {
         Some(_) => Finding::fail(
             NAME,
             format!("{line} is too old: jssh needs OpenSSH 7.3 or newer (Include, ProxyJump)"),
-            "upgrade openssh-client",
+            format!("upgrade {}", crate::platform::install_hint("ssh")),
         ),
         None => Finding::warn(
             NAME,

@@ -95,8 +95,7 @@ pub(crate) fn open_url(run: &RunDir, url: &str) -> Result<()> {
          <title>jssh</title>\n<p><a href=\"{url}\">Open Jupyter</a></p>\n"
     );
     crate::fsutil::write_atomic(&run.open_page(), page.as_bytes(), crate::fsutil::PRIVATE_FILE)?;
-    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
-    let cmd = crate::process::Cmd::new(opener).arg(run.open_page());
+    let cmd = crate::process::Cmd::new(crate::platform::OPENER).arg(run.open_page());
     let status = cmd.run_interactive()?;
     if !status.success() {
         anyhow::bail!("`{cmd}` failed ({status}): open this URL yourself: {url}");

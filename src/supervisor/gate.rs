@@ -58,8 +58,8 @@ pub(crate) fn bind(port: u16) -> Result<TcpListener> {
 }
 
 impl Gate {
-    /// Starts serving `listener`. Call it with the stop signals blocked: the thread inherits
-    /// the mask, so they keep reaching the supervisor's loop.
+    /// Starts serving `listener`. Call it after [`crate::platform::Signals::deliver`]: the
+    /// thread inherits the mask that keeps the supervisor's signals off it.
     pub(crate) fn start(listener: TcpListener) -> Result<Self> {
         listener
             .set_nonblocking(true)

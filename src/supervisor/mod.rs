@@ -5,8 +5,8 @@
 //! otherwise a new connection, with backoff, woken early when the server's port answers again)
 //! or the remote Jupyter (at most 5 times in 10 minutes), which a watch over the tunnel's
 //! connection reports the moment it exits. The supervisor's own thread sleeps in `poll(2)` on
-//! a signalfd that delivers SIGCHLD (an ssh ended) and SIGTERM/SIGINT/SIGHUP (stop); the
-//! port's thread never waits for it.
+//! a self-pipe that delivers SIGCHLD (an ssh ended) and SIGTERM/SIGINT/SIGHUP (stop) (see
+//! [`crate::platform::Signals`]); the port's thread never waits for it.
 //!
 //! This module never imports the CLI layer: `jssh up` starts it through [`handle`].
 
@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
 
 use self::gate::{Gate, Route};
 use self::handle::Args;
@@ -39,6 +38,7 @@ use self::policy::{
 };
 use self::probe::{Probe, Prober};
 use crate::paths::Paths;
+use crate::platform::{self, Signals};
 use crate::process::{CleanChild, Ended};
 use crate::remote::{self, JupyterSpec, LaunchEvent};
 use crate::ssh::{Ssh, parse_resolved};
@@ -175,13 +175,8 @@ fn supervise(args: &Args) -> Result<Signal> {
     let paths = Paths::resolve(Some(args.ssh_config.clone()))?;
     let ssh = Ssh::new(paths.ssh_config_flag(), args.connect_timeout);
     let alias = &args.alias;
-    let mut signals = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        signals.add(s);
-    }
-    signals.thread_block().context("could not block signals")?;
-    let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .context("could not create a signalfd")?;
+    // Before any thread starts: they inherit the mask that keeps these signals off them.
+    let mut signals = Signals::deliver(&[Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP])?;
 
     let run = RunDir::new(&paths, alias);
     let lease = run
@@ -239,7 +234,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         std::process::id(),
         sup.session.local_port
     ));
-    let result = sup.run_loop(&sfd);
+    let result = sup.run_loop(&mut signals);
     sup.stop_all();
     if let Err(e) = &result {
         sup.session.phase = Phase::Failed;
@@ -257,27 +252,25 @@ fn supervise(args: &Args) -> Result<Signal> {
 }
 
 impl Supervisor {
-    fn run_loop(&mut self, sfd: &SignalFd) -> Result<Signal> {
+    fn run_loop(&mut self, signals: &mut Signals) -> Result<Signal> {
         loop {
             let wait = self
                 .next_tick
                 .min(self.next_run_dir_check)
                 .saturating_duration_since(Instant::now());
             let millis = u16::try_from(wait.as_millis().min(60_000)).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(millis)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll failed"),
             }
-            while let Some(info) = sfd.read_signal().context("could not read a signal")? {
-                match Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) {
-                    Ok(Signal::SIGCHLD) => self.reap()?,
-                    Ok(sig) => {
-                        self.event(&format!("received {sig}: stopping the tunnel"));
-                        return Ok(sig);
-                    }
-                    Err(_) => {}
-                }
+            let arrived = signals.pending();
+            if let Some(&sig) = arrived.iter().find(|&&s| s != Signal::SIGCHLD) {
+                self.event(&format!("received {sig}: stopping the tunnel"));
+                return Ok(sig);
+            }
+            if !arrived.is_empty() {
+                self.reap()?;
             }
             let now = Instant::now();
             if now >= self.next_run_dir_check {
@@ -400,8 +393,9 @@ impl Supervisor {
                  `--socket` on a private socket no one else can take"
             ),
             ["unknown"] => bail!(
-                "{alias} has no /proc, so jssh cannot check who listens on 127.0.0.1:{port} there, \
-                 and it never sends the token to a port it has not checked: use `jssh up {alias} --socket`"
+                "jssh cannot check who listens on 127.0.0.1:{port} on {alias} (it can where the remote \
+                 runs Linux), and it never sends the token to a port it has not checked: use \
+                 `jssh up {alias} --socket`"
             ),
             // Nobody listens yet: Jupyter is starting, or gone.
             _ => Ok(Probe::Closed),
@@ -571,7 +565,11 @@ impl Supervisor {
                         self.next_reach_check = now + REACH_EVERY;
                         // A SYN sent into a dead path is retried only after 1, 3, 7… s: once the
                         // server answers a fresh one, start over instead of waiting for that.
-                        let stalled = self.active.as_ref().is_some_and(|c| syn_sent(c.child.id()));
+                        // Where the system cannot tell, an attempt is left to its own SYN retries.
+                        let stalled = self
+                            .active
+                            .as_ref()
+                            .is_some_and(|c| platform::syn_sent(c.child.id()) == Some(true));
                         if stalled && self.server_answers() {
                             self.event("the server answers again: restarting the stalled connection attempt");
                             if let Some(conn) = self.active.take() {
@@ -941,11 +939,9 @@ fn end_leftover_masters(ssh: &Ssh, alias: &Alias, run: &RunDir) {
         }
     }
     for (pid, control) in run.read_masters() {
-        let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|argv| {
-            argv.split(|&b| b == 0)
-                .any(|word| word == control.as_os_str().as_encoded_bytes())
-        });
-        if ours && let Ok(pid) = i32::try_from(pid) {
+        if platform::started_with(pid, control.as_os_str())
+            && let Ok(pid) = i32::try_from(pid)
+        {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
         }
     }
@@ -974,60 +970,8 @@ fn end(child: &CleanChild) {
     }
 }
 
-/// Inodes of the sockets in SYN_SENT (state 02) in a `/proc/net/tcp{,6}` table.
-fn syn_sent_inodes(table: &str) -> Vec<u64> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(3) == Some(&"02")).then(|| fields.get(9)?.parse().ok())?
-        })
-        .collect()
-}
-
-/// Whether process `pid` has a TCP connection still waiting for the server's SYN-ACK.
-fn syn_sent(pid: u32) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    let sockets: Vec<u64> = fds
-        .flatten()
-        .filter_map(|fd| {
-            let target = std::fs::read_link(fd.path()).ok()?;
-            target
-                .to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect();
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .any(|table| syn_sent_inodes(&table).iter().any(|inode| sockets.contains(inode)))
-}
-
 /// Wall-clock `HH:MM:SS` (UTC) for log lines.
 fn clock() -> String {
     let secs = crate::state::unix_now() % 86_400;
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_connections_waiting_for_a_syn_ack() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-                     0: 0100007F:B1F3 0100007F:0016 02 00000000:00000000 01:00000100 00000002     0        0 4242 1 0\n\
-                     1: 0100007F:B1F4 0100007F:0016 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0\n";
-        assert_eq!(syn_sent_inodes(table), [4242]);
-        assert!(
-            !syn_sent(std::process::id()),
-            "this test process has no stalled connection"
-        );
-    }
 }

@@ -1,0 +1,131 @@
+//! Everything that differs between the systems jssh runs on (Linux, macOS, the BSDs), behind
+//! one small surface: nothing outside this module names an OS or reads `/proc`.
+//!
+//! - [`Signals`]: signals delivered into a `poll(2)` loop, by the same self-pipe everywhere.
+//! - [`started_with`]: whether a process's command line holds a given argument.
+//! - [`syn_sent`]: whether a process's TCP connection still waits for the server's SYN-ACK.
+//! - [`OPENER`] and [`install_hint`]: what opens a URL, and how a missing program is installed.
+
+#[cfg(any(not(target_os = "linux"), test))]
+mod bsd;
+#[cfg(target_os = "linux")]
+mod linux;
+
+#[cfg(not(target_os = "linux"))]
+use bsd as os;
+#[cfg(target_os = "linux")]
+use linux as os;
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{SigSet, Signal};
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::SignalOnly;
+
+/// The program that opens a file or URL in the user's browser.
+pub(crate) const OPENER: &str = os::OPENER;
+
+/// How to install `program` here ("openssh-client (…)", "Homebrew's openssh (…)").
+pub(crate) fn install_hint(program: &str) -> &'static str {
+    os::install_hint(program)
+}
+
+/// Whether process `pid` runs with `word` as one of its arguments; false when it does not
+/// run, or when this system cannot tell (a caller that would signal it then does not).
+pub(crate) fn started_with(pid: u32, word: &OsStr) -> bool {
+    os::started_with(pid, word)
+}
+
+/// Whether process `pid` has a TCP connection still waiting for the server's SYN-ACK;
+/// `None` where the system cannot tell cheaply.
+pub(crate) fn syn_sent(pid: u32) -> Option<bool> {
+    os::syn_sent(pid)
+}
+
+/// Signals delivered into a `poll(2)` loop: poll [`Signals::fd`], then read
+/// [`Signals::pending`].
+///
+/// A self-pipe (signal-hook's), on every system. A signalfd exists only on Linux and kqueue's
+/// `EVFILT_SIGNAL` only on macOS and the BSDs, so either would leave the code a Mac runs
+/// untested here; the self-pipe is the same code everywhere. Its catch: a handled signal
+/// interrupts whichever thread it lands on (a probe's `poll` would fail with EINTR, a
+/// spurious "Jupyter does not answer"). So [`Signals::deliver`] blocks the signals in the
+/// calling thread (threads it starts later inherit that), and one idle thread of its own
+/// leaves them unblocked: the kernel delivers them there, the handler writes to the pipe, and
+/// no other thread is ever interrupted. Children still start with an empty mask and default
+/// dispositions (`Cmd::spawn_clean`; exec resets handled signals to default anyway).
+pub(crate) struct Signals {
+    delivery: SignalDelivery<UnixStream, SignalOnly>,
+}
+
+impl Signals {
+    /// Starts delivering `signals`. Call it before starting any other thread.
+    pub(crate) fn deliver(signals: &[Signal]) -> Result<Self> {
+        let mut set = SigSet::empty();
+        for &signal in signals {
+            set.add(signal);
+        }
+        set.thread_block().context("could not block signals")?;
+        let (read, write) = UnixStream::pair().context("could not make a socket pair")?;
+        let numbers = signals.iter().map(|&s| s as i32);
+        let delivery = SignalDelivery::with_pipe(read, write, SignalOnly, numbers)
+            .context("could not install the signal handlers")?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("signals".into())
+            // It only ever runs the handler, which writes one byte.
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let unblocked = set.thread_unblock();
+                if unblocked.is_ok() {
+                    let _ = ready_tx.send(unblocked);
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                let _ = ready_tx.send(unblocked);
+            })
+            .context("could not start the signal thread")?;
+        ready_rx
+            .recv()
+            .context("the signal thread ended")?
+            .context("could not unblock signals in the signal thread")?;
+        Ok(Self { delivery })
+    }
+
+    /// Readable when a signal arrived.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.delivery.get_read().as_fd()
+    }
+
+    /// The signals that arrived since the last call (each once, however often it came).
+    pub(crate) fn pending(&mut self) -> Vec<Signal> {
+        self.delivery
+            .pending()
+            .filter_map(|n| Signal::try_from(n).ok())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+    #[test]
+    fn a_signal_reaches_the_poll_loop_and_no_other_thread() {
+        let mut signals = Signals::deliver(&[Signal::SIGUSR2]).unwrap();
+        assert!(signals.pending().is_empty());
+        nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGUSR2).unwrap();
+        let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(5000u16)), Ok(1));
+        assert_eq!(signals.pending(), [Signal::SIGUSR2]);
+        assert!(signals.pending().is_empty(), "each arrival is reported once");
+        // Blocked here, so this thread's own syscalls are never interrupted by it.
+        let mask = SigSet::thread_get_mask().unwrap();
+        assert!(mask.contains(Signal::SIGUSR2));
+    }
+}
