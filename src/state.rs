@@ -5,11 +5,13 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -119,9 +121,52 @@ impl RunDir {
         self.dir.join("session.json")
     }
 
-    /// The supervisor's two ssh control sockets (a connection and its standby).
+    /// The supervisor's two ssh control sockets (a connection and its standby): in the alias's
+    /// dir, unless that path is too long for a socket (see [`CONTROL_PATH_MAX`]); then in a
+    /// private dir of this user's under /tmp, named after the alias's dir (see
+    /// [`RunDir::prepare_control_dir`]).
     pub(crate) fn control_path(&self, n: u32) -> PathBuf {
-        self.dir.join(format!("ctl{n}"))
+        let path = self.dir.join(format!("ctl{n}"));
+        if path.as_os_str().len() <= CONTROL_PATH_MAX {
+            return path;
+        }
+        let hash = self
+            .dir
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .fold(FNV_OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
+        short_control_dir().join(format!("{hash:016x}-ctl{n}"))
+    }
+
+    /// Makes sure the dir of [`RunDir::control_path`] exists and is this user's alone.
+    pub(crate) fn prepare_control_dir(&self) -> Result<()> {
+        let control = self.control_path(0);
+        let dir = control.parent().context("a control path has no parent")?;
+        if dir == self.dir {
+            return self.ensure();
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .or_else(|e| {
+                if e.kind() == ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .with_context(|| format!("could not create {}", dir.display()))?;
+        let meta = fs::symlink_metadata(dir).with_context(|| format!("could not read {}", dir.display()))?;
+        if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() || meta.mode() & 0o077 != 0 {
+            bail!(
+                "{} (for ssh's control sockets, as {} is too long a path for one) is not a \
+                 private directory of yours: remove it, or set a shorter JSSH_STATE_DIR",
+                dir.display(),
+                self.dir.display()
+            );
+        }
+        Ok(())
     }
 
     /// The supervisor's ssh masters (`PID CONTROL` lines), for the next supervisor to end
@@ -224,6 +269,21 @@ impl RunDir {
     }
 }
 
+/// The longest control socket path jssh gives ssh: a socket's path holds at most 103 bytes
+/// on macOS and the BSDs (107 on Linux; the smaller one everywhere), and ssh binds
+/// `PATH.` plus 16 random characters first, then renames it.
+const CONTROL_PATH_MAX: usize = 103 - 17;
+
+/// FNV-1a: a stable name for a long state dir's control sockets, the same in every jssh
+/// version (std's hasher may change between Rust releases).
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// Where control sockets go when the state dir's path is too long for them.
+fn short_control_dir() -> PathBuf {
+    PathBuf::from(format!("/tmp/jssh-{}", nix::unistd::getuid()))
+}
+
 /// A lock over all aliases' port choices (held only while one is picked and recorded).
 pub(crate) fn lock_ports(paths: &Paths) -> Result<Flock<File>> {
     fsutil::ensure_private_dir(&paths.state_dir)?;
@@ -273,5 +333,31 @@ impl Lease {
     /// deleted (or the file replaced), nobody can find or stop this supervisor any more.
     pub(crate) fn still_there(&self) -> bool {
         fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_sockets_get_a_short_path_when_the_state_dir_is_deep() {
+        let near = RunDir {
+            dir: PathBuf::from("/Users/alice/.local/state/jssh/gpu"),
+        };
+        assert_eq!(near.control_path(1), near.dir.join("ctl1"));
+        let deep = RunDir {
+            dir: PathBuf::from(format!("/Users/{}/.local/state/jssh/gpu", "a".repeat(60))),
+        };
+        let (zero, one) = (deep.control_path(0), deep.control_path(1));
+        assert!(zero.starts_with(short_control_dir()), "{}", zero.display());
+        assert!(zero.to_string_lossy().ends_with("-ctl0"), "{}", zero.display());
+        assert!(zero.as_os_str().len() <= CONTROL_PATH_MAX, "{}", zero.display());
+        assert_ne!(zero, one);
+        assert_eq!(deep.control_path(0), zero, "the same every time");
+        let other = RunDir {
+            dir: deep.dir.with_file_name("cpu"),
+        };
+        assert_ne!(other.control_path(0), zero, "another alias gets its own");
     }
 }

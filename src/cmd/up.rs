@@ -2,7 +2,7 @@
 //! only once it answers.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ExitCode, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
@@ -42,12 +42,19 @@ fn choose_port(
     Ok(remembered.into_iter().chain(default).find(|&p| free(p)))
 }
 
+/// Whether nobody holds `127.0.0.1:port`. Binding alone is not proof: on macOS and the BSDs
+/// it succeeds while another program listens on `*:port` (the wildcard address), so whoever
+/// holds the port must also not answer a connection.
+fn port_is_free(port: u16) -> bool {
+    let here = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(here).is_ok() && TcpStream::connect_timeout(&here, Duration::from_millis(200)).is_err()
+}
+
 /// Picks and records the local port under a lock shared by all aliases.
 fn claim_port(ctx: &Ctx, run: &RunDir, alias: &crate::target::Alias, explicit: Option<u16>) -> Result<u16> {
     let _ports = state::lock_ports(&ctx.paths)?;
     let taken = state::claimed_ports(&ctx.paths, alias);
-    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-    let port = if let Some(port) = choose_port(explicit, run.remembered_port(), &taken, free)? {
+    let port = if let Some(port) = choose_port(explicit, run.remembered_port(), &taken, port_is_free)? {
         port
     } else {
         let listener = TcpListener::bind("127.0.0.1:0").context("could not find a free local port")?;
@@ -565,6 +572,17 @@ mod tests {
             assert_eq!(ports.len(), 5);
             assert!(ports.iter().all(|p| (20_000..32_768).contains(p)), "{ports:?}");
         }
+    }
+
+    #[test]
+    fn a_port_held_on_the_wildcard_address_is_not_free() {
+        // Regression (macOS, the BSDs): binding 127.0.0.1:P succeeds there while another
+        // program listens on *:P, so a bind alone called the port free.
+        let wildcard = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        let port = wildcard.local_addr().unwrap().port();
+        assert!(!port_is_free(port));
+        drop(wildcard);
+        assert!(port_is_free(port));
     }
 
     #[test]

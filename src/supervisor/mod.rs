@@ -185,6 +185,7 @@ fn supervise(args: &Args) -> Result<Signal> {
     let session = run
         .read_session()?
         .context("no session to supervise: start it with `jssh up`")?;
+    run.prepare_control_dir()?;
     end_leftover_masters(&ssh, alias, &run);
     let listener = gate::bind(session.local_port)?;
     let gate = Gate::start(listener)?;

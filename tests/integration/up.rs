@@ -4,12 +4,13 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::util::{jssh, jssh_at, jssh_std, set_up, stderr, stdout, venv};
+use crate::util::{jssh, jssh_at, jssh_std, mode, set_up, stderr, stdout, venv};
 
 /// A fixture with `alias` set up and its remote environment pointed at the venv.
 pub(crate) fn ready_host(alias: &str) -> (Sshd, Client) {
@@ -634,4 +635,52 @@ fn a_failed_relaunch_is_retried() {
     assert_eq!(status(&client, "retry")["restarts"], 1);
     let _ = fs::remove_dir_all(&moved);
     jssh(&client).args(["down", "retry"]).assert().success();
+}
+
+/// macOS and the BSDs hold a socket path of 103 bytes, and ssh binds `PATH.` plus 16 random
+/// characters first: a deep state dir gets its control sockets in a private dir under /tmp,
+/// and the tunnel works and heals as usual (issue 10).
+#[test]
+fn a_deep_state_dir_keeps_the_control_sockets_short() {
+    let (_sshd, client) = ready_host("deep");
+    let state = client.root().join("s".repeat(90));
+    let jssh_deep = |args: &[&str]| jssh(&client).env("JSSH_STATE_DIR", &state).args(args).output().unwrap();
+    let env = format!("venv:{}", venv());
+    let out = jssh_deep(&[
+        "up",
+        "deep",
+        "-d",
+        "--timeout",
+        "90",
+        "--port",
+        &free_port(),
+        "--env",
+        &env,
+    ]);
+    let log = fs::read_to_string(state.join("deep/supervisor.log")).unwrap_or_default();
+    assert!(out.status.success(), "{}{}\n{log}", stdout(&out), stderr(&out));
+    let (port, token) = parse_url(stdout(&out).lines().last().unwrap());
+    assert_eq!(get(port, "/api/status", Some(&token)), 200);
+
+    let short = Path::new("/tmp").join(format!("jssh-{}", fs::metadata(client.root()).unwrap().uid()));
+    let masters = fs::read_to_string(state.join("deep/masters")).unwrap();
+    let (pid, control) = masters.lines().next().unwrap().split_once(' ').unwrap();
+    assert!(
+        Path::new(control).starts_with(&short) && control.len() <= 103 - 17,
+        "{masters}"
+    );
+    assert!(Path::new(control).exists(), "ssh made its socket there");
+    assert_eq!(mode(&short), 0o700);
+
+    kill(pid.parse().unwrap(), "-KILL");
+    answers_within(&client, port, &token, Duration::from_secs(10));
+
+    let out = jssh_deep(&["down", "deep"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left: Vec<_> = masters
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, c)| c))
+        .filter(|c| Path::new(c).exists())
+        .collect();
+    assert!(left.is_empty(), "control sockets left behind: {left:?}");
 }
