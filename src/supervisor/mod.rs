@@ -374,6 +374,13 @@ impl Supervisor {
         if !active.control.exists() {
             return Ok(Probe::Refused);
         }
+        // Who listens is asked (a remote command) only once something does: asking every
+        // 25 ms while Jupyter imports would compete with it for the server's CPU.
+        let route = self.route().context("no route")?;
+        match probe::listening(&route, probe_timeout(self.probe_typical)) {
+            Probe::Ok => {}
+            other => return Ok(other),
+        }
         let check = remote::listener(&self.session.tmux_name, port);
         let cmd = self.ssh.exec_over(&self.alias, &active.control, &check);
         let Ok(out) = cmd.output_within(PROBE_TIMEOUT_CAP) else {

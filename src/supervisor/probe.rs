@@ -146,6 +146,15 @@ fn set_timeouts(stream: &UnixStream, timeout: Duration) {
     let _ = stream.set_write_timeout(Some(timeout));
 }
 
+/// Whether anything listens at the remote end, sending it nothing: a channel is opened and
+/// closed. Cheap (no remote process), so it can be asked often while Jupyter starts.
+pub(crate) fn listening(route: &Route, timeout: Duration) -> Probe {
+    match open(route, timeout) {
+        Ok(_) => Probe::Ok,
+        Err(probe) => probe,
+    }
+}
+
 /// Asks once, on a channel of its own: `token` `None` checks that Jupyter refuses a request
 /// without it.
 pub(crate) fn once(route: &Route, token: Option<&str>, timeout: Duration) -> Probe {
