@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::Client;
 use crate::up::{free_port, parse_url, ready_host, up};
-use crate::util::{jssh, stderr, stdout, venv};
+use crate::util::{alive, jssh, process_table, stderr, stdout, venv};
 
 fn status(client: &Client, alias: &str) -> serde_json::Value {
     let out = jssh(client)
@@ -22,13 +22,6 @@ fn status(client: &Client, alias: &str) -> serde_json::Value {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
-}
-
-fn alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()))
-        .is_some_and(|state| state != 'Z' && state != 'X')
 }
 
 fn kill(pid: u32, signal: &str) {
@@ -54,16 +47,10 @@ fn live_ssh(client: &Client, alias: &str, old: Option<u64>) -> u64 {
 /// Every ssh the client runs for `alias`'s supervisor (active, standby, watch).
 fn supervisor_ssh(client: &Client, alias: &str) -> Vec<u32> {
     let needle = client.state_dir().join(alias).display().to_string();
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let c = String::from_utf8_lossy(&c).replace('\0', " ");
-                c.starts_with("ssh ") && c.contains(&needle)
-            }) && alive(*pid)
-        })
+    process_table()
+        .into_iter()
+        .filter(|p| p.command.starts_with("ssh ") && p.command.contains(&needle))
+        .map(|p| p.pid)
         .collect()
 }
 
@@ -165,9 +152,11 @@ fn nobody_else_can_take_the_port_while_the_tunnel_heals_and_a_killed_supervisor_
             .iter()
             .filter(|pid| alive(**pid))
             .map(|pid| {
-                fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                process_table()
+                    .into_iter()
+                    .find(|p| p.pid == *pid)
+                    .map(|p| p.command)
                     .unwrap_or_default()
-                    .replace('\0', " ")
             })
             .collect();
         let log = fs::read_to_string(client.state_dir().join("hold/supervisor.log")).unwrap_or_default();

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::util::{jssh, jssh_at, jssh_std, mode, set_up, stderr, stdout, venv};
+use crate::util::{Proc, jssh, jssh_at, jssh_std, mode, process_table, set_up, stderr, stdout, venv};
 
 /// A fixture with `alias` set up and its remote environment pointed at the venv.
 pub(crate) fn ready_host(alias: &str) -> (Sshd, Client) {
@@ -110,24 +110,11 @@ fn answers_within(client: &Client, port: u16, token: &str, limit: Duration) -> D
 
 /// Live (non-zombie) processes whose command line contains `needle` and all of `also`.
 fn processes(needle: &str, also: &[&str]) -> Vec<(u32, String)> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-        if !zombie && cmdline.contains(needle) && also.iter().all(|a| cmdline.contains(a)) {
-            found.push((pid, cmdline));
-        }
-    }
-    found
+    process_table()
+        .into_iter()
+        .filter(|p| p.command.contains(needle) && also.iter().all(|a| p.command.contains(a)))
+        .map(|p| (p.pid, p.command))
+        .collect()
 }
 
 fn tunnel_ssh(client: &Client) -> Vec<(u32, String)> {
@@ -138,17 +125,49 @@ fn tunnel_ssh(client: &Client) -> Vec<(u32, String)> {
 /// line until it execs, so a process whose parent is also listed is not counted (regression:
 /// "one supervisor" saw two once, under load).
 fn supervisors(client: &Client) -> Vec<(u32, String)> {
-    let found = processes(&client.root().display().to_string(), &["supervise"]);
-    let parent = |pid: u32| {
-        fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
-    };
+    let root = client.root().display().to_string();
+    let found: Vec<Proc> = process_table()
+        .into_iter()
+        .filter(|p| p.command.contains(&root) && p.command.contains("supervise"))
+        .collect();
     found
         .iter()
-        .filter(|(pid, _)| !parent(*pid).is_some_and(|p| found.iter().any(|(q, _)| *q == p)))
-        .cloned()
+        .filter(|p| !found.iter().any(|q| q.pid == p.ppid))
+        .map(|p| (p.pid, p.command.clone()))
         .collect()
+}
+
+/// The addresses that listen on local TCP `port`: from lsof, as on a Mac, or without it from
+/// the kernel's tables in /proc (Linux).
+fn listen_addresses(port: u16) -> Vec<String> {
+    if let Ok(out) = Command::new("lsof")
+        .args(["-nP", "-a", &format!("-iTCP:{port}"), "-sTCP:LISTEN", "-Fn"])
+        .output()
+    {
+        return stdout(&out)
+            .lines()
+            .filter_map(|l| l.strip_prefix('n')?.rsplit_once(':').map(|(addr, _)| addr.to_owned()))
+            .collect();
+    }
+    let hex = format!(":{port:04X}");
+    let mut found = Vec::new();
+    for (table, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        for line in fs::read_to_string(table).unwrap().lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields[3] != "0A" || !fields[1].ends_with(&hex) {
+                continue;
+            }
+            let addr = fields[1].split(':').next().unwrap();
+            found.push(if v6 {
+                format!("[{addr}]")
+            } else {
+                // Little-endian hex: 0100007F is 127.0.0.1.
+                let n = u32::from_str_radix(addr, 16).unwrap();
+                std::net::Ipv4Addr::from(n.swap_bytes()).to_string()
+            });
+        }
+    }
+    found
 }
 
 fn status(client: &Client, alias: &str) -> serde_json::Value {
@@ -198,25 +217,11 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
     assert_eq!(get(port, "/api/status", Some(&token)), 200);
     assert_eq!(get(port, "/api/status", None), 403, "the token is enforced");
 
-    // The local listener is bound to loopback only (/proc/net/tcp: 0100007F = 127.0.0.1).
-    let tcp = fs::read_to_string("/proc/net/tcp").unwrap();
-    let hex = format!(":{port:04X} ");
-    let listeners: Vec<&str> = tcp
-        .lines()
-        .filter(|l| l.contains(&hex) && l.split_whitespace().nth(3) == Some("0A"))
-        .collect();
+    // The local listener is bound to loopback only (no IPv6, no wildcard).
+    let listeners = listen_addresses(port);
     assert!(
-        !listeners.is_empty()
-            && listeners
-                .iter()
-                .all(|l| l.split_whitespace().nth(1).unwrap().starts_with("0100007F")),
+        !listeners.is_empty() && listeners.iter().all(|a| a == "127.0.0.1"),
         "{listeners:?}"
-    );
-    assert!(
-        fs::read_to_string("/proc/net/tcp6")
-            .unwrap()
-            .lines()
-            .all(|l| !l.contains(&hex) || l.split_whitespace().nth(3) != Some("0A"))
     );
 
     // The token is in no process's argv, local or remote (they share this machine).
@@ -250,20 +255,17 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
     assert_eq!(stdout(&url_out).trim(), url);
 
     // `open` hands the browser opener a private page, never the token itself. (A stand-in
-    // xdg-open records what it was given: there is no browser here.)
+    // for xdg-open, or macOS's open, records what it was given: there is no browser here.)
     let bin = client.root().join("opener");
     fs::create_dir(&bin).unwrap();
     let record = client.root().join("opened");
     let script = format!(
-        "#!/bin/sh\n{{ printf '%s\\n' \"$@\"; stat -c %a \"$1\"; cat \"$1\"; }} > '{}'\n",
+        "#!/bin/sh\n{{ printf '%s\\n' \"$@\"; ls -ln \"$1\" | cut -c1-10; cat \"$1\"; }} > '{}'\n",
         record.display()
     );
-    fs::write(bin.join("xdg-open"), script).unwrap();
-    fs::set_permissions(
-        bin.join("xdg-open"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let stand_in = bin.join(if cfg!(target_os = "macos") { "open" } else { "xdg-open" });
+    fs::write(&stand_in, script).unwrap();
+    fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     jssh(&client).args(["open", "nb"]).env("PATH", path).assert().success();
     let opened = fs::read_to_string(&record).unwrap();
@@ -273,7 +275,7 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
         !argument.contains(&token),
         "the token reached the opener's argv: {argument}"
     );
-    assert_eq!(lines.next(), Some("600"), "{opened}");
+    assert_eq!(lines.next(), Some("-rw-------"), "{opened}");
     assert!(opened.contains(&format!("url={url}")), "{opened}");
 
     // A second `up` reuses the server, quickly.
@@ -287,10 +289,9 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
     let supervisor = supervisors(&client);
     assert_eq!(supervisor.len(), 1);
     // The small binary of its own supervises, not the whole CLI (the idle resident set).
-    assert_eq!(
-        fs::read_link(format!("/proc/{}/exe", supervisor[0].0)).unwrap(),
-        Path::new(env!("CARGO_BIN_EXE_jssh-supervisor"))
-    );
+    // (jssh starts it by its absolute path, so that is its first word.)
+    let exe = supervisor[0].1.split(' ').next().unwrap();
+    assert_eq!(Path::new(exe), Path::new(env!("CARGO_BIN_EXE_jssh-supervisor")));
 
     let out = jssh(&client).args(["down", "nb"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -402,7 +403,7 @@ fn a_jssh_installed_without_its_supervisor_binary_supervises_itself() {
     assert_eq!(get(port, "/api/status", Some(&token)), 200);
     let supervisor = supervisors(&client);
     assert_eq!(supervisor.len(), 1);
-    assert_eq!(fs::read_link(format!("/proc/{}/exe", supervisor[0].0)).unwrap(), lone);
+    assert_eq!(Path::new(supervisor[0].1.split(' ').next().unwrap()), lone);
     jssh(&client).args(["down", "lone"]).assert().success();
 }
 

@@ -104,3 +104,50 @@ pub(crate) fn set_up(sshd: &Sshd, client: &Client, alias: &str, extra: &[&str]) 
     let out = jssh(client).args(setup_args(sshd, alias)).args(extra).output().unwrap();
     assert!(out.status.success(), "setup: {}{}", stdout(&out), stderr(&out));
 }
+
+/// A live process, as `ps` shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Proc {
+    pub(crate) pid: u32,
+    pub(crate) ppid: u32,
+    /// The arguments, joined by spaces.
+    pub(crate) command: String,
+}
+
+/// Every live (not zombie) process, from `ps -axww -o pid=,ppid=,stat=,command=`, which reads
+/// the same on Linux (procps) and on macOS and the BSDs: the tests find processes the way a
+/// Mac would. (A zombie counts as gone: PID 1 here reaps orphans slowly.)
+pub(crate) fn process_table() -> Vec<Proc> {
+    let out = std::process::Command::new("ps")
+        .args(["-axww", "-o", "pid=,ppid=,stat=,command="])
+        .output()
+        .expect("ps is needed to find processes");
+    assert!(out.status.success(), "ps failed: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            let parent = fields.next()?.parse().ok()?;
+            let stat = fields.next()?;
+            let command = fields.collect::<Vec<_>>().join(" ");
+            (!stat.starts_with('Z')).then_some(Proc {
+                pid,
+                ppid: parent,
+                command,
+            })
+        })
+        .collect()
+}
+
+/// Whether `pid` runs (and is not a zombie).
+pub(crate) fn alive(pid: u32) -> bool {
+    std::process::Command::new("ps")
+        .args(["-o", "stat=", "-p", &pid.to_string()])
+        .output()
+        .is_ok_and(|out| {
+            let stat = stdout(&out);
+            let stat = stat.trim();
+            !stat.is_empty() && !stat.starts_with('Z')
+        })
+}
