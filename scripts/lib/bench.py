@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import browser_bench  # noqa: E402
 import datapath_bench  # noqa: E402
 import report  # noqa: E402
 from jsshbench import (  # noqa: E402
@@ -691,9 +692,12 @@ def main():
     p.add_argument("--recover-timeout", type=float, default=60.0)
     p.add_argument("--skip-jf", action="store_true", help="leave out jupyter-forward")
     p.add_argument(
-        "--only", default="cold,warm,idle,datapath,faults", help="sections (cold,warm,idle,datapath,faults)"
+        "--only",
+        default="cold,warm,idle,datapath,faults,browser",
+        help="sections (cold,warm,idle,datapath,faults,browser)",
     )
     p.add_argument("--faults", default=",".join(FAULTS))
+    browser_bench.add_arguments(p)
     p.add_argument("--out", help="markdown report (default docs/BENCHMARKS.md, target/bench/ with --quick)")
     p.add_argument("--chart", help="PNG chart (default docs/bench-recovery.png)")
     p.add_argument("--json", help="raw results (default target/bench/results.json)")
@@ -714,11 +718,11 @@ def main():
     try:
         if "cold" in sections:
             bench.cold()
-        if {"warm", "idle", "faults"} & set(sections):
+        if {"warm", "idle", "faults", "browser"} & set(sections):
             bench.warm()
         elif "datapath" in sections:
             bench.cold_jssh()  # a tunnel to measure, without the warm commands' timings
-        if {"idle", "faults"} & set(sections):
+        if {"idle", "faults", "browser"} & set(sections):
             bench.start_autossh()
         if "idle" in sections:
             bench.idle()
@@ -728,6 +732,9 @@ def main():
             bench.datapath()
         if "faults" in sections:
             bench.faults()
+        # Last: user-visible recovery in a real browser (scripts/lib/browser_bench.py).
+        if "browser" in sections:
+            browser_bench.measure(bench)
     finally:
         bench.teardown()
         bench.results["meta"]["bench_secs"] = now() - started

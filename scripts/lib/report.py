@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree (when run alone)
+import browser_bench  # noqa: E402 - renders its own section and targets
 from datapath_bench import DIRECT, JSSH, PLAIN, p90  # noqa: E402 - the names the results use
 
 HERE = Path(__file__).resolve().parent
@@ -172,6 +173,7 @@ def targets(res):
             )
         )
     rows += datapath_targets(res)
+    rows += browser_bench.targets(res)
     return rows
 
 
@@ -278,6 +280,7 @@ def render(res, chart_name):
                 this = statistics.median(a[1] for a in att)
                 rows.append((fault, f"{down:.2f} s", f"{this:.2f} s", f"{down - this:.2f} s", len(att)))
         out.append(table(["Fault", "down", "successful attempt", "before it", "reconnects"], rows))
+    out += browser_bench.section(res)
 
     idle = res["idle"]
     if idle:

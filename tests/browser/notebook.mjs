@@ -16,13 +16,16 @@
 //       opens JupyterLab at URL (its workspace reset, so no tab from an earlier session comes
 //       back), creates a notebook with File › New › Notebook and the kernel dialog, waits until
 //       its kernel is idle → {"ok":true,"kernel":ID,"path":"Untitled.ipynb","seconds":S}
-//   {"cmd":"run","code":"x + 1","expect":"42","timeout_ms":N}
+//   {"cmd":"run","code":"x + 1","expect":"42","timeout_ms":N,"persist":false}
 //       types code into a new cell at the end and presses Shift+Enter; waits until that cell's
 //       output is exactly `expect` (without "expect": until the cell has an execution count)
 //       → {"ok":true,"seconds":S,"dialog":false,"dialogs":[],"kernel":ID}
 //       seconds: from the keypress to the output, both timed inside the page. dialog: whether
 //       any .jp-Dialog (e.g. "Server Connection Error") appeared meanwhile; it is dismissed
-//       after being recorded so that the next run can type. On timeout: {"ok":false,
+//       after being recorded so that the next run can type. With "persist":true it acts as a
+//       user who does not give up: accepts each dialog's default as it appears and runs the
+//       cell again while it has not started ("reruns" counts these; the time still runs from
+//       the first keypress). On timeout: {"ok":false,
 //       "error":"timeout", "outputs":[…], "prompt":"[*]:", "dialogs":[…], …}.
 //   {"cmd":"quit"} → {"ok":true}, then the browser is closed and the driver exits.
 //
@@ -209,7 +212,7 @@ async function freshLastCell() {
   return last();
 }
 
-async function run({ code, expect = null, timeout_ms: timeout = 60000 }) {
+async function run({ code, expect = null, timeout_ms: timeout = 60000, persist = false }) {
   if (!page || !panelId) throw new Error('no notebook: send "open" first');
   await dismissDialogs();
   const cell = await freshLastCell();
@@ -243,13 +246,19 @@ async function run({ code, expect = null, timeout_ms: timeout = 60000 }) {
     [handle, expect],
   );
   await page.keyboard.press('Shift+Enter');
+  const deadline = Date.now() + timeout;
   let timedOut = false;
-  await page
-    .waitForFunction(() => window.__jssh.run.end !== null, null, { timeout, polling: 20 })
-    .catch((e) => {
-      if (e.name !== 'TimeoutError') throw e;
-      timedOut = true;
-    });
+  let reruns = 0;
+  if (persist) {
+    ({ timedOut, reruns } = await persevere(handle, deadline));
+  } else {
+    await page
+      .waitForFunction(() => window.__jssh.run.end !== null, null, { timeout, polling: 20 })
+      .catch((e) => {
+        if (e.name !== 'TimeoutError') throw e;
+        timedOut = true;
+      });
+  }
   const state = await page.evaluate(
     ([c]) => ({
       run: window.__jssh.run,
@@ -262,6 +271,7 @@ async function run({ code, expect = null, timeout_ms: timeout = 60000 }) {
   await handle.dispose();
   const dialogs = state.dialogs.map((d) => d.text);
   const answer = { dialog: dialogs.length > 0, dialogs };
+  if (persist) answer.reruns = reruns;
   if (timedOut || state.run.start === null) {
     Object.assign(answer, {
       ok: false,
@@ -279,6 +289,35 @@ async function run({ code, expect = null, timeout_ms: timeout = 60000 }) {
   });
   await dismissDialogs();
   return answer;
+}
+
+/** What a user does when a cell does not run. After a Jupyter crash the kernel is gone: the
+ * cell never starts (its prompt stays "[ ]:"), and JupyterLab asks which kernel to start only
+ * when a cell is run again. So: accept each dialog's default as it appears, and run the cell
+ * again whenever it has not started 1 s after the last keypress. Polls every 100 ms until the
+ * output shows or `deadline`. */
+async function persevere(handle, deadline) {
+  let reruns = 0;
+  let lastPress = Date.now();
+  while (Date.now() < deadline) {
+    if (await page.evaluate(() => window.__jssh.run.end !== null)) return { timedOut: false, reruns };
+    const accept = page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-accept').first();
+    if ((await accept.count()) > 0) {
+      await accept.click({ timeout: 5000 }).catch(() => {});
+      lastPress = Date.now();
+      continue;
+    }
+    // The cell's element, not `cells.last()`: running the last cell appended a new one.
+    const prompt = await handle.$eval('.jp-InputArea-prompt', (p) => p.textContent.trim()).catch(() => '');
+    if (prompt === '[ ]:' && Date.now() - lastPress > 1000) {
+      await (await handle.$('.cm-content')).click();
+      await page.keyboard.press('Shift+Enter');
+      lastPress = Date.now();
+      reruns += 1;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { timedOut: true, reruns };
 }
 
 async function quit() {
