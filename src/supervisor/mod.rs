@@ -12,6 +12,7 @@
 
 mod gate;
 pub(crate) mod handle;
+mod link;
 mod mux;
 mod policy;
 mod probe;
@@ -31,10 +32,10 @@ use nix::sys::signal::Signal;
 
 use self::gate::{Gate, Route};
 use self::handle::Args;
+use self::link::{Action, Link, Seen};
 use self::policy::{
-    CONNECT_LIMIT, CONNECT_POLL, GRACE, HEALTHY_RESET, MAX_RESTARTS, PROBE_CONFIRM, PROBE_EVERY, PROBE_TIMEOUT_CAP,
-    REACH_EVERY, RESTART_WINDOW, RUN_DIR_CHECK, STALL_AFTER, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff,
-    probe_timeout,
+    CONNECT_LIMIT, CONNECT_POLL, GRACE, HEALTHY_RESET, MAX_RESTARTS, PROBE_EVERY, PROBE_TIMEOUT_CAP, REACH_EVERY,
+    RESTART_WINDOW, RUN_DIR_CHECK, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff, probe_timeout,
 };
 use self::probe::{Probe, Prober};
 use crate::paths::Paths;
@@ -44,30 +45,6 @@ use crate::remote::{self, JupyterSpec, LaunchEvent};
 use crate::ssh::{Ssh, parse_resolved};
 use crate::state::{Lease, Phase, RunDir, Session};
 use crate::target::Alias;
-
-#[derive(Debug)]
-enum Link {
-    /// ssh started; waiting for the first good probe. `lost` is when the last good link ended;
-    /// past `deadline` without an answer from ssh the attempt counts as failed.
-    Connecting {
-        since: Instant,
-        lost: Option<Instant>,
-        closed_since: Option<Instant>,
-        deadline: Instant,
-    },
-    Up {
-        since: Instant,
-        failures: u32,
-    },
-    /// ssh exited; the next attempt is due at `due` (earlier if the server's port answers).
-    Waiting {
-        due: Instant,
-        lost: Instant,
-        /// Whether the server's port was seen not answering since: only then may its answering
-        /// again cut the backoff short (a server that answers but refuses ssh must not).
-        seen_down: bool,
-    },
-}
 
 /// What [`Supervisor::relaunch`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -508,125 +485,85 @@ impl Supervisor {
         Ok(())
     }
 
-    // One match over the link's states, each arm short: splitting it would scatter the
-    // transitions this function exists to show together.
-    #[allow(clippy::too_many_lines)]
+    /// One tick: observe what the link's state calls for, let [`link::on_tick`] decide, then
+    /// do what it says (which may move the state further).
     fn tick(&mut self) -> Result<()> {
         let now = Instant::now();
-        match self.link {
-            Link::Waiting { due, lost, seen_down } => {
-                // While backing off, look every REACH_EVERY whether the server is back.
-                let answers = now < due && self.direct.is_some() && self.server_answers();
-                if now >= due || (answers && seen_down) {
+        let seen = match self.link {
+            Link::Waiting { .. } => {
+                Seen::Reach((self.direct.is_some() && self.link.wants_reach_check(now)).then(|| self.server_answers()))
+            }
+            Link::Connecting { .. } => Seen::Probe(self.checked_probe()?),
+            Link::Up { .. } => Seen::Probe(self.probe()),
+        };
+        let (link, action, next) = link::on_tick(self.link, &seen, now);
+        self.link = link;
+        self.next_tick = next;
+        match action {
+            Action::Connect { lost } => self.spawn_active(now, lost)?,
+            Action::Connected { since, lost } => {
+                self.verify_auth()?;
+                self.connected(since, lost);
+            }
+            Action::CheckJupyter => {
+                // A relaunch moves the state itself when it reconnects; when it started
+                // Jupyter again the link keeps waiting for it to answer.
+                self.relaunch()?;
+            }
+            Action::GiveUp { lost, last } => {
+                self.event(&format!("the new connection does not carry the tunnel ({last:?})"));
+                self.abandon(now);
+                // Like an attempt that ended early: retried after a backoff, not in a loop.
+                self.attempt += 1;
+                self.link = Link::Waiting {
+                    due: now + backoff(self.attempt),
+                    lost,
+                    seen_down: false,
+                };
+            }
+            Action::CheckStall { lost } if now >= self.next_reach_check => {
+                self.next_reach_check = now + REACH_EVERY;
+                // A SYN sent into a dead path is retried only after 1, 3, 7… s: once the
+                // server answers a fresh one, start over instead of waiting for that.
+                // Where the system cannot tell, an attempt is left to its own SYN retries.
+                let stalled = self
+                    .active
+                    .as_ref()
+                    .is_some_and(|c| platform::syn_sent(c.child.id()) == Some(true));
+                if stalled && self.server_answers() {
+                    self.event("the server answers again: restarting the stalled connection attempt");
+                    if let Some(conn) = self.active.take() {
+                        stop(conn);
+                    }
                     self.spawn_active(now, lost)?;
-                } else {
-                    let seen_down = seen_down || (self.direct.is_some() && !answers);
-                    self.link = Link::Waiting { due, lost, seen_down };
-                    let step = if self.direct.is_some() { REACH_EVERY } else { due - now };
-                    self.next_tick = (now + step).min(due);
                 }
             }
-            Link::Connecting {
-                since,
-                lost,
-                closed_since,
-                deadline,
-            } => {
-                match self.checked_probe()? {
-                    Probe::Ok => {
-                        self.verify_auth()?;
-                        self.connected(since, lost);
-                    }
-                    Probe::Closed => {
-                        // ssh is up but nothing answers remotely: Jupyter is starting or gone.
-                        // Asked at most once a second, while it lasts.
-                        let first = closed_since.unwrap_or(now);
-                        let closed_since = if now.duration_since(first) < Duration::from_secs(1) {
-                            Some(first)
-                        } else {
-                            match self.relaunch()? {
-                                Relaunch::Started => None,
-                                Relaunch::Running => Some(now),
-                                Relaunch::Reconnecting => return Ok(()),
-                            }
-                        };
-                        self.link = Link::Connecting {
-                            since,
-                            lost,
-                            closed_since,
-                            deadline,
-                        };
-                        self.next_tick = now + CONNECT_POLL;
-                    }
-                    result if now > deadline => {
-                        self.event(&format!("the new connection does not carry the tunnel ({result:?})"));
-                        self.abandon(now);
-                        // Like an attempt that ended early: retried after a backoff, not in a loop.
-                        self.attempt += 1;
-                        self.link = Link::Waiting {
-                            due: now + backoff(self.attempt),
-                            lost: lost.unwrap_or(now),
-                            seen_down: false,
-                        };
-                    }
-                    _ if now.duration_since(since) > STALL_AFTER && now >= self.next_reach_check => {
-                        self.next_reach_check = now + REACH_EVERY;
-                        // A SYN sent into a dead path is retried only after 1, 3, 7… s: once the
-                        // server answers a fresh one, start over instead of waiting for that.
-                        // Where the system cannot tell, an attempt is left to its own SYN retries.
-                        let stalled = self
-                            .active
-                            .as_ref()
-                            .is_some_and(|c| platform::syn_sent(c.child.id()) == Some(true));
-                        if stalled && self.server_answers() {
-                            self.event("the server answers again: restarting the stalled connection attempt");
-                            if let Some(conn) = self.active.take() {
-                                stop(conn);
-                            }
-                            self.spawn_active(now, lost.unwrap_or(now))?;
-                        } else {
-                            self.next_tick = now + CONNECT_POLL;
-                        }
-                    }
-                    _ => self.next_tick = now + CONNECT_POLL,
+            Action::Nothing | Action::CheckStall { .. } => {}
+            Action::Healthy { since } => {
+                if now.duration_since(since) > HEALTHY_RESET {
+                    self.attempt = 0;
+                }
+                if let Some(hung) = self.hung_since.take() {
+                    let secs = now.duration_since(hung).as_secs_f64();
+                    self.event(&format!("Jupyter answers again (it did not for {secs:.1} s)"));
+                    self.session.last_error = None;
+                    self.save();
+                }
+                self.ensure_standby();
+                self.ensure_watch();
+            }
+            Action::Hung => {
+                // The channel opened, so ssh and the server are fine: a new connection
+                // would not help, and Jupyter (busy, or frozen) is not ours to kill.
+                if self.hung_since.is_none() {
+                    self.hung_since = Some(now);
+                    let why = "Jupyter does not answer; the connection is fine";
+                    self.event(why);
+                    self.session.last_error = Some(why.into());
+                    self.save();
                 }
             }
-            Link::Up { since, failures } => match self.probe() {
-                Probe::Ok => {
-                    if now.duration_since(since) > HEALTHY_RESET {
-                        self.attempt = 0;
-                    }
-                    if let Some(hung) = self.hung_since.take() {
-                        let secs = now.duration_since(hung).as_secs_f64();
-                        self.event(&format!("Jupyter answers again (it did not for {secs:.1} s)"));
-                        self.session.last_error = None;
-                        self.save();
-                    }
-                    self.ensure_standby();
-                    self.ensure_watch();
-                    self.link = Link::Up { since, failures: 0 };
-                    self.next_tick = now + PROBE_EVERY;
-                }
-                Probe::Unanswered => {
-                    // The channel opened, so ssh and the server are fine: a new connection
-                    // would not help, and Jupyter (busy, or frozen) is not ours to kill.
-                    if self.hung_since.is_none() {
-                        self.hung_since = Some(now);
-                        let why = "Jupyter does not answer; the connection is fine";
-                        self.event(why);
-                        self.session.last_error = Some(why.into());
-                        self.save();
-                    }
-                    self.link = Link::Up { since, failures: 0 };
-                    self.next_tick = now + PROBE_EVERY;
-                }
-                _ if failures == 0 => {
-                    // Confirm quickly, on a new channel, before acting on one lost probe.
-                    self.link = Link::Up { since, failures: 1 };
-                    self.next_tick = now + PROBE_CONFIRM;
-                }
-                result => self.unhealthy(&result)?,
-            },
+            Action::Unhealthy(result) => self.unhealthy(&result)?,
         }
         Ok(())
     }

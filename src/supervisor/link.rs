@@ -1,0 +1,360 @@
+//! The link's state machine: what the supervisor does on each tick, as a pure function of
+//! the state, what the tick observed, and the time. The loop in `mod.rs` observes (probes,
+//! checks whether the server answers), calls [`on_tick`], stores the new state, and performs
+//! the action, which may move the state further (a new connection, a relaunch, giving up).
+
+use std::time::{Duration, Instant};
+
+use super::policy::{CONNECT_POLL, PROBE_CONFIRM, PROBE_EVERY, REACH_EVERY, STALL_AFTER};
+use super::probe::Probe;
+
+/// How long Jupyter may refuse a new connection's channels before the supervisor asks the
+/// remote whether it still runs (and starts it again if not).
+const CLOSED_CHECK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// ssh started; waiting for the first good probe. `lost` is when the last good link ended;
+    /// past `deadline` without an answer from ssh the attempt counts as failed.
+    Connecting {
+        since: Instant,
+        lost: Option<Instant>,
+        closed_since: Option<Instant>,
+        deadline: Instant,
+    },
+    Up {
+        since: Instant,
+        failures: u32,
+    },
+    /// No connection; the next attempt is due at `due` (earlier if the server's port answers).
+    Waiting {
+        due: Instant,
+        lost: Instant,
+        /// Whether the server's port was seen not answering since: only then may its answering
+        /// again cut the backoff short (a server that answers but refuses ssh must not).
+        seen_down: bool,
+    },
+}
+
+/// What a tick observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Waiting: whether the server's port answers, when that can be known (a direct
+    /// connection, before the attempt is due; see [`Link::wants_reach_check`]).
+    Reach(Option<bool>),
+    /// Connecting or up: the probe's verdict.
+    Probe(Probe),
+}
+
+/// What the loop must do after storing the new state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    Nothing,
+    /// Start a new connection, the outage counted from `lost`.
+    Connect {
+        lost: Instant,
+    },
+    /// Jupyter answered through a new connection (after checking it refuses a request
+    /// without the token): the link is up.
+    Connected {
+        since: Instant,
+        lost: Option<Instant>,
+    },
+    /// Nothing has listened for a while: ask the remote whether Jupyter still runs.
+    CheckJupyter,
+    /// The attempt did not carry the tunnel in time: drop it, retry after a backoff.
+    GiveUp {
+        lost: Instant,
+        last: Probe,
+    },
+    /// The attempt takes long: restart it if it is stuck in SYN_SENT and the server answers.
+    CheckStall {
+        lost: Instant,
+    },
+    /// A good probe on a link that is up (`since`: when it came up).
+    Healthy {
+        since: Instant,
+    },
+    /// The channel opened but Jupyter did not answer: it hangs; the connection is fine.
+    Hung,
+    /// Two probes in a row failed on a link that was up.
+    Unhealthy(Probe),
+}
+
+impl Link {
+    /// Whether the loop should look whether the server's port answers before this tick.
+    pub(crate) fn wants_reach_check(&self, now: Instant) -> bool {
+        matches!(self, Self::Waiting { due, .. } if now < *due)
+    }
+}
+
+/// One tick: the new state, the action, and when the next tick is due.
+pub(crate) fn on_tick(link: Link, seen: &Seen, now: Instant) -> (Link, Action, Instant) {
+    match (link, seen) {
+        (Link::Waiting { due, lost, seen_down }, Seen::Reach(answers)) => {
+            if now >= due || (*answers == Some(true) && seen_down) {
+                return (link, Action::Connect { lost }, now);
+            }
+            let seen_down = seen_down || *answers == Some(false);
+            // Where the server's port can be checked, every REACH_EVERY; else at `due`.
+            let step = if answers.is_some() { REACH_EVERY } else { due - now };
+            (
+                Link::Waiting { due, lost, seen_down },
+                Action::Nothing,
+                (now + step).min(due),
+            )
+        }
+        (
+            Link::Connecting {
+                since,
+                lost,
+                closed_since,
+                deadline,
+            },
+            Seen::Probe(probe),
+        ) => {
+            let next = now + CONNECT_POLL;
+            match probe {
+                Probe::Ok => (link, Action::Connected { since, lost }, next),
+                Probe::Closed => {
+                    // ssh is up but nothing answers remotely: Jupyter is starting or gone.
+                    let first = closed_since.unwrap_or(now);
+                    let (closed_since, action) = if now.duration_since(first) < CLOSED_CHECK {
+                        (first, Action::Nothing)
+                    } else {
+                        (now, Action::CheckJupyter)
+                    };
+                    let link = Link::Connecting {
+                        since,
+                        lost,
+                        closed_since: Some(closed_since),
+                        deadline,
+                    };
+                    (link, action, next)
+                }
+                last if now > deadline => (
+                    link,
+                    Action::GiveUp {
+                        lost: lost.unwrap_or(now),
+                        last: last.clone(),
+                    },
+                    now,
+                ),
+                _ if now.duration_since(since) > STALL_AFTER => (
+                    link,
+                    Action::CheckStall {
+                        lost: lost.unwrap_or(now),
+                    },
+                    next,
+                ),
+                _ => (link, Action::Nothing, next),
+            }
+        }
+        (Link::Up { since, failures }, Seen::Probe(probe)) => match probe {
+            Probe::Ok => (
+                Link::Up { since, failures: 0 },
+                Action::Healthy { since },
+                now + PROBE_EVERY,
+            ),
+            Probe::Unanswered => (Link::Up { since, failures: 0 }, Action::Hung, now + PROBE_EVERY),
+            // Confirm quickly, on a new channel, before acting on one lost probe.
+            _ if failures == 0 => (Link::Up { since, failures: 1 }, Action::Nothing, now + PROBE_CONFIRM),
+            other => (link, Action::Unhealthy(other.clone()), now),
+        },
+        // An observation that does not fit the state (the loop asks the right question for
+        // each state, so this does not happen): look again soon.
+        (link, _) => (link, Action::Nothing, now + CONNECT_POLL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Each row: a state, what the tick saw, the time; the expected state, action and next
+    /// tick. Times are offsets from one fake `t0`.
+    #[test]
+    #[allow(clippy::too_many_lines, reason = "one row per transition: the table is the test")]
+    fn transitions() {
+        let t0 = Instant::now();
+        let at = |n: u64| t0 + ms(n);
+        let waiting = |due, seen_down| Link::Waiting {
+            due: at(due),
+            lost: t0,
+            seen_down,
+        };
+        let connecting = |closed: Option<u64>| Link::Connecting {
+            since: t0,
+            lost: Some(t0),
+            closed_since: closed.map(at),
+            deadline: at(20_000),
+        };
+        let up = |failures| Link::Up { since: t0, failures };
+        let probe = Seen::Probe;
+        let rows: Vec<(Link, Seen, u64, Link, Action, u64)> = vec![
+            // Due: connect at once.
+            (
+                waiting(100, false),
+                Seen::Reach(None),
+                100,
+                waiting(100, false),
+                Action::Connect { lost: t0 },
+                100,
+            ),
+            // Not due, server not directly reachable: sleep until due.
+            (
+                waiting(3000, false),
+                Seen::Reach(None),
+                0,
+                waiting(3000, false),
+                Action::Nothing,
+                3000,
+            ),
+            // Not due, the server's port is down: remember that, look again in 100 ms.
+            (
+                waiting(3000, false),
+                Seen::Reach(Some(false)),
+                0,
+                waiting(3000, true),
+                Action::Nothing,
+                100,
+            ),
+            // The port answers again after being seen down: the backoff is cut short.
+            (
+                waiting(3000, true),
+                Seen::Reach(Some(true)),
+                500,
+                waiting(3000, true),
+                Action::Connect { lost: t0 },
+                500,
+            ),
+            // The port answers but was never seen down (it refuses ssh): no shortcut.
+            (
+                waiting(3000, false),
+                Seen::Reach(Some(true)),
+                500,
+                waiting(3000, false),
+                Action::Nothing,
+                600,
+            ),
+            // A new connection carries the probe.
+            (
+                connecting(None),
+                probe(Probe::Ok),
+                300,
+                connecting(None),
+                Action::Connected {
+                    since: t0,
+                    lost: Some(t0),
+                },
+                325,
+            ),
+            // Nothing listens: wait, then after a second ask whether Jupyter runs.
+            (
+                connecting(None),
+                probe(Probe::Closed),
+                300,
+                connecting(Some(300)),
+                Action::Nothing,
+                325,
+            ),
+            (
+                connecting(Some(300)),
+                probe(Probe::Closed),
+                1200,
+                connecting(Some(300)),
+                Action::Nothing,
+                1225,
+            ),
+            (
+                connecting(Some(300)),
+                probe(Probe::Closed),
+                1400,
+                connecting(Some(1400)),
+                Action::CheckJupyter,
+                1425,
+            ),
+            // No master yet, young: keep polling; older than STALL_AFTER: check for a stall.
+            (
+                connecting(None),
+                probe(Probe::Refused),
+                100,
+                connecting(None),
+                Action::Nothing,
+                125,
+            ),
+            (
+                connecting(None),
+                probe(Probe::Timeout),
+                600,
+                connecting(None),
+                Action::CheckStall { lost: t0 },
+                625,
+            ),
+            // Past the deadline: give the attempt up.
+            (
+                connecting(None),
+                probe(Probe::Refused),
+                20_001,
+                connecting(None),
+                Action::GiveUp {
+                    lost: t0,
+                    last: Probe::Refused,
+                },
+                20_001,
+            ),
+            // Up: a good probe, a hang, one failure (confirm), two failures.
+            (
+                up(1),
+                probe(Probe::Ok),
+                5000,
+                up(0),
+                Action::Healthy { since: t0 },
+                7000,
+            ),
+            (up(0), probe(Probe::Unanswered), 5000, up(0), Action::Hung, 7000),
+            (up(0), probe(Probe::Timeout), 5000, up(1), Action::Nothing, 5100),
+            (
+                up(1),
+                probe(Probe::Timeout),
+                5100,
+                up(1),
+                Action::Unhealthy(Probe::Timeout),
+                5100,
+            ),
+            (
+                up(1),
+                probe(Probe::Closed),
+                5100,
+                up(1),
+                Action::Unhealthy(Probe::Closed),
+                5100,
+            ),
+        ];
+        for (i, (link, seen, now, want_link, want_action, want_next)) in rows.into_iter().enumerate() {
+            let (got_link, got_action, got_next) = on_tick(link, &seen, at(now));
+            assert_eq!(
+                (got_link, got_action, got_next),
+                (want_link, want_action, at(want_next)),
+                "row {i}: {link:?} seeing {seen:?} at +{now} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_waiting_link_before_its_time_asks_whether_the_server_answers() {
+        let t0 = Instant::now();
+        let waiting = Link::Waiting {
+            due: t0 + ms(10),
+            lost: t0,
+            seen_down: false,
+        };
+        assert!(waiting.wants_reach_check(t0));
+        assert!(!waiting.wants_reach_check(t0 + ms(10)));
+        assert!(!Link::Up { since: t0, failures: 0 }.wants_reach_check(t0));
+    }
+}
