@@ -581,8 +581,9 @@ mod tests {
         let wildcard = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
         let port = wildcard.local_addr().unwrap().port();
         assert!(!port_is_free(port));
+        // (Not asserted: that the port is free once dropped. CI saw it taken again at once,
+        // an ephemeral port being anyone's to reuse.)
         drop(wildcard);
-        assert!(port_is_free(port));
     }
 
     #[test]
