@@ -184,29 +184,28 @@ def run_kill(bench, name, browser, kernel):
     return result(answer, tunnel.join(), kernel)
 
 
-def run_restart(bench, name, browser, kernel):
-    sshd, port, tok, _, _ = bench.subject(name)
-    sshd.stop()
+def after_outage(bench, name, browser, kernel, begin, end, secs):
+    """The cell after an outage of `secs` that `begin` starts and `end` ends (`end` returns
+    when the path is back); `end` runs even when something fails on the way."""
+    _, port, tok, _, _ = bench.subject(name)
     try:
-        time.sleep(bench.args.browser_outage_secs)
+        begin()
+        time.sleep(secs)
     finally:
-        t_back = sshd.start()
+        t_back = end()
     tunnel = Tunnel(port, tok, t_back)
     answer = browser.run("x + 1", "42")
     return result(answer, tunnel.join(), kernel)
+
+
+def run_restart(bench, name, browser, kernel):
+    sshd = bench.subject(name)[0]
+    return after_outage(bench, name, browser, kernel, sshd.stop, sshd.start, bench.args.browser_outage_secs)
 
 
 def run_blackhole(bench, name, browser, kernel):
-    sshd, port, tok, _, _ = bench.subject(name)
-    hole = Blackhole(sshd.port)
-    try:
-        hole.add()
-        time.sleep(bench.args.blackhole_secs)
-    finally:
-        t_back = hole.remove()
-    tunnel = Tunnel(port, tok, t_back)
-    answer = browser.run("x + 1", "42")
-    return result(answer, tunnel.join(), kernel)
+    hole = Blackhole(bench.subject(name)[0].port)
+    return after_outage(bench, name, browser, kernel, hole.add, hole.remove, bench.args.blackhole_secs)
 
 
 def run_crash(bench, name, browser, kernel):
