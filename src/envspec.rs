@@ -95,26 +95,10 @@ pub(crate) fn remote_path(path: &str) -> String {
 }
 
 /// Activates the first conda front end the remote has, through its own shell hook.
-const CONDA: &str = r#"if command -v micromamba >/dev/null 2>&1; then
-    eval "$(micromamba shell hook -s posix)" && micromamba activate "$jssh_env" ||
-        { echo "jssh: no conda env '$jssh_env' (--env conda:NAME); micromamba has:"; command micromamba env list; exit 127; } >&2
-elif command -v mamba >/dev/null 2>&1 || command -v conda >/dev/null 2>&1; then
-    c=$(command -v conda || command -v mamba)
-    eval "$("$c" shell.posix hook)" && conda activate "$jssh_env" ||
-        { echo "jssh: no conda env '$jssh_env' (--env conda:NAME); conda has:"; "$c" env list; exit 127; } >&2
-else
-    echo "jssh: --env conda:$jssh_env, but no micromamba, mamba or conda on PATH=$PATH" >&2; exit 127
-fi
-"#;
+const CONDA: &str = include_str!("../remote/env/conda.sh");
 
 /// Loads environment modules one by one, so the error names the one that failed.
-const MODULE: &str = r#"command -v module >/dev/null 2>&1 ||
-    { echo "jssh: --env module:…, but the login shell has no 'module' command (Lmod or Environment Modules)" >&2; exit 127; }
-for m in $jssh_modules; do
-    module load "$m" ||
-        { echo "jssh: 'module load $m' failed (--env module:NAME); available:"; module -t avail 2>&1 | head -n 60; exit 127; } >&2
-done
-"#;
+const MODULE: &str = include_str!("../remote/env/module.sh");
 
 /// The shell lines that set up `env`, in order.
 pub(crate) fn activation(env: &[EnvSpec]) -> String {
@@ -229,6 +213,35 @@ mod tests {
         let env = [EnvSpec::Module(vec!["cuda".into(), "bad".into()])];
         let (code, text) = sh(&format!("{fake_module}{}", activation(&env)), "/usr/bin:/bin");
         assert!(code == 127 && text.contains("'module load bad' failed"), "{text}");
+    }
+
+    /// The conda and module snippets (`remote/env/`) read a variable the line before them
+    /// sets, so they are checked as they run: after that line.
+    #[test]
+    fn activation_snippets_parse_and_pass_shellcheck() {
+        let env = [
+            EnvSpec::Conda("ml".into()),
+            EnvSpec::Module(vec!["cuda".into(), "gcc".into()]),
+        ];
+        let script = activation(&env);
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if which::which("shellcheck").is_err() {
+            eprintln!("shellcheck is not installed: the activation snippets were only parsed (sh -n)");
+            return;
+        }
+        let mut child = std::process::Command::new("shellcheck")
+            .args(["--shell=sh", "--severity=style", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub(crate) struct JupyterSpec<'a> {
 /// The script the login shell runs inside tmux: environment, then `exec jupyter`. The token
 /// reaches Jupyter as a file named in the environment (jupyter_server) or as an environment
 /// variable read from that file (the classic notebook), never in argv.
+///
+/// Generated rather than a file in `remote/`: its lines follow the spec (the `--env`
+/// activation, the Jupyter generation's option names, socket or port), and it reaches the
+/// login shell as one argument of the launch script, so every value in it is quoted here.
 pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
     let run = format!("\"$HOME/.jssh/run/{}\"", spec.session);
     let notebook_ui = spec.info.notebook_ui(spec.notebook);
@@ -370,7 +374,7 @@ mod tests {
             .filter(|p| p.extension().is_some_and(|e| e == "sh"))
             .collect();
         scripts.sort();
-        assert_eq!(scripts.len(), 8, "{scripts:?}");
+        assert_eq!(scripts.len(), 11, "{scripts:?}");
         for script in &scripts {
             let out = std::process::Command::new("sh").arg("-n").arg(script).output().unwrap();
             assert!(
@@ -390,6 +394,40 @@ mod tests {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    /// The remote Python programs (in `remote/`) must compile; skipped without python3.
+    #[test]
+    fn remote_python_compiles() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("remote");
+        let mut programs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "py"))
+            .collect();
+        programs.sort();
+        assert_eq!(programs.len(), 2, "{programs:?}");
+        if which::which("python3").is_err() {
+            eprintln!("python3 is not installed: the remote Python programs were not compiled");
+            return;
+        }
+        let scratch = crate::fsutil::ScratchDir::new_in(&std::env::temp_dir(), "py-compile").unwrap();
+        for program in &programs {
+            // Compile to a scratch file: py_compile would otherwise write into the source tree.
+            let out = std::process::Command::new("python3")
+                .arg("-c")
+                .arg("import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)")
+                .arg(program)
+                .arg(scratch.path().join("out.pyc"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                program.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::{Ctx, lookup_profile};
 use crate::cli::DoctorArgs;
 use crate::envspec::{EnvSpec, activation};
 use crate::fsutil::{self, ScratchDir};
-use crate::jupyter::{CONFIG_FILE_SH, JupyterInfo};
+use crate::jupyter::JupyterInfo;
 use crate::paths::Paths;
 use crate::process;
 use crate::profile::{Profile, Profiles};
@@ -412,7 +412,7 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
                 .output_within(limit)
                 .map(|out| (out, start.elapsed()))
         });
-        let facts = ssh.exec(alias, &remote::sh(&facts_script(), &[]), true);
+        let facts = ssh.exec(alias, &remote::sh(FACTS, &[]), true);
         (join(login), facts.output_within(limit))
     });
     let logged_in = match login {
@@ -881,34 +881,14 @@ fn unix_forward_check(ssh: &Ssh, alias: &Alias, limit: Duration) -> Finding {
 
 /// Listens on a fresh Unix socket in a private temp dir and greets one connection; stops and
 /// cleans up on that connection, when jssh closes its stdin, or after 10 s.
-const LISTENER_PY: &str = r#"import os, select, socket, sys, tempfile
-d = tempfile.mkdtemp(prefix="jssh-doctor-")
-p = os.path.join(d, "s")
-s = socket.socket(socket.AF_UNIX)
-try:
-    s.bind(p)
-    s.listen(1)
-    print("listening " + p, flush=True)
-    ready, _, _ = select.select([s, sys.stdin], [], [], 10)
-    if s in ready:
-        c, _ = s.accept()
-        c.sendall(b"jssh-doctor\n")
-        c.close()
-except OSError:
-    pass
-finally:
-    s.close()
-    if os.path.exists(p):
-        os.unlink(p)
-    os.rmdir(d)
-"#;
+const LISTENER_PY: &str = include_str!("../../remote/doctor_listener.py");
+
+/// Runs the Python program in `$1` with the remote's `python3` (or `python`); says `nopython`
+/// when it has neither.
+const PYTHON: &str = include_str!("../../remote/python.sh");
 
 fn probe_unix_forward(ssh: &Ssh, alias: &Alias, limit: Duration) -> Result<UnixProbe> {
-    let script = format!(
-        "py=$(command -v python3 || command -v python) || {{ echo nopython; exit 0; }}\nexec \"$py\" -c {}\n",
-        shell_words::quote(LISTENER_PY)
-    );
-    let cmd = ssh.exec(alias, &remote::sh(&script, &[]), true);
+    let cmd = ssh.exec(alias, &remote::sh(PYTHON, &[LISTENER_PY]), true);
     let mut listener = cmd.spawn(Stdio::piped(), Stdio::piped(), Stdio::null())?;
     let result = listener
         .stdout
@@ -969,17 +949,7 @@ fn forward_to_listener(
 
 /// What the first command reports: the server's address, tmux, and jssh's Jupyter config. It
 /// runs in plain `sh`, not the login shell, like `jssh up`'s launch script (so the same tmux).
-fn facts_script() -> String {
-    format!(
-        "echo \"conn $SSH_CONNECTION\"\n\
-         if t=$(command -v tmux 2>/dev/null); then\n\
-         v=$(tmux -V 2>&1); echo \"tmux $? $t\"; echo \"tmuxv $v\" | head -n 1\n\
-         else echo \"notmux $PATH\"; fi\n\
-         f={CONFIG_FILE_SH}\n\
-         if [ -f \"$f\" ]; then echo \"config $(ls -ld \"$f\" | cut -c 1-10) $f\"; echo json; head -c 65536 \"$f\"\n\
-         else echo \"noconfig $f\"; fi\n"
-    )
-}
+const FACTS: &str = include_str!("../../remote/facts.sh");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tmux {
@@ -1089,20 +1059,7 @@ fn tmux_check(alias: &Alias, tmux: &Tmux) -> Finding {
 /// Finds `jupyter` where `jssh up` would (login shell, the profile's env) and reads the
 /// versions of its packages from the same environment's Python, which is much faster than
 /// `jupyter --version`.
-const JUPYTER_PROBE: &str = r#"j=$(command -v jupyter) || { echo "jssh: no jupyter on PATH=$PATH" >&2; exit 127; }
-echo "jupyter $j"
-py=$(command -v python3 || command -v python) || exit 0
-echo "python $py"
-"$py" -c 'import json
-from importlib import metadata
-def v(d):
-    try:
-        return metadata.version(d)
-    except Exception:
-        return None
-versions = {"server": v("jupyter_server"), "notebook": v("notebook"), "lab": v("jupyterlab")}
-print("versions " + json.dumps(versions))' 2>/dev/null
-"#;
+const JUPYTER_PROBE: &str = include_str!("../../remote/jupyter_probe.sh");
 
 #[derive(Debug, Default, serde::Deserialize)]
 struct Versions {
@@ -1558,10 +1515,19 @@ mod tests {
         assert_eq!(tmux_check(&alias(), &bare.tmux).status, Status::Fail);
     }
 
+    /// The facts script spells jssh's config file as the rest of jssh does.
+    #[test]
+    fn the_facts_script_reads_jssh_config_file() {
+        assert!(
+            FACTS.contains(&format!("f={}\n", crate::jupyter::CONFIG_FILE_SH)),
+            "{FACTS}"
+        );
+    }
+
     #[test]
     fn the_facts_script_runs_in_sh() {
         let out = std::process::Command::new("sh")
-            .args(["-c", &facts_script()])
+            .args(["-c", FACTS])
             .env("HOME", "/nonexistent")
             .env_remove("JUPYTER_CONFIG_DIR")
             .env("SSH_CONNECTION", "1.2.3.4 5 127.0.0.1 22")
