@@ -1,0 +1,251 @@
+//! `jssh doctor`: one line per check (✓ ok, ✗ fails, ! worth knowing), each ✗ with its fix.
+//!
+//! Local checks first (OpenSSH, the `Include` line, keys), then every alias at once. Per
+//! alias: how `ssh -G` resolves it; a BatchMode login on its own connection (host key, key,
+//! handshake time) while a first command runs through the alias's ControlMaster; then, in
+//! parallel through that master: the master itself, a real TCP and a real Unix-socket
+//! forward, and Jupyter in the profile's environment. The first command also reports tmux and
+//! jssh's Jupyter config, so a healthy host costs two handshakes and a few mux sessions.
+
+mod facts;
+mod finding;
+mod forward;
+mod local;
+mod login;
+mod remote_jupyter;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{Ctx, lookup_profile};
+use crate::cli::DoctorArgs;
+use crate::paths::Paths;
+use crate::profile::{Profile, Profiles};
+use crate::remote;
+use crate::ssh::{LoginFailure, Ssh, parse_resolved};
+
+use facts::{FACTS, Facts, tmux_check};
+use finding::{Finding, Status, print_report};
+use forward::{MASTER, MASTER_FIX, master_check, tcp_forward_check, unix_forward_check};
+use local::{local_checks, openssh_check};
+use login::{LOGIN, agent_check, host_key_check, keepalive_checks, login_check, resolve_check, ssh_error};
+use remote_jupyter::{config_check, jupyter_check};
+/// Doctor's cap on `--connect-timeout`: a dead host should be reported, not waited for.
+const QUICK_CONNECT_SECS: u32 = 5;
+/// How long a local ssh call (`-G`, `-O`) may take.
+pub(super) const LOCAL_LIMIT: Duration = Duration::from_secs(5);
+/// `ssh -G`'s answer: lowercase keyword → first value.
+pub(super) type Settings = BTreeMap<String, String>;
+
+pub(crate) fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<ExitCode> {
+    let profiles = Profiles::load(&ctx.paths.hosts_file())?;
+    let selected: Vec<Profile> = match &args.alias {
+        Some(alias) => vec![lookup_profile(&profiles, alias)?],
+        None => profiles.iter().cloned().collect(),
+    };
+    let timeout = ctx.ssh.connect_timeout().min(QUICK_CONNECT_SECS);
+    let ssh = Ssh::new(ctx.paths.ssh_config_flag(), timeout);
+    // A remote probe gets the connect timeout plus time for the login shell and Python.
+    let limit = Duration::from_secs(u64::from(timeout) + 10);
+
+    let (openssh, have_ssh) = openssh_check();
+    let mut checks = vec![openssh];
+    checks.extend(local_checks(&ctx.paths, &selected));
+    // Every alias at once: one slow or dead host must not make the others wait.
+    let groups: Vec<Vec<Finding>> = thread::scope(|scope| {
+        let handles: Vec<_> = selected
+            .iter()
+            .map(|profile| {
+                let ssh = &ssh;
+                scope.spawn(move || {
+                    if have_ssh {
+                        alias_checks(&ctx.paths, ssh, profile, limit)
+                    } else {
+                        vec![Finding::warn(
+                            "remote checks",
+                            "skipped: ssh is missing",
+                            "install it (above)",
+                        )]
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(join).collect()
+    });
+    for (profile, group) in selected.iter().zip(groups) {
+        checks.extend(group.into_iter().map(|c| Finding {
+            alias: Some(profile.alias.clone()),
+            ..c
+        }));
+    }
+    print_report(&checks, &selected, args.json)?;
+    let failed = checks.iter().any(|c| c.status == Status::Fail);
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+pub(super) fn join<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// The `jssh setup` command line that (re)creates `profile`, for fixes.
+pub(super) fn setup_command(paths: &Paths, profile: &Profile) -> String {
+    let mut words = vec![
+        "jssh".to_owned(),
+        "setup".to_owned(),
+        profile.alias.to_string(),
+        "--host".to_owned(),
+        profile.host.to_string(),
+        "--user".to_owned(),
+        profile.user.to_string(),
+        "--port".to_owned(),
+        profile.port.to_string(),
+    ];
+    if let Some(jump) = &profile.jump {
+        words.extend(["--jump".to_owned(), jump.to_string()]);
+    }
+    if profile.identity != paths.default_key() {
+        words.extend(["--identity".to_owned(), profile.identity.display().to_string()]);
+    }
+    shell_words::join(words)
+}
+
+pub(super) fn quote_path(path: &Path) -> String {
+    shell_words::quote(&path.to_string_lossy()).into_owned()
+}
+
+// ---- per-alias checks ----
+
+fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) -> Vec<Finding> {
+    let alias = &profile.alias;
+    let resolved = match ssh.resolve(alias).output_within(LOCAL_LIMIT) {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => {
+            return vec![Finding::fail(
+                "ssh -G",
+                format!("ssh rejects the config: {}", ssh_error(&out.stderr)),
+                format!("fix the line it names (`ssh -G {alias}` shows the error)"),
+            )];
+        }
+        Err(e) => return vec![Finding::fail("ssh -G", format!("{e:#}"), "check your OpenSSH install")],
+    };
+    let settings = parse_resolved(&resolved);
+    let mut checks = vec![resolve_check(paths, profile, &resolved)];
+    checks.extend(keepalive_checks(&settings));
+    checks.push(agent_check(alias, &settings));
+
+    // The login gets its own connection (it times the handshake and reads the host key check),
+    // while the first command through the master starts that master.
+    let (login, facts) = thread::scope(|scope| {
+        let login = scope.spawn(|| {
+            let start = Instant::now();
+            ssh.login_check(alias, true)
+                .output_within(limit)
+                .map(|out| (out, start.elapsed()))
+        });
+        let facts = ssh.exec(alias, &remote::sh(FACTS, &[]), true);
+        (join(login), facts.output_within(limit))
+    });
+    let logged_in = match login {
+        Ok((out, elapsed)) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let failure = (!out.status.success()).then(|| LoginFailure::classify(out.status.code(), &stderr));
+            checks.push(host_key_check(profile, &settings, &stderr, failure));
+            let login = login_check(paths, profile, &out, elapsed, failure);
+            let ok = login.status == Status::Ok;
+            checks.push(login);
+            ok
+        }
+        Err(e) => {
+            checks.push(Finding::fail(
+                LOGIN,
+                format!("{e:#}"),
+                format!("run `ssh -v {alias} true` to see why"),
+            ));
+            false
+        }
+    };
+    let facts = match facts {
+        Ok(out) if out.status.success() => Facts::parse(&String::from_utf8_lossy(&out.stdout)),
+        Ok(_) | Err(_) if !logged_in => {
+            checks.push(Finding::warn(
+                "remote checks",
+                format!("skipped: no login to {alias}"),
+                "fix the login (above)",
+            ));
+            return checks;
+        }
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("unix_listener") => {
+            checks.push(Finding::fail(
+                MASTER,
+                format!("ssh cannot make the master's socket: {}", ssh_error(&out.stderr)),
+                MASTER_FIX,
+            ));
+            checks.push(Finding::warn(
+                "remote checks",
+                "skipped: no command ran through ssh",
+                "fix the ControlMaster (above)",
+            ));
+            return checks;
+        }
+        Ok(out) => {
+            checks.push(Finding::fail(
+                "remote command",
+                format!(
+                    "a command through ssh failed ({}): {}",
+                    out.status,
+                    ssh_error(&out.stderr)
+                ),
+                format!("run `ssh {alias} true` to see why"),
+            ));
+            return checks;
+        }
+        Err(e) => {
+            checks.push(Finding::fail(
+                "remote command",
+                format!("{e:#}"),
+                format!("run `ssh {alias} true` to see why"),
+            ));
+            return checks;
+        }
+    };
+
+    let (master, tcp, unix, jupyter) = thread::scope(|scope| {
+        let master = scope.spawn(|| master_check(ssh, alias, &settings));
+        let tcp = scope.spawn(|| tcp_forward_check(ssh, alias, facts.server, limit));
+        let unix = scope.spawn(|| unix_forward_check(ssh, alias, limit));
+        let jupyter = jupyter_check(ssh, profile, limit);
+        (join(master), join(tcp), join(unix), jupyter)
+    });
+    checks.extend([master, tcp, unix, tmux_check(alias, &facts.tmux), jupyter]);
+    checks.push(config_check(alias, facts.config.as_ref()));
+    checks
+}
+
+#[cfg(test)]
+mod test_fixtures {
+    use crate::jupyter::JupyterInfo;
+    use crate::profile::Profile;
+    use crate::target::Alias;
+
+    pub(super) fn alias() -> Alias {
+        "gpu".parse().unwrap()
+    }
+
+    pub(super) fn profile() -> Profile {
+        Profile {
+            alias: alias(),
+            host: "10.0.0.5".parse().unwrap(),
+            user: "alice".parse().unwrap(),
+            port: 2222,
+            jump: None,
+            identity: "/h/.ssh/jssh_ed25519".into(),
+            env: vec!["venv:~/v".parse().unwrap()],
+            jupyter: JupyterInfo::default(),
+        }
+    }
+}
