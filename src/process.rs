@@ -144,9 +144,7 @@ impl Cmd {
     /// The error for a finished command that failed.
     pub(crate) fn failure(&self, out: &Output) -> anyhow::Error {
         // `ssh -v` chatter would bury the one line that says what went wrong.
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let stderr: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("debug")).collect();
-        let stderr = crate::sanitize::for_terminal(stderr.join("\n").trim());
+        let stderr = crate::sanitize::ssh_stderr(&out.stderr).join("\n");
         if stderr.is_empty() {
             anyhow::anyhow!("`{self}` failed ({})", out.status)
         } else {

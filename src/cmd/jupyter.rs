@@ -7,7 +7,7 @@ use crate::cli::JupyterArgs;
 use crate::jupyter::{self, JupyterInfo, Report, Request, Settings};
 use crate::profile::{Profile, Profiles};
 use crate::remote;
-use crate::sanitize::for_terminal;
+use crate::sanitize::{for_terminal, ssh_stderr};
 use crate::target::Alias;
 
 /// Runs a configuration request on the remote (in its login shell with the profile's env) and
@@ -22,7 +22,7 @@ pub(crate) fn configure(ctx: &Ctx, profile: &Profile, request: &Request, passwor
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: Option<Report> = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok());
     let Some(report) = report else {
-        let stderr = for_terminal(String::from_utf8_lossy(&out.stderr).trim());
+        let stderr = ssh_stderr(&out.stderr).join("\n");
         bail!(
             "configuring Jupyter on {} failed ({}): {stderr}",
             profile.alias,

@@ -14,7 +14,7 @@ use crate::cli::SetupArgs;
 use crate::fsutil::{self, PRIVATE_FILE, ScratchDir};
 use crate::keys::{self, KeyPlan};
 use crate::profile::{Profile, Profiles};
-use crate::sanitize::for_terminal;
+use crate::sanitize::ssh_stderr;
 use crate::ssh::{LoginFailure, Ssh, accepted_key, key_load_error, parse_resolved};
 use crate::sshconfig;
 use crate::target::{Alias, UserName};
@@ -265,7 +265,7 @@ fn preflight(ctx: &Ctx, ssh: &Ssh, alias: &Alias) -> Result<()> {
         bail!(
             "ssh rejects the config {}: {}: fix it (check with `ssh -G {alias}`) and rerun",
             ctx.paths.ssh_config.display(),
-            for_terminal(String::from_utf8_lossy(&out.stderr).trim())
+            ssh_stderr(&out.stderr).join("\n")
         );
     }
     let resolved = parse_resolved(&String::from_utf8_lossy(&out.stdout));

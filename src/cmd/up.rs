@@ -16,7 +16,7 @@ use crate::cli::UpArgs;
 use crate::fsutil;
 use crate::profile::Profiles;
 use crate::remote::{self, EXIT_NO_TMUX, EXIT_TOKEN_LOST, JupyterSpec, LaunchEvent};
-use crate::sanitize::for_terminal;
+use crate::sanitize::{for_terminal, ssh_stderr};
 use crate::state::{self, Phase, RunDir, Session, unix_now};
 use crate::supervisor::handle;
 
@@ -426,7 +426,7 @@ fn launch_failure(launch: &mut Child, err: anyhow::Error, alias: &crate::target:
     if let Some(mut pipe) = launch.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
     }
-    let stderr = for_terminal(stderr.trim());
+    let stderr = ssh_stderr(stderr.as_bytes()).join("\n");
     match status.and_then(|s| s.code()) {
         Some(EXIT_NO_TMUX) => anyhow::anyhow!(
             "tmux is not installed on {alias} (searched the login PATH): install it there \

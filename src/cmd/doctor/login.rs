@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::paths::Paths;
 use crate::profile::Profile;
+use crate::sanitize::ssh_stderr;
 use crate::ssh::{LoginFailure, accepted_key, key_load_error, parse_resolved};
 use crate::target::Alias;
 
@@ -252,21 +253,9 @@ pub(super) fn login_check(
     }
 }
 
-/// The lines of an ssh stderr that say what went wrong: no `-v` chatter, at most the last two.
+/// An ssh stderr on one line for a finding: its last two lines that say something.
 pub(super) fn ssh_error(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let noise = [
-        "debug",
-        "OpenSSH_",
-        "Authenticated to",
-        "Transferred:",
-        "Bytes per second",
-    ];
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !noise.iter().any(|n| l.starts_with(n)))
-        .collect();
+    let lines = ssh_stderr(stderr);
     if lines.is_empty() {
         return "no error message".to_owned();
     }
