@@ -126,7 +126,8 @@ struct Supervisor {
     attempt: u32,
     restarts: VecDeque<Instant>,
     next_tick: Instant,
-    next_run_dir_check: Instant,
+    /// When the lease was last checked (see [`policy::RUN_DIR_CHECK`]).
+    lease_checked: Instant,
     /// `host:port` of the sshd when reachable directly (no ProxyJump), to notice it is back.
     direct: Option<String>,
 }
@@ -202,7 +203,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         attempt: 0,
         restarts: VecDeque::new(),
         next_tick: now,
-        next_run_dir_check: now + RUN_DIR_CHECK,
+        lease_checked: now,
         direct: None,
     };
     sup.direct = sup.direct_address();
@@ -234,7 +235,7 @@ impl Supervisor {
         loop {
             let wait = self
                 .next_tick
-                .min(self.next_run_dir_check)
+                .min(self.lease_checked + RUN_DIR_CHECK)
                 .saturating_duration_since(Instant::now());
             let millis = u16::try_from(wait.as_millis().min(60_000)).unwrap_or(u16::MAX);
             let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
@@ -251,8 +252,9 @@ impl Supervisor {
                 self.reap()?;
             }
             let now = Instant::now();
-            if now >= self.next_run_dir_check {
-                self.next_run_dir_check = now + RUN_DIR_CHECK;
+            // Checked on every tick (a stat), so an idle supervisor wakes no more often for it.
+            if now >= self.next_tick || now >= self.lease_checked + RUN_DIR_CHECK {
+                self.lease_checked = now;
                 if !self.lease.still_there() {
                     // `jssh down` could no longer find this supervisor: nobody could stop it.
                     self.event("the state directory was removed: stopping the tunnel");

@@ -55,8 +55,10 @@ pub(crate) const TAKEOVER_LIMIT: Duration = Duration::from_millis(750);
 pub(crate) const STANDBY_STRIKES: u32 = 3;
 /// A standby or watch that ends sooner than this "died young".
 pub(crate) const YOUNG: Duration = Duration::from_secs(10);
-/// How often the supervisor checks that its state directory still exists.
-pub(crate) const RUN_DIR_CHECK: Duration = Duration::from_secs(1);
+/// How long the supervisor may go without checking that its state directory still exists.
+/// It also checks on every tick; this is longer than a healthy link's tick interval, so an
+/// idle supervisor does not wake up for it on its own.
+pub(crate) const RUN_DIR_CHECK: Duration = Duration::from_secs(3);
 
 /// How long a connection to the local port is held while no master can carry it; a
 /// browser's own request timeouts are longer, and the tunnel's recovery is shorter.
