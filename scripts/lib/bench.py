@@ -116,6 +116,9 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.jssh = Jssh(os.environ["JSSH_BIN"], ALIAS)
+        # A port of the run's own: left to itself the first `up` takes 8888, which another
+        # program on the machine may take between a `down` and the next `up`.
+        self.local_port = str(free_port())
         self.sshd = {name: Sshd(name) for name in ("jssh", "seed", "tuned")}
         self.results = {
             "meta": {},
@@ -199,7 +202,7 @@ class Bench:
     def cold_jssh(self):
         t0 = now()
         try:
-            proc = self.jssh("up", ALIAS, "-d", "--env", f"venv:{VENV}", timeout=120)
+            proc = self.jssh("up", ALIAS, "-d", "--port", self.local_port, "--env", f"venv:{VENV}", timeout=120)
             url = [line for line in proc.stdout.splitlines() if line.startswith("http")][-1]
             port, tok = parse_url(url)
             t = wait_ok(port, tok, 10)
@@ -369,7 +372,7 @@ class Bench:
         (AUTOSSH_GATETIME), so its backoff from earlier runs stays in its numbers."""
         if name == "jssh":
             self.jssh("down", ALIAS, "--keep-remote", timeout=60)
-            proc = self.jssh("up", ALIAS, "-d", timeout=60)
+            proc = self.jssh("up", ALIAS, "-d", "--port", self.local_port, timeout=60)
             self.jssh_url = [line for line in proc.stdout.splitlines() if line.startswith("http")][-1]
         elif name == TUNED:
             a = self.autossh[name]
