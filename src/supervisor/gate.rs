@@ -8,9 +8,12 @@
 //! accepted at once and handed to the live ssh master as a stdio forward ([`super::mux`]: the
 //! master does the I/O, the supervisor copies no byte); while no master can carry it, it
 //! *waits*, and is served the moment one can (a browser's retry lands here and is held, not
-//! refused). Measured alternative: a private Unix socket forwarded by ssh plus a byte relay
-//! in the supervisor costs a copy of every byte and a buffer per connection; the hand-off
-//! costs neither, and ssh's own flow control stays end to end.
+//! refused). Why a hand-off and not the other design (ssh forwards a private Unix socket and
+//! the supervisor relays bytes): a relay copies every byte once more and needs a buffer per
+//! connection in the process that must stay under 3 MB; the hand-off needs neither, and keeps
+//! ssh's own flow control end to end. Measured (docs/BENCHMARKS.md, *Data path*): 0.91–1.07×
+//! the throughput of a plain `ssh -L` and +0.3–0.5 ms to a new connection's first byte (one
+//! round trip to the master's control socket). The relay was not built for comparison.
 //!
 //! The gate runs on a thread of its own, so nothing the supervisor does (a probe, a remote
 //! relaunch) ever stalls a connection: the supervisor only tells it which master to use.
