@@ -363,17 +363,23 @@ mod tests {
         );
     }
 
+    /// The files in `remote/` (beside `src/`) ending in `.EXT`, sorted.
+    fn remote_files(ext: &str) -> Vec<std::path::PathBuf> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("remote");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        files.sort();
+        files
+    }
+
     /// The remote scripts (in `remote/`, beside `src/`) are POSIX sh: each must parse, and
     /// pass shellcheck where it is installed (CI installs it: scripts/check-targets).
     #[test]
     fn remote_scripts_parse_and_pass_shellcheck() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("remote");
-        let mut scripts: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sh"))
-            .collect();
-        scripts.sort();
+        let scripts = remote_files("sh");
         assert_eq!(scripts.len(), 11, "{scripts:?}");
         for script in &scripts {
             let out = std::process::Command::new("sh").arg("-n").arg(script).output().unwrap();
@@ -399,13 +405,7 @@ mod tests {
     /// The remote Python programs (in `remote/`) must compile; skipped without python3.
     #[test]
     fn remote_python_compiles() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("remote");
-        let mut programs: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "py"))
-            .collect();
-        programs.sort();
+        let programs = remote_files("py");
         assert_eq!(programs.len(), 2, "{programs:?}");
         if which::which("python3").is_err() {
             eprintln!("python3 is not installed: the remote Python programs were not compiled");
