@@ -155,6 +155,19 @@ impl Ssh {
     }
 }
 
+/// One ProxyJump hop, `[USER@]HOST[:PORT]`, as an ssh destination: ssh takes a port only
+/// in its `ssh://` form (an IPv6 literal in brackets there; a bare one has no port).
+pub(crate) fn hop_destination(hop: &str) -> String {
+    let (user, rest) = match hop.rsplit_once('@') {
+        Some((user, rest)) => (format!("{user}@"), rest),
+        None => (String::new(), hop),
+    };
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => format!("ssh://{user}{host}:{port}"),
+        _ => hop.to_owned(),
+    }
+}
+
 /// Whether this OpenSSH can carry a stdio forward to a remote Unix socket (`ssh -W PATH`, and
 /// the same request over a control socket, which the supervisor makes for every connection):
 /// added in OpenSSH 9.4; older ones ask the server for a TCP connection to the path instead.
@@ -293,6 +306,19 @@ impl Ssh {
         Cmd::new("ssh").arg("-V")
     }
 
+    /// A BatchMode login to one jump host through the hops before it (`-J`, which overrides
+    /// any ProxyJump of the hop's own), running `true`: doctor's walk along a chain.
+    pub(crate) fn hop_check(&self, via: &[&str], hop: &str) -> Cmd {
+        let cmd = self.ssh().args(["-T", "-o", "BatchMode=yes"]);
+        let cmd = cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"]);
+        let cmd = if via.is_empty() {
+            cmd
+        } else {
+            cmd.arg("-J").arg(via.join(","))
+        };
+        cmd.args(["--", &hop_destination(hop), "true"])
+    }
+
     /// `ssh -O check ALIAS`: whether the alias's ControlMaster answers on its socket.
     pub(crate) fn master_check(&self, alias: &Alias) -> Cmd {
         self.ssh().args(["-O", "check", "--", alias.as_str()])
@@ -333,6 +359,17 @@ mod tests {
 
     fn alias() -> Alias {
         "gpu".parse().unwrap()
+    }
+
+    #[test]
+    fn a_hop_with_a_port_becomes_an_ssh_uri() {
+        assert_eq!(hop_destination("bastion"), "bastion");
+        assert_eq!(hop_destination("alice@b.example:2222"), "ssh://alice@b.example:2222");
+        assert_eq!(hop_destination("10.0.0.1:22"), "ssh://10.0.0.1:22");
+        assert_eq!(hop_destination("fe80::1"), "fe80::1");
+        let hop = Ssh::new(None, 5).hop_check(&["a", "b"], "u@c:2");
+        let argv = hop.argv();
+        assert_eq!(&argv[argv.len() - 5..], ["-J", "a,b", "--", "ssh://u@c:2", "true"]);
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub(crate) struct Sshd {
     bootstrap_key: PathBuf,
     user: String,
     port: u16,
+    /// Where it listens: 127.0.0.1, or an address inside a network namespace of the test's.
+    addr: Ipv4Addr,
+    /// The network namespace sshd runs in (see `netns.rs`), or `None` for this one.
+    netns: Option<String>,
     /// `None` while stopped by [`Sshd::stop_listener`].
     listener: Option<Child>,
     /// Session processes of stopped listeners: once their parent is gone they are reparented
@@ -62,6 +66,17 @@ impl Sshd {
     /// blocks in it come after the fixture's `Match User <current user>` block, so they cannot
     /// undo that block's `SetEnv` and `AuthorizedKeysFile` (again, the first match wins).
     pub(crate) fn start_with(extra: &str) -> Sshd {
+        Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None)
+    }
+
+    /// Starts sshd inside the network namespace `netns`, listening on `addr` port 22: another
+    /// host for the client, reachable only through the links the test made. Nothing else
+    /// listens in a fresh namespace, so the port is fixed.
+    pub(crate) fn start_in_netns(netns: &str, addr: Ipv4Addr) -> Sshd {
+        Sshd::start_at("", addr, Some(netns.to_owned()))
+    }
+
+    fn start_at(extra: &str, addr: Ipv4Addr, netns: Option<String>) -> Sshd {
         if geteuid().is_root() {
             // sshd's privilege separation directory; it refuses to start as root without it.
             fs::create_dir_all("/run/sshd").expect("create /run/sshd");
@@ -94,11 +109,13 @@ impl Sshd {
                 .expect("the current user has a password database entry")
                 .name,
             port: 0,
+            addr,
+            netns,
             listener: None,
             orphaned_sessions: Vec::new(),
         };
         for _ in 0..BIND_ATTEMPTS {
-            sshd.port = free_port();
+            sshd.port = if sshd.netns.is_some() { 22 } else { free_port() };
             fs::write(sshd.config_path(), sshd.config(extra)).expect("write sshd_config");
             if sshd.spawn_listener() == Ready::Listening {
                 return sshd;
@@ -130,11 +147,22 @@ impl Sshd {
         &self.bootstrap_key
     }
 
-    /// `[127.0.0.1]:PORT ssh-ed25519 AAAA…`: the `known_hosts` line for this server's host key.
+    /// `[127.0.0.1]:PORT ssh-ed25519 AAAA…` (a bare address on port 22): the `known_hosts` line
+    /// for this server's host key.
     pub(crate) fn known_hosts_line(&self) -> String {
         let public = fs::read_to_string(self.path("ssh_host_ed25519_key.pub")).expect("read sshd host key");
         let key: Vec<&str> = public.split_whitespace().take(2).collect();
-        format!("[127.0.0.1]:{} {}", self.port, key.join(" "))
+        let host = if self.port == 22 {
+            self.addr.to_string()
+        } else {
+            format!("[{}]:{}", self.addr, self.port)
+        };
+        format!("{host} {}", key.join(" "))
+    }
+
+    /// The address sshd listens on.
+    pub(crate) fn addr(&self) -> Ipv4Addr {
+        self.addr
     }
 
     /// The login name of the user sshd runs as, who is the only one it can log in when not root.
@@ -261,7 +289,7 @@ impl Sshd {
         let path = |name: &str| quote(&self.path(name));
         format!(
             "{extra_global}\n\
-             ListenAddress 127.0.0.1:{port}\n\
+             ListenAddress {addr}:{port}\n\
              HostKey {host_key}\n\
              PidFile {pid_file}\n\
              StrictModes no\n\
@@ -277,6 +305,7 @@ impl Sshd {
              \"JUPYTER_CONFIG_DIR={jconfig}\" \"JUPYTER_DATA_DIR={data}\" \"{marker}\"\n\
              {extra_match}\n",
             extra_global = extra_global.join("\n"),
+            addr = self.addr,
             port = self.port,
             host_key = path("ssh_host_ed25519_key"),
             // Not the default /run/sshd.pid, which belongs to the system's sshd.
@@ -305,7 +334,16 @@ impl Sshd {
             .expect("open sshd log");
         let log_start =
             usize::try_from(stderr.metadata().expect("stat sshd log").len()).expect("sshd log size fits usize");
-        let child = Command::new(SSHD)
+        let mut command = match &self.netns {
+            Some(netns) => {
+                // `ip netns exec` execs in place: the child is sshd itself.
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, SSHD]);
+                command
+            }
+            None => Command::new(SSHD),
+        };
+        let child = command
             .arg("-D")
             .arg("-f")
             .arg(self.config_path())
@@ -317,7 +355,7 @@ impl Sshd {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {SSHD}: {e}"));
         let listener = self.listener.insert(child);
-        let listening = format!("Server listening on 127.0.0.1 port {}.", self.port);
+        let listening = format!("Server listening on {} port {}.", self.addr, self.port);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let log = fs::read(&log_path).unwrap_or_default();
@@ -331,7 +369,9 @@ impl Sshd {
             }
             // The log line proves that our sshd, not another process, owns the port; the banner
             // proves that it accepts connections.
-            if new_log.contains(&listening) && has_ssh_banner(self.port) {
+            // (In a namespace of the test's own nothing else can hold the port, and this one
+            // cannot connect there: the log line is proof enough.)
+            if new_log.contains(&listening) && (self.netns.is_some() || has_ssh_banner(self.port)) {
                 return Ready::Listening;
             }
             assert!(

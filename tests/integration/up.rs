@@ -59,7 +59,7 @@ pub(crate) fn parse_url(url: &str) -> (u16, String) {
 }
 
 /// A plain HTTP GET; the status code, or 0 when nothing answered.
-fn get(port: u16, path: &str, token: Option<&str>) -> u16 {
+pub(crate) fn get(port: u16, path: &str, token: Option<&str>) -> u16 {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return 0;
     };
@@ -92,7 +92,7 @@ fn body(port: u16, path: &str, token: &str) -> String {
 }
 
 /// Waits until the URL answers 200; returns how long that took.
-fn answers_within(client: &Client, port: u16, token: &str, limit: Duration) -> Duration {
+pub(crate) fn answers_within(client: &Client, port: u16, token: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     while start.elapsed() < limit {
         if get(port, "/api/status", Some(token)) == 200 {

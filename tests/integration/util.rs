@@ -105,6 +105,24 @@ pub(crate) fn set_up(sshd: &Sshd, client: &Client, alias: &str, extra: &[&str]) 
     assert!(out.status.success(), "setup: {}{}", stdout(&out), stderr(&out));
 }
 
+/// [`set_up`] for an sshd at `host`, `port` (another network namespace, behind `--jump`).
+pub(crate) fn set_up_at(client: &Client, host: &str, port: u16, alias: &str, extra: &[&str]) {
+    let out = jssh(client)
+        .args([
+            "setup",
+            alias,
+            "--host",
+            host,
+            "--port",
+            &port.to_string(),
+            "--no-passphrase",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "setup: {}{}", stdout(&out), stderr(&out));
+}
+
 /// A live process, as `ps` shows it.
 #[derive(Debug, Clone)]
 pub(crate) struct Proc {

@@ -159,7 +159,12 @@ pub(super) fn host_key_check(
         }
         _ => {}
     }
-    if let Some(line) = verbose_stderr.lines().find(|l| l.contains("is known and matches the")) {
+    // Through jump hosts, ssh -v reports every hop's host key: this one names the target's.
+    let quoted_host = format!("'{host}'");
+    if let Some(line) = verbose_stderr
+        .lines()
+        .find(|l| l.contains("is known and matches the") && l.contains(&quoted_host))
+    {
         let text = line.trim().trim_start_matches("debug1: ").trim_end_matches('.');
         Finding::ok(NAME, format!("{text} in {file}"))
     } else if verbose_stderr.contains("Permanently added") {
@@ -228,6 +233,11 @@ pub(super) fn login_check(
     }
     let why = ssh_error(&out.stderr);
     match failure {
+        LoginFailure::Unreachable if profile.jump.is_some() => Finding::fail(
+            LOGIN,
+            format!("cannot reach {}:{}: {why}", profile.host, profile.port),
+            "the way there goes through --jump: the jump host lines below say which step fails",
+        ),
         LoginFailure::Unreachable => Finding::fail(
             LOGIN,
             format!("cannot reach {}:{}: {why}", profile.host, profile.port),

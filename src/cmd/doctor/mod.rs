@@ -10,6 +10,7 @@
 mod facts;
 mod finding;
 mod forward;
+mod hops;
 mod local;
 mod login;
 mod remote_jupyter;
@@ -17,6 +18,7 @@ mod remote_jupyter;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
+use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use crate::ssh::{LoginFailure, Ssh, parse_resolved};
 use facts::{FACTS, Facts, tmux_check};
 use finding::{Finding, Status, print_report};
 use forward::{MASTER, MASTER_FIX, master_check, tcp_forward_check, unix_forward_check};
+use hops::hop_checks;
 use local::{local_checks, openssh_check};
 use login::{LOGIN, agent_check, host_key_check, keepalive_checks, login_check, resolve_check, ssh_error};
 use remote_jupyter::{config_check, jupyter_check};
@@ -150,25 +153,10 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
         let facts = ssh.exec(alias, &remote::sh(FACTS, &[]), true);
         (join(login), facts.output_within(limit))
     });
-    let logged_in = match login {
-        Ok((out, elapsed)) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let failure = (!out.status.success()).then(|| LoginFailure::classify(out.status.code(), &stderr));
-            checks.push(host_key_check(profile, &settings, &stderr, failure));
-            let login = login_check(paths, profile, &out, elapsed, failure);
-            let ok = login.status == Status::Ok;
-            checks.push(login);
-            ok
-        }
-        Err(e) => {
-            checks.push(Finding::fail(
-                LOGIN,
-                format!("{e:#}"),
-                format!("run `ssh -v {alias} true` to see why"),
-            ));
-            false
-        }
-    };
+    let logged_in = login_findings(paths, profile, &settings, login, &mut checks);
+    if !logged_in {
+        checks.extend(hop_checks(ssh, profile, limit));
+    }
     let facts = match facts {
         Ok(out) if out.status.success() => Facts::parse(&String::from_utf8_lossy(&out.stdout)),
         Ok(_) | Err(_) if !logged_in => {
@@ -224,6 +212,35 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
     checks.extend([master, tcp, unix, tmux_check(alias, &facts.tmux), jupyter]);
     checks.push(config_check(alias, facts.config.as_ref()));
     checks
+}
+
+/// The host key and login findings of the BatchMode login; whether it got in.
+fn login_findings(
+    paths: &Paths,
+    profile: &Profile,
+    settings: &Settings,
+    login: Result<(Output, Duration)>,
+    checks: &mut Vec<Finding>,
+) -> bool {
+    match login {
+        Ok((out, elapsed)) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let failure = (!out.status.success()).then(|| LoginFailure::classify(out.status.code(), &stderr));
+            checks.push(host_key_check(profile, settings, &stderr, failure));
+            let login = login_check(paths, profile, &out, elapsed, failure);
+            let ok = login.status == Status::Ok;
+            checks.push(login);
+            ok
+        }
+        Err(e) => {
+            checks.push(Finding::fail(
+                LOGIN,
+                format!("{e:#}"),
+                format!("run `ssh -v {} true` to see why", profile.alias),
+            ));
+            false
+        }
+    }
 }
 
 #[cfg(test)]
