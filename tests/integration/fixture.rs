@@ -48,6 +48,8 @@ pub(crate) struct Sshd {
     addr: Ipv4Addr,
     /// The network namespace sshd runs in (see `netns.rs`), or `None` for this one.
     netns: Option<String>,
+    /// Whether logins need a TOTP code after the key (see [`Sshd::start_with_otp`]).
+    otp: bool,
     /// `None` while stopped by [`Sshd::stop_listener`].
     listener: Option<Child>,
     /// Session processes of stopped listeners: once their parent is gone they are reparented
@@ -66,17 +68,44 @@ impl Sshd {
     /// blocks in it come after the fixture's `Match User <current user>` block, so they cannot
     /// undo that block's `SetEnv` and `AuthorizedKeysFile` (again, the first match wins).
     pub(crate) fn start_with(extra: &str) -> Sshd {
-        Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None)
+        Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None, false)
+    }
+
+    /// Starts sshd with a real second factor: the key, then a TOTP code from PAM's
+    /// `pam_google_authenticator` with a secret of the test's own ([`Sshd::otp_code`]). sshd
+    /// asks PAM for the service "sshd", so it runs in a private mount namespace where the
+    /// fixture's own PAM stack is bound over `/etc/pam.d`; the machine's is never touched.
+    /// `None` (with a message) when not root, which that needs.
+    pub(crate) fn start_with_otp() -> Option<Sshd> {
+        if !geteuid().is_root() {
+            eprintln!("skipped: a PAM second factor needs root (a private mount namespace)");
+            return None;
+        }
+        let extra = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+                     AuthenticationMethods publickey,keyboard-interactive:pam";
+        Some(Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None, true))
+    }
+
+    /// The TOTP code valid now (`oathtool`).
+    pub(crate) fn otp_code(&self) -> String {
+        let secret = fs::read_to_string(self.path("otp_secret")).expect("read the OTP secret");
+        let secret = secret.lines().next().expect("a secret line");
+        let out = Command::new("oathtool")
+            .args(["--totp", "-b", secret])
+            .output()
+            .expect("oathtool (scripts/install-deps installs it)");
+        assert!(out.status.success(), "oathtool failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// Starts sshd inside the network namespace `netns`, listening on `addr` port 22: another
     /// host for the client, reachable only through the links the test made. Nothing else
     /// listens in a fresh namespace, so the port is fixed.
     pub(crate) fn start_in_netns(netns: &str, addr: Ipv4Addr) -> Sshd {
-        Sshd::start_at("", addr, Some(netns.to_owned()))
+        Sshd::start_at("", addr, Some(netns.to_owned()), false)
     }
 
-    fn start_at(extra: &str, addr: Ipv4Addr, netns: Option<String>) -> Sshd {
+    fn start_at(extra: &str, addr: Ipv4Addr, netns: Option<String>, otp: bool) -> Sshd {
         if geteuid().is_root() {
             // sshd's privilege separation directory; it refuses to start as root without it.
             fs::create_dir_all("/run/sshd").expect("create /run/sshd");
@@ -111,9 +140,13 @@ impl Sshd {
             port: 0,
             addr,
             netns,
+            otp,
             listener: None,
             orphaned_sessions: Vec::new(),
         };
+        if otp {
+            sshd.write_pam_stack();
+        }
         for _ in 0..BIND_ATTEMPTS {
             sshd.port = if sshd.netns.is_some() { 22 } else { free_port() };
             fs::write(sshd.config_path(), sshd.config(extra)).expect("write sshd_config");
@@ -235,6 +268,36 @@ impl Sshd {
         String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }
 
+    /// `<root>/pam.d`: "sshd" asks for the key's partner, a TOTP code, and every other
+    /// service is denied; plus the secret, 0600 as the module insists.
+    fn write_pam_stack(&self) {
+        let mut random = [0; 20];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut urandom| urandom.read_exact(&mut random))
+            .expect("read /dev/urandom");
+        let secret = base32(&random);
+        let secret_file = self.path("otp_secret");
+        fs::write(&secret_file, format!("{secret}\n\" TOTP_AUTH\n")).expect("write the OTP secret");
+        fs::set_permissions(&secret_file, fs::Permissions::from_mode(0o600)).expect("chmod the OTP secret");
+        let dir = self.path("pam.d");
+        DirBuilder::new().mode(0o755).create(&dir).expect("create pam.d");
+        fs::write(
+            dir.join("sshd"),
+            format!(
+                "auth required pam_google_authenticator.so secret={} user=root\n\
+                 account required pam_permit.so\nsession required pam_permit.so\npassword required pam_deny.so\n",
+                secret_file.display()
+            ),
+        )
+        .expect("write pam.d/sshd");
+        fs::write(
+            dir.join("other"),
+            "auth required pam_deny.so\naccount required pam_deny.so\n\
+             session required pam_deny.so\npassword required pam_deny.so\n",
+        )
+        .expect("write pam.d/other");
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.root.path().join(name)
     }
@@ -339,6 +402,18 @@ impl Sshd {
                 // `ip netns exec` execs in place: the child is sshd itself.
                 let mut command = Command::new("ip");
                 command.args(["netns", "exec", netns, SSHD]);
+                command
+            }
+            None if self.otp => {
+                // unshare and sh exec in place too. The bind mount lives and dies with the
+                // namespace, which only this sshd and its sessions are in.
+                let mut command = Command::new("unshare");
+                command
+                    .args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(r#"mount --bind "$1" /etc/pam.d && shift && exec "$@""#)
+                    .arg("sh")
+                    .arg(self.path("pam.d"))
+                    .arg(SSHD);
                 command
             }
             None => Command::new(SSHD),
@@ -741,6 +816,25 @@ fn has_ssh_banner(port: u16) -> bool {
 /// Double-quotes a path for `sshd_config` and `ssh_config`, which split arguments on whitespace.
 fn quote(path: &Path) -> String {
     format!("\"{}\"", path.display())
+}
+
+/// RFC 4648 base32 without padding, as TOTP secrets are written.
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out
 }
 
 fn random_hex() -> String {
