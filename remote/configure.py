@@ -2,6 +2,14 @@ import json, os, subprocess, sys, tempfile
 from importlib import metadata
 
 req = json.loads(sys.argv[1])
+root = (req.get("settings") or {}).get("root_dir")
+# A root dir that does not exist is refused before anything is written. A relative one lies
+# under the home, where `jssh up` starts Jupyter.
+if root and not os.path.isdir(os.path.join(os.path.expanduser("~"), os.path.expanduser(root))):
+    alt = req["settings"].get("root_dir_alternative")
+    found = bool(alt) and os.path.isdir(os.path.expanduser(alt))
+    print(json.dumps({"nodir": "alternative" if found else "missing"}))
+    sys.exit(5)
 def version(dist):
     try:
         return metadata.version(dist)

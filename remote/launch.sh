@@ -1,4 +1,4 @@
-name=$1 mode=$2 ports=$3 script=$4 want_token=$5 watch=$6 login=$7 expect=$8
+name=$1 mode=$2 ports=$3 script=$4 want_token=$5 watch=$6 login=$7 expect=$8 dir=$9 alt=${10}
 d="$HOME/.jssh/run/$name" n=$(uname -n)
 command -v tmux >/dev/null 2>&1 || { echo "tmux not found on PATH=$PATH"; exit 90; }
 t="tmux -L jssh"
@@ -7,6 +7,29 @@ if ! $t has-session -t "=$name" 2>/dev/null && [ -n "$expect" ] && [ "$expect" !
     cat >/dev/null
     echo "elsewhere $n"
     exit 0
+fi
+# A --dir as Jupyter will see it: `~` and `~/…` are this home; a relative path lies under it
+# (Jupyter starts in the home). Expanded here, never evaluated.
+remote_dir() {
+    # shellcheck disable=SC2088 # a literal `~` is what is matched
+    case $1 in
+        "~") r=$HOME ;;
+        "~/"*) r=$HOME/${1#"~/"} ;;
+        /*) r=$1 ;;
+        *) r=$HOME/$1 ;;
+    esac
+}
+# A missing --dir is said before anything starts; `nodir 1` when the suggested `~/…` (the
+# same path under this home, for a local shell that expanded `~`) exists instead.
+if [ -n "$dir" ] && ! $t has-session -t "=$name" 2>/dev/null; then
+    remote_dir "$dir"
+    if [ ! -d "$r" ]; then
+        cat >/dev/null
+        found=0
+        if [ -n "$alt" ]; then remote_dir "$alt"; [ -d "$r" ] && found=1; fi
+        echo "nodir $found"
+        exit 0
+    fi
 fi
 umask 077
 mkdir -p "$d" && chmod 700 "$HOME/.jssh" "$HOME/.jssh/run" "$d" || exit 1

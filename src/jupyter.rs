@@ -97,6 +97,10 @@ pub(crate) struct Request {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Settings {
     pub(crate) root_dir: Option<String>,
+    /// Where to look when `root_dir` does not exist: `~/REST` for a `root_dir` under this
+    /// machine's home (see [`crate::remote::DirCheck`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) root_dir_alternative: Option<String>,
     pub(crate) allow_remote_access: bool,
 }
 
@@ -119,6 +123,10 @@ pub(crate) struct Report {
     pub(crate) password: bool,
     #[serde(default)]
     pub(crate) ip: Option<String>,
+    /// The root dir does not exist (nothing was written): `alternative` when the settings'
+    /// alternative does, else `missing`.
+    #[serde(default)]
+    pub(crate) nodir: Option<String>,
 }
 
 /// The login-shell script for a [`Request`]: activate `env`, find Python, run the updater.

@@ -14,9 +14,12 @@ pub(crate) const EXIT_NO_TMUX: i32 = 90;
 /// Exit status of the launch script when the token did not arrive whole on stdin.
 pub(crate) const EXIT_TOKEN_LOST: i32 = 93;
 
-/// The tmux session (and run directory) name for an alias: tmux rewrites `.` in names.
+/// The tmux session (and remote run directory) name for an alias. tmux turns `.` and `:` in a
+/// session name into `_`, which made `a.b` and `a_b` one session (issue 11, case 6); `.`
+/// becomes `+` instead, which no alias holds (see [`Alias`]), so the name stays injective, and
+/// which is neither tmux target syntax nor shell syntax nor special in a path.
 pub(crate) fn session_name(alias: &Alias) -> String {
-    format!("jssh-{}", alias.as_str().replace('.', "_"))
+    format!("jssh-{}", alias.as_str().replace('.', "+"))
 }
 
 /// What to start on the remote.
@@ -28,6 +31,69 @@ pub(crate) struct JupyterSpec<'a> {
     pub(crate) dir: Option<&'a str>,
     pub(crate) env: &'a [EnvSpec],
     pub(crate) info: &'a JupyterInfo,
+}
+
+/// A `--dir` that `jssh up` checks on the remote before starting Jupyter there, so that a
+/// path that does not exist is named at once rather than by Jupyter's exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirCheck<'a> {
+    /// As given: `~` and `~/…` are the remote home, a relative path lies under it.
+    pub(crate) dir: &'a str,
+    /// The same path under the remote home (`~/REST`) when `dir` lies under this machine's
+    /// home: the local shell expanded an unquoted `~` (see [`local_home_alternative`]).
+    pub(crate) alternative: Option<String>,
+}
+
+impl<'a> DirCheck<'a> {
+    /// The check for `dir` as this machine's shell handed it over.
+    pub(crate) fn new(dir: &'a str) -> Self {
+        Self {
+            dir,
+            // The local shell expands an unquoted `~` from $HOME.
+            alternative: std::env::var("HOME")
+                .ok()
+                .and_then(|home| local_home_alternative(dir, &home)),
+        }
+    }
+
+    /// The one-line error for a `dir` that does not exist on `alias`. When the alternative
+    /// does, the local shell expanded `~` (an unquoted `--dir ~/p`): the fix is to quote it,
+    /// and jssh does not guess which one was meant.
+    pub(crate) fn missing(&self, alias: &Alias, alternative_exists: bool) -> anyhow::Error {
+        let dir = crate::sanitize::for_terminal(self.dir);
+        match (&self.alternative, alternative_exists) {
+            (Some(alternative), true) => anyhow::anyhow!(
+                "--dir {dir} does not exist on {alias}, but {alternative} does: your shell replaced `~` \
+                 with this machine's home; quote it to mean the remote home: --dir {}",
+                // shell-words always quotes a `~`.
+                crate::sanitize::for_terminal(&shell_words::quote(alternative))
+            ),
+            _ => anyhow::anyhow!(
+                "--dir {dir} does not exist on {alias}: create it there, or give another (a quoted \
+                 `--dir '~/…'` is under the remote home)"
+            ),
+        }
+    }
+}
+
+/// `~/REST` when `dir` is `HOME/REST` for this machine's `home`, i.e. what an unquoted
+/// `--dir ~/REST` became in the local shell; `~` for the home itself. The root as a home
+/// (root's on some systems is `/`) would claim every path, so it claims none.
+pub(crate) fn local_home_alternative(dir: &str, home: &str) -> Option<String> {
+    let home = home.trim_end_matches('/');
+    if home.is_empty() || !home.starts_with('/') {
+        return None;
+    }
+    let rest = dir.strip_prefix(home)?;
+    if rest.is_empty() {
+        return Some("~".to_owned());
+    }
+    let rest = rest.strip_prefix('/')?.trim_start_matches('/');
+    Some(if rest.is_empty() {
+        "~".to_owned()
+    } else {
+        format!("~/{rest}")
+    })
 }
 
 /// The script the login shell runs inside tmux: environment, then `exec jupyter`. The token
@@ -84,9 +150,50 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
 /// shells that are not POSIX-like (fish, csh) get `sh -l`.
 const LOGIN: &str = include_str!("../remote/login.sh").trim_ascii_end();
 
-/// The remote command that runs `script` in the login shell.
-pub(crate) fn in_login_shell(script: &str) -> String {
-    sh(LOGIN, &[script])
+/// The remote command that runs `script` in the login shell, its reply starting at `marker`
+/// (printed after the login shell's own startup files, which may print anything).
+pub(crate) fn in_login_shell(marker: &Marker, script: &str) -> String {
+    sh(LOGIN, &[&format!("{}{script}", marker.begin())])
+}
+
+/// Where a remote script's reply starts. A login shell may print anything before a command
+/// runs — a `printf "Welcome! "` without a newline, a terminal-title escape from `.bashrc` —
+/// and that text lands on the same stdout. So each script that answers jssh first prints a
+/// newline (ending whatever line the shell left open) and then a line `jssh:NONCE`, with a
+/// nonce made fresh for every command, and jssh reads only what follows that line.
+///
+/// The marker line never appears in the command itself: printf assembles it from `jssh:%s`
+/// and the nonce, so even a shell that echoes the command it runs (a title set from
+/// `$BASH_COMMAND`, which holds every byte of the command) cannot print it by accident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Marker(String);
+
+impl Marker {
+    pub(crate) fn new() -> anyhow::Result<Self> {
+        crate::fsutil::random_hex(12).map(Self)
+    }
+
+    /// The shell line that starts the reply.
+    fn begin(&self) -> String {
+        format!("printf '\\njssh:%s\\n' {}\n", self.0)
+    }
+
+    /// Whether `line` (without its newline) is the marker line.
+    pub(crate) fn is(&self, line: &str) -> bool {
+        line.strip_prefix("jssh:") == Some(self.0.as_str())
+    }
+
+    /// The script's reply: what follows the marker line in `out`; `None` when the marker never
+    /// came (the script did not run, or did not get that far).
+    pub(crate) fn reply<'a>(&self, out: &'a str) -> Option<&'a str> {
+        let line = format!("\njssh:{}\n", self.0);
+        out.find(&line).map(|at| &out[at + line.len()..])
+    }
+}
+
+/// `script` with `args` as `$1…`, its reply starting at `marker` (see [`Marker`]).
+pub(crate) fn marked(marker: &Marker, script: &str, args: &[&str]) -> String {
+    sh(&format!("{}{script}", marker.begin()), args)
 }
 
 /// Starts the session unless it runs, then reports and watches it. Lines on stdout:
@@ -94,6 +201,9 @@ pub(crate) fn in_login_shell(script: &str) -> String {
 /// is root (Jupyter then needs `--allow-root`), `node NAME` (`uname -n`), `home DIR`,
 /// `token HEX` (only on reuse when asked), then `.` every 0.2 s while the session lives, and
 /// `exited` plus `log LINE`s if it ends (only when watching). The new token arrives on stdin.
+///
+/// With a [`DirCheck`], a new session is started only if that directory exists; otherwise
+/// the script says `nodir 1` when the check's alternative exists, else `nodir 0`.
 ///
 /// `expect` is the machine the session was started on, if known: when the session is not
 /// here and this is another machine (a login address that spreads connections over several
@@ -136,8 +246,8 @@ const WATCH: &str = include_str!("../remote/watch.sh");
 /// another user can bind it while Jupyter starts.
 const LISTENER: &str = include_str!("../remote/listener.sh");
 
-pub(crate) fn listener(session: &str, port: u16) -> String {
-    sh(LISTENER, &[session, &port.to_string()])
+pub(crate) fn listener(marker: &Marker, session: &str, port: u16) -> String {
+    marked(marker, LISTENER, &[session, &port.to_string()])
 }
 
 /// Exit status of the watch script when this tmux has no hooks.
@@ -152,16 +262,19 @@ pub(crate) fn sh(script: &str, args: &[&str]) -> String {
 }
 
 pub(crate) fn launch(
+    marker: &Marker,
     spec: &JupyterSpec<'_>,
     ports: &[u16],
     want_token: bool,
     watch: bool,
     expect: Option<&str>,
+    check: Option<&DirCheck<'_>>,
 ) -> String {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let mode = if spec.socket { "sock" } else { "tcp" };
     let flag = |b: bool| if b { "1" } else { "0" };
-    sh(
+    marked(
+        marker,
         LAUNCH,
         &[
             spec.session,
@@ -172,20 +285,22 @@ pub(crate) fn launch(
             flag(watch),
             LOGIN,
             expect.unwrap_or_default(),
+            check.map_or("", |c| c.dir),
+            check.and_then(|c| c.alternative.as_deref()).unwrap_or_default(),
         ],
     )
 }
 
-pub(crate) fn stop(session: &str, expect: Option<&str>) -> String {
-    sh(STOP, &[session, expect.unwrap_or_default()])
+pub(crate) fn stop(marker: &Marker, session: &str, expect: Option<&str>) -> String {
+    marked(marker, STOP, &[session, expect.unwrap_or_default()])
 }
 
 pub(crate) fn watch(session: &str) -> String {
     sh(WATCH, &[session])
 }
 
-pub(crate) fn list() -> String {
-    sh(LIST, &[])
+pub(crate) fn list(marker: &Marker) -> String {
+    marked(marker, LIST, &[])
 }
 
 pub(crate) fn log(session: &str, follow: bool) -> String {
@@ -214,6 +329,11 @@ pub(crate) enum LaunchEvent {
     Node(String),
     /// The session runs on another machine than the one reached (see [`launch`]).
     Elsewhere(String),
+    /// The `--dir` does not exist there (nothing was started); whether the [`DirCheck`]'s
+    /// alternative does.
+    NoDir {
+        alternative_exists: bool,
+    },
     Home(String),
     Token(String),
     Alive,
@@ -234,6 +354,9 @@ impl LaunchEvent {
             "root" => Self::Root,
             "node" => Self::Node(rest.trim().to_owned()),
             "elsewhere" => Self::Elsewhere(rest.trim().to_owned()),
+            "nodir" => Self::NoDir {
+                alternative_exists: rest.trim() == "1",
+            },
             "home" => Self::Home(rest.to_owned()),
             "token" => Self::Token(rest.trim().to_owned()),
             "." => Self::Alive,
@@ -363,6 +486,70 @@ mod tests {
         );
     }
 
+    /// Issue 11, case 7: whatever a login shell prints before the script — text without a
+    /// newline, a title escape, the command itself — the reply is exactly the script's own.
+    #[test]
+    fn case7_the_reply_starts_after_the_marker_whatever_came_before() {
+        let marker = Marker("00ff".repeat(6));
+        let command = marked(&marker, "echo started 1 2; echo node n", &[]);
+        assert!(!command.contains(&format!("jssh:{}", marker.0)), "{command}");
+        for junk in [
+            String::new(),
+            "Welcome! ".to_owned(),
+            "\x1b]0;user@host: ~\x07".to_owned(),
+            // A title set from $BASH_COMMAND: the whole command, nonce included.
+            format!("\x1b]0;{command}\x07"),
+            format!("{command}\n"),
+        ] {
+            // What sshd's shell does: its startup files print, then the command runs.
+            let shell = format!("printf '%s' {}; {command}", shell_words::quote(&junk));
+            let out = run(&shell, "");
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(marker.reply(&text), Some("started 1 2\nnode n\n"), "{junk:?}: {text:?}");
+            let lines: Vec<&str> = text.lines().skip_while(|l| !marker.is(l)).skip(1).collect();
+            assert_eq!(lines, ["started 1 2", "node n"], "{junk:?}");
+        }
+        assert_eq!(marker.reply("started 1 2\n"), None, "no marker, no reply");
+        assert_eq!(Marker::new().unwrap().0.len(), 24);
+        assert_ne!(Marker::new().unwrap(), Marker::new().unwrap());
+    }
+
+    /// Issue 11, case 8: a `--dir` the local shell expanded (`~/p` became `$HOME/p`) gets
+    /// `~/p` as the alternative to look for on the remote; nothing else does.
+    #[test]
+    fn case8_a_dir_under_the_local_home_has_a_remote_home_alternative() {
+        for (dir, home, alternative) in [
+            ("/home/me/project", "/home/me", Some("~/project")),
+            ("/home/me/a b/c", "/home/me/", Some("~/a b/c")),
+            ("/home/me", "/home/me", Some("~")),
+            ("/home/me/", "/home/me", Some("~")),
+            ("/home/mine/p", "/home/me", None),
+            ("/srv/data", "/home/me", None),
+            ("~/project", "/home/me", None),
+            ("project", "/home/me", None),
+            ("/anything", "/", None),
+            ("/anything", "", None),
+        ] {
+            assert_eq!(
+                local_home_alternative(dir, home).as_deref(),
+                alternative,
+                "{dir} under {home}"
+            );
+        }
+        assert_eq!(
+            LaunchEvent::parse("nodir 1"),
+            Some(LaunchEvent::NoDir {
+                alternative_exists: true
+            })
+        );
+        assert_eq!(
+            LaunchEvent::parse("nodir 0"),
+            Some(LaunchEvent::NoDir {
+                alternative_exists: false
+            })
+        );
+    }
+
     /// The files in `remote/` (beside `src/`) ending in `.EXT`, sorted.
     fn remote_files(ext: &str) -> Vec<std::path::PathBuf> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("remote");
@@ -437,6 +624,13 @@ mod tests {
 
     #[test]
     fn session_names_avoid_tmux_separators() {
-        assert_eq!(session_name(&"gpu.lab".parse().unwrap()), "jssh-gpu_lab");
+        assert_eq!(session_name(&"gpu.lab".parse().unwrap()), "jssh-gpu+lab");
+        // Case 6 of issue 11: `a.b` and `a_b` were one tmux session and one run dir.
+        let names: std::collections::BTreeSet<String> = ["a.b", "a_b", "a-b", "ab", "A.b"]
+            .iter()
+            .map(|a| session_name(&a.parse().unwrap()))
+            .collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+        assert!(names.iter().all(|n| !n.contains(['.', ':'])), "{names:?}");
     }
 }

@@ -1,11 +1,11 @@
 //! `jssh down`: stop the supervisor (and its ssh), then the remote Jupyter unless kept.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::{Ctx, lookup_profile};
 use crate::cli::DownArgs;
 use crate::profile::Profiles;
-use crate::remote::{self, LaunchEvent};
+use crate::remote::{self, LaunchEvent, Marker};
 use crate::state::RunDir;
 use crate::supervisor::handle;
 use crate::target::Alias;
@@ -51,11 +51,21 @@ fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
 pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &RunDir) -> Result<()> {
     let name = remote::session_name(alias);
     let node = run.read_session().ok().flatten().and_then(|s| s.remote_node);
-    let cmd = ctx.ssh.exec(alias, &remote::stop(&name, node.as_deref()), true);
+    let marker = Marker::new()?;
+    let cmd = ctx
+        .ssh
+        .exec(alias, &remote::stop(&marker, &name, node.as_deref()), true);
     let out = cmd
         .run()
         .with_context(|| format!("could not stop Jupyter on {alias}"))?;
-    let said = String::from_utf8_lossy(&out.stdout);
+    let out = String::from_utf8_lossy(&out.stdout);
+    // Only the script's own lines count, not what the login shell printed before them.
+    let Some(said) = marker.reply(&out) else {
+        bail!(
+            "could not tell whether Jupyter on {alias} was stopped: the remote's answer never came \
+             (`jssh status {alias}` shows whether it still runs)"
+        );
+    };
     let elsewhere = said.lines().find_map(|l| match LaunchEvent::parse(l) {
         Some(LaunchEvent::Elsewhere(reached)) => Some(reached),
         _ => None,

@@ -6,7 +6,7 @@ use super::{Ctx, lookup_profile};
 use crate::cli::JupyterArgs;
 use crate::jupyter::{self, JupyterInfo, Report, Request, Settings};
 use crate::profile::{Profile, Profiles};
-use crate::remote;
+use crate::remote::{self, DirCheck, Marker};
 use crate::sanitize::{for_terminal, ssh_stderr};
 use crate::target::Alias;
 
@@ -14,13 +14,19 @@ use crate::target::Alias;
 /// caches what it learned in the profile.
 pub(crate) fn configure(ctx: &Ctx, profile: &Profile, request: &Request, password: Option<&str>) -> Result<Report> {
     let script = jupyter::configure_script(&profile.env, request);
-    let mut cmd = ctx.ssh.exec(&profile.alias, &remote::in_login_shell(&script), true);
+    let marker = Marker::new()?;
+    let mut cmd = ctx
+        .ssh
+        .exec(&profile.alias, &remote::in_login_shell(&marker, &script), true);
     if let Some(password) = password {
         cmd = cmd.stdin_bytes(format!("{password}\n").into_bytes());
     }
     let out = cmd.output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Option<Report> = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok());
+    // Only the updater's own lines, not what the login shell printed before them.
+    let report: Option<Report> = marker
+        .reply(&stdout)
+        .and_then(|reply| reply.lines().rev().find_map(|l| serde_json::from_str(l).ok()));
     let Some(report) = report else {
         let stderr = ssh_stderr(&out.stderr).join("\n");
         bail!(
@@ -29,6 +35,13 @@ pub(crate) fn configure(ctx: &Ctx, profile: &Profile, request: &Request, passwor
             out.status
         );
     };
+    if let (Some(nodir), Some(settings)) = (&report.nodir, &request.settings) {
+        let check = DirCheck {
+            dir: settings.root_dir.as_deref().unwrap_or_default(),
+            alternative: settings.root_dir_alternative.clone(),
+        };
+        return Err(check.missing(&profile.alias, nodir == "alternative"));
+    }
     if let Some(error) = &report.error {
         bail!(
             "{}: {}: check --env (e.g. --env venv:~/venv or --env conda:NAME) or `jssh doctor {}`",
@@ -61,20 +74,24 @@ pub(crate) fn run(ctx: &Ctx, args: &JupyterArgs) -> Result<()> {
     let mut profile = lookup_profile(&profiles, &args.alias)?;
     if !args.env.is_empty() {
         profile.env.clone_from(&args.env);
-        profiles.upsert(profile.clone());
-        profiles
-            .save(&ctx.paths.hosts_file())
-            .context("could not save the profile")?;
     }
     let request = Request {
         generate: true,
         settings: Some(Settings {
             root_dir: args.dir.clone(),
+            root_dir_alternative: args.dir.as_deref().and_then(|dir| DirCheck::new(dir).alternative),
             allow_remote_access: args.allow_remote_access,
         }),
         password: None,
     };
     let report = configure(ctx, &profile, &request, None)?;
+    // Saved once the remote took it: a refused request changes nothing.
+    if !args.env.is_empty() {
+        profiles.upsert(profile);
+        profiles
+            .save(&ctx.paths.hosts_file())
+            .context("could not save the profile")?;
+    }
     remember(ctx, &args.alias, &report, Some(args.allow_remote_access))?;
     let mut found: Vec<String> = Vec::new();
     found.extend(report.server.as_ref().map(|v| format!("jupyter_server {v}")));

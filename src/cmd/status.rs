@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Ctx, lookup_profile};
 use crate::cli::StatusArgs;
 use crate::profile::Profiles;
-use crate::remote::{self, RemoteSession};
+use crate::remote::{self, Marker, RemoteSession};
 use crate::state::{Phase, RunDir, Session, unix_now};
 use crate::target::Alias;
 
@@ -45,14 +45,14 @@ const REMOTE_LIMIT: Duration = Duration::from_secs(3);
 
 /// The remote's jssh sessions, or `None` when it cannot be asked right now.
 fn remote_sessions(ctx: &Ctx, alias: &Alias) -> Option<Vec<RemoteSession>> {
+    let marker = Marker::new().ok()?;
     let out = ctx
         .ssh
-        .exec(alias, &remote::list(), true)
+        .exec(alias, &remote::list(&marker), true)
         .output_within(REMOTE_LIMIT)
         .ok()?;
-    out.status
-        .success()
-        .then(|| remote::parse_list(&String::from_utf8_lossy(&out.stdout)))
+    let out = String::from_utf8_lossy(&out.stdout);
+    marker.reply(&out).map(remote::parse_list)
 }
 
 fn row(alias: &Alias, run: &RunDir, session: Option<Session>, remote: Option<&[RemoteSession]>) -> Row {

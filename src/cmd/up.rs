@@ -15,7 +15,7 @@ use crate::UsageError;
 use crate::cli::UpArgs;
 use crate::fsutil;
 use crate::profile::Profiles;
-use crate::remote::{self, EXIT_NO_TMUX, EXIT_TOKEN_LOST, JupyterSpec, LaunchEvent};
+use crate::remote::{self, DirCheck, EXIT_NO_TMUX, EXIT_TOKEN_LOST, JupyterSpec, LaunchEvent, Marker};
 use crate::sanitize::{for_terminal, ssh_stderr};
 use crate::state::{self, Phase, RunDir, Session, unix_now};
 use crate::supervisor::handle;
@@ -166,14 +166,10 @@ fn start(
         }
         // Leave nothing half-started behind: a server this run started goes too.
         if !reused {
-            let _ = ctx
-                .ssh
-                .exec(
-                    &args.alias,
-                    &remote::stop(&session.tmux_name, session.remote_node.as_deref()),
-                    true,
-                )
-                .output();
+            if let Ok(marker) = Marker::new() {
+                let stop = remote::stop(&marker, &session.tmux_name, session.remote_node.as_deref());
+                let _ = ctx.ssh.exec(&args.alias, &stop, true).output();
+            }
             run.clear();
         }
         bail!(message);
@@ -246,18 +242,26 @@ fn start_remote(
     };
     let batch = !std::io::stdin().is_terminal();
     let expect = previous.as_ref().and_then(|s| s.remote_node.as_deref());
-    let launch_cmd = ctx
-        .ssh
-        .exec(&args.alias, &remote::launch(&spec, &ports, true, true, expect), batch);
+    let check = args.dir.as_deref().map(DirCheck::new);
+    let marker = Marker::new()?;
+    let launch_cmd = ctx.ssh.exec(
+        &args.alias,
+        &remote::launch(&marker, &spec, &ports, true, true, expect, check.as_ref()),
+        batch,
+    );
     let mut launch = launch_cmd.spawn(Stdio::piped(), Stdio::piped(), Stdio::piped())?;
     if let Some(mut stdin) = launch.stdin.take() {
         std::io::Write::write_all(&mut stdin, token.as_bytes()).context("could not send the token")?;
     }
-    let events = read_events(&mut launch);
+    let events = read_events(&mut launch, marker);
     let started = match first_events(&events, deadline) {
         Ok(started) => started,
         Err(e) => return Err(launch_failure(&mut launch, e, &args.alias)),
     };
+    if let (Some(alternative_exists), Some(check)) = (started.no_dir, &check) {
+        let _ = launch.wait();
+        return Err(check.missing(&args.alias, alternative_exists));
+    }
     if let (Some(reached), Some(expected)) = (&started.elsewhere, expect) {
         let _ = launch.wait();
         bail!(
@@ -350,14 +354,16 @@ impl Progress {
     }
 }
 
-/// Lines from the launch script, read on a thread so waiting can also watch the tunnel.
-fn read_events(launch: &mut Child) -> Receiver<LaunchEvent> {
+/// Lines from the launch script after its marker (whatever the login shell printed before
+/// is not the script's), read on a thread so waiting can also watch the tunnel.
+fn read_events(launch: &mut Child, marker: Marker) -> Receiver<LaunchEvent> {
     let (tx, rx) = mpsc::channel();
     if let Some(stdout) = launch.stdout.take() {
         std::thread::spawn(move || {
             // Signals are for the main thread (a foreground `up` waits out Ctrl-C there).
             let _ = all_signals().thread_block();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            for line in lines.skip_while(|l| !marker.is(l)).skip(1) {
                 if let Some(event) = LaunchEvent::parse(&line)
                     && tx.send(event).is_err()
                 {
@@ -380,6 +386,8 @@ struct Started {
     node: Option<String>,
     /// The machine reached, when the session runs on another one (nothing was started).
     elsewhere: Option<String>,
+    /// The `--dir` does not exist (nothing was started); whether its alternative does.
+    no_dir: Option<bool>,
 }
 
 fn first_events(events: &Receiver<LaunchEvent>, deadline: Instant) -> Result<Started> {
@@ -392,6 +400,7 @@ fn first_events(events: &Receiver<LaunchEvent>, deadline: Instant) -> Result<Sta
         root: false,
         node: None,
         elsewhere: None,
+        no_dir: None,
     };
     let mut seen_start = false;
     loop {
@@ -405,6 +414,10 @@ fn first_events(events: &Receiver<LaunchEvent>, deadline: Instant) -> Result<Sta
             Ok(LaunchEvent::Node(node)) => started.node = Some(node),
             Ok(LaunchEvent::Elsewhere(node)) => {
                 started.elsewhere = Some(node);
+                return Ok(started);
+            }
+            Ok(LaunchEvent::NoDir { alternative_exists }) => {
+                started.no_dir = Some(alternative_exists);
                 return Ok(started);
             }
             Ok(LaunchEvent::Home(home)) if seen_start => {

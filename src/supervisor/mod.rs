@@ -41,7 +41,7 @@ use self::probe::{Probe, Prober};
 use crate::paths::Paths;
 use crate::platform::{self, Signals};
 use crate::process::{CleanChild, Ended};
-use crate::remote::{self, JupyterSpec, LaunchEvent};
+use crate::remote::{self, JupyterSpec, LaunchEvent, Marker};
 use crate::ssh::{Ssh, parse_resolved};
 use crate::state::{Lease, Phase, RunDir, Session};
 use crate::target::Alias;
@@ -360,12 +360,16 @@ impl Supervisor {
             Probe::Ok => {}
             other => return Ok(other),
         }
-        let check = remote::listener(&self.session.tmux_name, port);
+        let Ok(marker) = Marker::new() else {
+            return Ok(Probe::Refused);
+        };
+        let check = remote::listener(&marker, &self.session.tmux_name, port);
         let cmd = self.ssh.exec_over(&self.alias, &active.control, &check);
         let Ok(out) = cmd.output_within(PROBE_TIMEOUT_CAP) else {
             return Ok(Probe::Refused);
         };
-        let said = String::from_utf8_lossy(&out.stdout);
+        let out = String::from_utf8_lossy(&out.stdout);
+        let said = marker.reply(&out).unwrap_or_default();
         let alias = &self.alias;
         match said.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["ours"] => {
@@ -745,14 +749,14 @@ impl Supervisor {
 
     /// Asks the remote whether the tmux session still runs.
     fn remote_alive(&mut self) -> bool {
-        let cmd = self.remote(&remote::list());
-        match cmd.output() {
-            Ok(out) if out.status.success() => remote::parse_list(&String::from_utf8_lossy(&out.stdout))
-                .iter()
-                .any(|s| s.session == self.session.tmux_name),
-            // Unknown: do not restart a server we cannot see.
-            _ => true,
-        }
+        // Unknown: do not restart a server we cannot see.
+        let Ok(marker) = Marker::new() else { return true };
+        let Ok(out) = self.remote(&remote::list(&marker)).output() else {
+            return true;
+        };
+        marker
+            .reply(&String::from_utf8_lossy(&out.stdout))
+            .is_none_or(|said| remote::parse_list(said).iter().any(|s| s.session == self.session.tmux_name))
     }
 
     /// Starts the remote Jupyter again unless it still runs (the launch script then reuses
@@ -785,9 +789,12 @@ impl Supervisor {
         };
         let ports: Vec<u16> = self.session.remote_port.into_iter().collect();
         let expect = self.session.remote_node.as_deref();
-        let cmd = self.remote(&remote::launch(&spec, &ports, false, false, expect));
-        let out = match cmd.stdin_bytes(self.session.token.clone().into_bytes()).run() {
-            Ok(out) => out,
+        let sent = Marker::new().and_then(|marker| {
+            let cmd = self.remote(&remote::launch(&marker, &spec, &ports, false, false, expect, None));
+            Ok((cmd.stdin_bytes(self.session.token.clone().into_bytes()).run()?, marker))
+        });
+        let (out, marker) = match sent {
+            Ok(sent) => sent,
             Err(e) => {
                 // A connection lost on the way, or a remote that cannot start it right now
                 // (a full disk): try again later, not give up on the tunnel.
@@ -796,7 +803,8 @@ impl Supervisor {
             }
         };
         let mut started = false;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let out = String::from_utf8_lossy(&out.stdout);
+        for line in marker.reply(&out).unwrap_or_default().lines() {
             match LaunchEvent::parse(line) {
                 Some(LaunchEvent::Started { port, pid, reused }) => {
                     started = !reused;

@@ -11,6 +11,7 @@ mod jupyter;
 mod netns;
 mod otp;
 mod ports;
+mod robust;
 mod pty;
 mod setup;
 mod up;

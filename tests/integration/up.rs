@@ -80,7 +80,7 @@ pub(crate) fn get(port: u16, path: &str, token: Option<&str>) -> u16 {
         .unwrap_or(0)
 }
 
-fn body(port: u16, path: &str, token: &str) -> String {
+pub(crate) fn body(port: u16, path: &str, token: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {token}\r\nConnection: close\r\n\r\n"
@@ -170,7 +170,7 @@ fn listen_addresses(port: u16) -> Vec<String> {
     found
 }
 
-fn status(client: &Client, alias: &str) -> serde_json::Value {
+pub(crate) fn status(client: &Client, alias: &str) -> serde_json::Value {
     let out = jssh(client).args(["status", alias, "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
@@ -194,7 +194,7 @@ fn remote_sessions(client: &Client, alias: &str) -> String {
 
 /// SIGKILLs the alias's remote Jupyter, then waits (10 s at most) for the supervisor to log
 /// `line`.
-fn kill_jupyter_until_logged(client: &Client, alias: &str, line: &str) {
+pub(crate) fn kill_jupyter_until_logged(client: &Client, alias: &str, line: &str) {
     let pid = status(client, alias)["remote_pid"].as_u64().unwrap();
     kill(u32::try_from(pid).unwrap(), "-KILL");
     let log_path = client.state_dir().join(alias).join("supervisor.log");

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::fsutil::ScratchDir;
 use crate::process;
-use crate::remote;
+use crate::remote::{self, Marker};
 use crate::ssh::Ssh;
 use crate::target::Alias;
 
@@ -161,13 +161,14 @@ const LISTENER_PY: &str = include_str!("../../../remote/doctor_listener.py");
 const PYTHON: &str = include_str!("../../../remote/python.sh");
 
 fn probe_unix_forward(ssh: &Ssh, alias: &Alias, limit: Duration) -> Result<UnixProbe> {
-    let cmd = ssh.exec(alias, &remote::sh(PYTHON, &[LISTENER_PY]), true);
+    let marker = Marker::new()?;
+    let cmd = ssh.exec(alias, &remote::marked(&marker, PYTHON, &[LISTENER_PY]), true);
     let mut listener = cmd.spawn(Stdio::piped(), Stdio::piped(), Stdio::null())?;
     let result = listener
         .stdout
         .take()
         .context("no stdout from the listener")
-        .and_then(|stdout| forward_to_listener(ssh, alias, stdout, limit));
+        .and_then(|stdout| forward_to_listener(ssh, alias, stdout, marker, limit));
     // End of its stdin tells the listener to clean up, if nothing connected.
     drop(listener.stdin.take());
     let _ = process::wait_or_kill(&mut listener, LOCAL_LIMIT);
@@ -178,12 +179,14 @@ fn forward_to_listener(
     ssh: &Ssh,
     alias: &Alias,
     stdout: std::process::ChildStdout,
+    marker: Marker,
     limit: Duration,
 ) -> Result<UnixProbe> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        // The listener's first line, after whatever the login shell printed.
+        let lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let line = lines.skip_while(|l| !marker.is(l)).nth(1).unwrap_or_default();
         let _ = tx.send(line);
     });
     let line = rx

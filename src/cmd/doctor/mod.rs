@@ -143,6 +143,10 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
 
     // The login gets its own connection (it times the handshake and reads the host key check),
     // while the first command through the master starts that master.
+    let marker = match remote::Marker::new() {
+        Ok(marker) => marker,
+        Err(e) => return vec![Finding::fail("remote command", format!("{e:#}"), "check /dev/urandom")],
+    };
     let (login, facts) = thread::scope(|scope| {
         let login = scope.spawn(|| {
             let start = Instant::now();
@@ -150,7 +154,7 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
                 .output_within(limit)
                 .map(|out| (out, start.elapsed()))
         });
-        let facts = ssh.exec(alias, &remote::sh(FACTS, &[]), true);
+        let facts = ssh.exec(alias, &remote::marked(&marker, FACTS, &[]), true);
         (join(login), facts.output_within(limit))
     });
     let logged_in = login_findings(paths, profile, &settings, login, &mut checks);
@@ -158,7 +162,10 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
         checks.extend(hop_checks(ssh, profile, limit));
     }
     let facts = match facts {
-        Ok(out) if out.status.success() => Facts::parse(&String::from_utf8_lossy(&out.stdout)),
+        // Only the script's own lines, not what the login shell printed before them.
+        Ok(out) if out.status.success() => {
+            Facts::parse(marker.reply(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default())
+        }
         Ok(_) | Err(_) if !logged_in => {
             checks.push(Finding::warn(
                 "remote checks",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::envspec::{EnvSpec, activation};
 use crate::jupyter::JupyterInfo;
 use crate::profile::Profile;
-use crate::remote;
+use crate::remote::{self, Marker};
 use crate::ssh::Ssh;
 use crate::target::Alias;
 
@@ -39,16 +39,19 @@ pub(super) fn jupyter_check(ssh: &Ssh, profile: &Profile, limit: Duration) -> Fi
     const NAME: &str = "remote Jupyter";
     let alias = &profile.alias;
     let script = format!("{}{JUPYTER_PROBE}", activation(&profile.env));
-    let out = match ssh
-        .exec(alias, &remote::in_login_shell(&script), true)
-        .output_within(limit)
-    {
-        Ok(out) => out,
+    let sent = Marker::new().and_then(|marker| {
+        let cmd = ssh.exec(alias, &remote::in_login_shell(&marker, &script), true);
+        Ok((cmd.output_within(limit)?, marker))
+    });
+    let (out, marker) = match sent {
+        Ok(sent) => sent,
         Err(e) => return Finding::fail(NAME, format!("{e:#}"), format!("run `ssh {alias} jupyter --version`")),
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // Only the probe's own lines, not what the login shell printed before them.
+    let reply = marker.reply(&stdout).unwrap_or_default();
     let field = |word: &str| {
-        stdout
+        reply
             .lines()
             .find_map(|l| l.strip_prefix(word).and_then(|r| r.strip_prefix(' ')))
             .map(str::to_owned)
