@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use clap_complete::Shell;
 
 use crate::envspec::EnvSpec;
-use crate::target::{Alias, Hostname, Jump, UserName, parse_port};
+use crate::target::{Alias, Hostname, IdentityPath, Jump, Port, UserName, parse_identity, parse_port};
 
 /// Jupyter on a remote server over your own OpenSSH, as if it were local.
 ///
@@ -82,8 +82,8 @@ pub(crate) struct SetupArgs {
     pub(crate) user: Option<UserName>,
 
     /// Remote sshd port (default 22).
-    #[arg(long, short = 'p', value_parser = parse_port)]
-    pub(crate) port: Option<u16>,
+    #[arg(long, short = 'p')]
+    pub(crate) port: Option<Port>,
 
     /// How the remote finds Jupyter (saved for ALIAS): venv:PATH, conda:NAME, module:NAME[,…], pre:SNIPPET.
     #[arg(long, value_name = "SPEC")]
@@ -94,8 +94,8 @@ pub(crate) struct SetupArgs {
     pub(crate) jump: Option<Jump>,
 
     /// Private key to use (created if missing; default: jssh_ed25519 beside the ssh config).
-    #[arg(long, short = 'i', value_name = "FILE", value_hint = ValueHint::FilePath)]
-    pub(crate) identity: Option<PathBuf>,
+    #[arg(long, short = 'i', value_name = "FILE", value_hint = ValueHint::FilePath, value_parser = parse_identity)]
+    pub(crate) identity: Option<IdentityPath>,
 
     /// Create a new key without a passphrase (for unattended use; otherwise ssh-keygen asks).
     #[arg(long)]

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::UsageError;
+use crate::sshconfig;
+use crate::target::is_plain_path;
+
 /// The files jssh owns or edits.
 #[derive(Debug, Clone)]
 pub(crate) struct Paths {
@@ -66,12 +70,43 @@ impl Paths {
             Some(p) => absolute(p)?,
             None => xdg_dir("XDG_STATE_HOME", &home, ".local/state").join("jssh"),
         };
-        Ok(Self {
+        let paths = Self {
             is_default_config: ssh_config == default_config,
             ssh_config,
             config_dir,
             state_dir,
-        })
+        };
+        paths.check_ssh_dir()?;
+        Ok(paths)
+    }
+
+    /// The ssh config's directory is written into ssh_config (the ControlPath, the Include
+    /// line), so it must be a path ssh_config can hold. A config other than OpenSSH's default
+    /// must also be a plain path: ssh pastes its `-F FILE` unquoted into the shell command it
+    /// runs for a ProxyJump, and OpenSSH 9.9 expands `%` and `${…}` in the Include line.
+    fn check_ssh_dir(&self) -> Result<()> {
+        let dir = self.ssh_dir();
+        let why = match dir.to_str() {
+            None => Some("it is not UTF-8".to_owned()),
+            Some(text) => sshconfig::unwritable_path(text),
+        };
+        if let Some(why) = why {
+            return Err(UsageError(format!(
+                "jssh cannot name files in {} from ssh_config ({why}): use --ssh-config with a config in \
+                 another directory",
+                dir.display()
+            ))
+            .into());
+        }
+        if !self.is_default_config && !is_plain_path(&self.ssh_config) {
+            return Err(UsageError(format!(
+                "--ssh-config {:?}: use a path of letters, digits and / . _ - + , @ : = only (ssh runs a \
+                 ProxyJump through a shell with this path in it)",
+                self.ssh_config.display()
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     /// The directory holding the ssh config (usually `~/.ssh`).
@@ -90,7 +125,8 @@ impl Paths {
     }
 
     /// ControlPath for the managed blocks: `%C` hashes host, port, user and jump, so it stays
-    /// short enough for a Unix socket path.
+    /// short enough for a Unix socket path. Its file name is ssh's tokens; the directory is
+    /// escaped when rendered (see [`sshconfig::render_block`]).
     pub(crate) fn control_path(&self) -> PathBuf {
         self.ssh_dir().join("cm-%C")
     }

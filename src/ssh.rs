@@ -69,6 +69,8 @@ impl Ssh {
     /// `scratch_home` becomes its `$HOME`: ssh-copy-id makes its temp dir in `~/.ssh` (the
     /// shell's `~`), which must not be the user's, and may not exist on a fresh account. ssh
     /// itself takes the home from the password database, so nothing else changes.
+    /// ssh-copy-id `eval`s both `public_key` and that temp dir's path: both must come from
+    /// [`crate::keys::stage_for_copy_id`], never straight from the user.
     pub(crate) fn copy_id(&self, public_key: &Path, alias: &Alias, scratch_home: &Path) -> Cmd {
         let cmd = Cmd::new("ssh-copy-id").env("HOME", scratch_home);
         let cmd = match &self.config {

@@ -17,7 +17,7 @@ use crate::profile::{Profile, Profiles};
 use crate::sanitize::ssh_stderr;
 use crate::ssh::{LoginFailure, Ssh, accepted_key, key_load_error, parse_resolved};
 use crate::sshconfig;
-use crate::target::{Alias, UserName};
+use crate::target::{Alias, IdentityPath, Port, UserName};
 
 /// The three files setup may change, before and after.
 struct Edits {
@@ -41,7 +41,7 @@ fn read_text(path: &Path) -> Result<Option<String>> {
 impl Edits {
     fn plan(ctx: &Ctx, profiles: Profiles) -> Result<Self> {
         let paths = &ctx.paths;
-        let managed_new = sshconfig::render_managed(&profiles, &paths.control_path(), &paths.hosts_file());
+        let managed_new = sshconfig::render_managed(&profiles, &paths.control_path(), &paths.hosts_file())?;
         let user_old = read_text(&paths.ssh_config)?;
         let user_new = sshconfig::with_include(user_old.as_deref().unwrap_or(""), &paths.include_target());
         Ok(Self {
@@ -108,6 +108,7 @@ pub(crate) fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
     }
     let paths = &ctx.paths;
     let mut profiles = Profiles::load(&paths.hosts_file())?;
+    profiles.check_new(&args.alias)?;
     let existing = profiles.get(&args.alias).cloned();
     let profile = new_profile(ctx, args, existing)?;
     if !args.force {
@@ -143,13 +144,13 @@ pub(crate) fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
 
     let scratch = ScratchDir::new_in(&std::env::temp_dir(), "setup")?;
     let key_in_use = match plan_key {
-        KeyPlan::Existing => profile.identity.clone(),
+        KeyPlan::Existing => profile.identity.to_path_buf(),
         KeyPlan::Create => scratch
             .path()
             .join(profile.identity.file_name().context("the key path has no file name")?),
     };
     let check_config = scratch.path().join("ssh_config");
-    let text = verification_config(ctx, &profile, &key_in_use, edits.user_old.is_some());
+    let text = verification_config(ctx, &profile, &key_in_use, edits.user_old.is_some())?;
     fsutil::write_atomic(&check_config, text.as_bytes(), PRIVATE_FILE)?;
     let ssh = ctx.ssh.with_config(&check_config);
 
@@ -192,24 +193,14 @@ fn new_profile(ctx: &Ctx, args: &SetupArgs, existing: Option<Profile>) -> Result
         None => local_user()?,
     };
     let identity = match &args.identity {
-        Some(p) if p.is_absolute() => p.clone(),
-        Some(p) => std::env::current_dir()
-            .context("could not read the current directory")?
-            .join(p),
-        None => ctx.paths.default_key(),
+        Some(p) => p.clone(),
+        None => IdentityPath::new(ctx.paths.default_key()).map_err(UsageError)?,
     };
-    if identity.to_string_lossy().contains(['"', '\n', '\r']) {
-        return Err(UsageError(format!(
-            "--identity {:?} contains a quote or newline",
-            identity.display()
-        ))
-        .into());
-    }
     Ok(Profile {
         alias: args.alias.clone(),
         host: args.host.clone().context("--host is required")?,
         user,
-        port: args.port.unwrap_or(22),
+        port: args.port.unwrap_or(Port::SSH),
         jump: args.jump.clone(),
         identity,
         env: if args.env.is_empty() {
@@ -245,15 +236,15 @@ fn refuse_user_alias(ctx: &Ctx, alias: &Alias) -> Result<()> {
 
 /// A config for the checks before anything is written: the new block first (first value wins),
 /// then the user's config and, when that is OpenSSH's default, the system one (`-F` skips it).
-fn verification_config(ctx: &Ctx, profile: &Profile, key: &Path, user_config_exists: bool) -> String {
-    let mut text = sshconfig::render_block(profile, key, &ctx.paths.control_path());
+fn verification_config(ctx: &Ctx, profile: &Profile, key: &Path, user_config_exists: bool) -> Result<String> {
+    let mut text = sshconfig::render_block(profile, key, &ctx.paths.control_path())?;
     if user_config_exists {
         let _ = write!(text, "\nHost *\nInclude \"{}\"\n", ctx.paths.ssh_config.display());
     }
     if ctx.paths.is_default_config {
         text.push_str("\nHost *\nInclude /etc/ssh/ssh_config\n");
     }
-    text
+    Ok(text)
 }
 
 /// Fails fast, before a key is made or a password asked, when ssh rejects the config or the
@@ -296,8 +287,8 @@ fn preflight(ctx: &Ctx, ssh: &Ssh, alias: &Alias) -> Result<()> {
 /// Runs ssh-copy-id. ssh asks for a password on the terminal (or SSH_ASKPASS), not stdin, so
 /// its output can be captured for a clear error.
 fn install_key(ssh: &Ssh, public_key: &Path, alias: &Alias, scratch: &Path) -> Result<()> {
-    fsutil::ensure_private_dir(&scratch.join(".ssh"))?;
-    let cmd = ssh.copy_id(public_key, alias, scratch);
+    let (home, public_key) = keys::stage_for_copy_id(public_key, scratch)?;
+    let cmd = ssh.copy_id(&public_key, alias, &home);
     let out = cmd.output()?;
     if !out.status.success() {
         let failure = LoginFailure::classify(Some(255), &String::from_utf8_lossy(&out.stderr));

@@ -140,7 +140,7 @@ fn dry_run_touches_nothing() {
 }
 
 /// A PATH whose ssh tools only record that they ran, to prove bad input runs nothing.
-fn tripwire_path(client: &Client) -> (String, std::path::PathBuf) {
+pub(crate) fn tripwire_path(client: &Client) -> (String, std::path::PathBuf) {
     let bin = client.root().join("tripwire");
     fs::create_dir_all(&bin).unwrap();
     let log = client.root().join("tripwire.log");
