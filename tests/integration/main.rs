@@ -7,6 +7,7 @@ mod doctor;
 mod fixture;
 mod generated;
 mod hops;
+mod hostile;
 mod jupyter;
 mod netns;
 mod otp;

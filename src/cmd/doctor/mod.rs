@@ -265,9 +265,9 @@ mod test_fixtures {
             alias: alias(),
             host: "10.0.0.5".parse().unwrap(),
             user: "alice".parse().unwrap(),
-            port: 2222,
+            port: "2222".parse().unwrap(),
             jump: None,
-            identity: "/h/.ssh/jssh_ed25519".into(),
+            identity: crate::target::IdentityPath::new("/h/.ssh/jssh_ed25519".into()).unwrap(),
             env: vec!["venv:~/v".parse().unwrap()],
             jupyter: JupyterInfo::default(),
         }
