@@ -6,7 +6,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
 
 /// Mode for files jssh creates: private to the user.
 pub(crate) const PRIVATE_FILE: u32 = 0o600;
@@ -42,10 +43,70 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Most symlinks followed before giving up, as the kernel's own limit (`ELOOP`).
+const MAX_LINKS: usize = 40;
+
+/// The file a write to `path` must replace: `path` itself, or where its chain of symlinks
+/// ends. stow, yadm and home-manager link `~/.ssh/config` into a dotfiles tree; replacing the
+/// link with a regular file would cut it from its source, so jssh writes to the target, in
+/// the target's directory, and the link stays. (Only the last component matters: a symlinked
+/// directory on the way is just a path to the real one.)
+pub(crate) fn write_target(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = fs::read_link(&current)
+                    .with_context(|| format!("could not read the link {}", current.display()))?;
+                current = current.parent().unwrap_or(Path::new("/")).join(link);
+            }
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("could not read {}", current.display()));
+            }
+            _ => return Ok(current),
+        }
+    }
+    bail!("{} is a loop of symlinks", path.display())
+}
+
+/// Why a write to `path` (through its links) would fail, found before anything is written:
+/// `None` when its target and the target's directory (or the nearest existing ancestor, which
+/// jssh would create the rest under) are writable. A read-only target, such as a file that
+/// home-manager links from its read-only store, is for the caller to explain, not to replace.
+pub(crate) fn unwritable(path: &Path) -> Result<Option<(PathBuf, String)>> {
+    let target = write_target(path)?;
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    let checked = if fs::symlink_metadata(&target).is_ok() {
+        vec![target.clone(), dir.to_path_buf()]
+    } else {
+        vec![
+            dir.ancestors()
+                .find(|d| d.exists())
+                .unwrap_or(Path::new("/"))
+                .to_path_buf(),
+        ]
+    };
+    for place in checked {
+        if let Err(errno) = nix::unistd::access(&place, nix::unistd::AccessFlags::W_OK) {
+            let what = if place == target { "it" } else { "its directory" };
+            let why = match errno {
+                Errno::EROFS => format!("{what} is on a read-only file system"),
+                Errno::EACCES | Errno::EPERM => format!("{what} is read-only"),
+                _ => format!("{what} cannot be written ({})", errno.desc().to_lowercase()),
+            };
+            return Ok(Some((target, why)));
+        }
+    }
+    Ok(None)
+}
+
 /// Replaces `path` with `contents` atomically: a temp file in the same directory, fsync,
-/// rename, fsync of the directory. An existing file keeps its mode and owner; a new one gets
-/// `new_mode`. Returns false (and touches nothing) when the contents are already equal.
+/// rename, fsync of the directory. A symlink is written through: its target is replaced (see
+/// [`write_target`]) and the link stays. An existing file keeps its mode and owner; a new one
+/// gets `new_mode`. Returns false (and touches nothing) when the contents are already equal.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], new_mode: u32) -> Result<bool> {
+    let path = write_target(path)?;
+    let path = path.as_path();
     let old = fs::metadata(path).ok();
     if old.is_some() && read_optional(path)?.as_deref() == Some(contents) {
         return Ok(false);
@@ -154,6 +215,66 @@ mod tests {
         assert_eq!(fs::read(&file).unwrap(), b"b\n");
         let leftovers = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "no temp files left behind");
+    }
+
+    /// Case 2 of issue 11: a symlinked file (stow, yadm, home-manager) is written through
+    /// its link, in the target's directory, keeping the target's mode; the link stays.
+    #[test]
+    fn case2_writes_go_through_symlinks_to_their_target() {
+        let dir = ScratchDir::new_in(&std::env::temp_dir(), "unit").unwrap();
+        let (home, dotfiles) = (dir.path().join("home"), dir.path().join("dotfiles"));
+        fs::create_dir_all(&home).unwrap();
+        fs::create_dir_all(dotfiles.join("ssh")).unwrap();
+        let target = dotfiles.join("ssh/config");
+        fs::write(&target, "old\n").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        // A chain: home/config -> home/hop (absolute) -> ../dotfiles/ssh/config (relative).
+        std::os::unix::fs::symlink("../dotfiles/ssh/config", home.join("hop")).unwrap();
+        std::os::unix::fs::symlink(home.join("hop"), home.join("config")).unwrap();
+        assert_eq!(
+            write_target(&home.join("config")).unwrap(),
+            home.join("../dotfiles/ssh/config")
+        );
+        assert!(write_atomic(&home.join("config"), b"new\n", PRIVATE_FILE).unwrap());
+        assert!(
+            fs::symlink_metadata(home.join("config"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(fs::symlink_metadata(home.join("hop")).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&target).unwrap(), b"new\n");
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o644);
+        let names = |d: &Path| fs::read_dir(d).unwrap().count();
+        assert_eq!(
+            (names(&home), names(&dotfiles.join("ssh"))),
+            (2, 1),
+            "no temp files left"
+        );
+        assert!(!write_atomic(&home.join("config"), b"new\n", PRIVATE_FILE).unwrap());
+        // A dangling link gets its target created; a loop is an error.
+        std::os::unix::fs::symlink("../dotfiles/ssh/new", home.join("dangling")).unwrap();
+        write_atomic(&home.join("dangling"), b"x", PRIVATE_FILE).unwrap();
+        assert_eq!(fs::read(dotfiles.join("ssh/new")).unwrap(), b"x");
+        std::os::unix::fs::symlink("loop", home.join("loop")).unwrap();
+        assert!(write_atomic(&home.join("loop"), b"x", PRIVATE_FILE).is_err());
+        // The backup is a copy of the content, next to the link.
+        assert!(backup_once(&home.join("config"), &home.join("config.bak")).unwrap());
+        assert!(fs::symlink_metadata(home.join("config.bak")).unwrap().is_file());
+        assert_eq!(fs::read(home.join("config.bak")).unwrap(), b"new\n");
+    }
+
+    #[test]
+    fn writable_places_are_found_writable() {
+        let dir = ScratchDir::new_in(&std::env::temp_dir(), "unit").unwrap();
+        assert_eq!(unwritable(&dir.path().join("a/b/c")).unwrap(), None);
+        fs::write(dir.path().join("f"), "").unwrap();
+        assert_eq!(unwritable(&dir.path().join("f")).unwrap(), None);
+        if !nix::unistd::geteuid().is_root() {
+            fs::set_permissions(dir.path().join("f"), fs::Permissions::from_mode(0o444)).unwrap();
+            let (target, why) = unwritable(&dir.path().join("f")).unwrap().unwrap();
+            assert_eq!((target, why.as_str()), (dir.path().join("f"), "it is read-only"));
+        }
     }
 
     #[test]

@@ -50,6 +50,12 @@ impl Ssh {
         self.ssh().arg("-G").arg("--").arg(alias.as_str())
     }
 
+    /// `ssh -G -vvv ALIAS`: the same, plus ssh's trace on stderr of every file it read and
+    /// every `Host`/`Match` line it applied (see [`crate::sshconfig::parse_trace`]).
+    pub(crate) fn resolve_traced(&self, alias: &Alias) -> Cmd {
+        self.ssh().args(["-G", "-vvv", "--", alias.as_str()])
+    }
+
     /// A key-only login running `true`: proves key auth and a working remote shell. `-v` makes
     /// ssh name the key the server accepted (see [`accepted_key`]). It gets its own connection so
     /// the check never rides on (or leaves behind) a master. Without `batch`, ssh may ask for the
@@ -231,6 +237,36 @@ pub(crate) fn key_load_error<'a>(verbose_stderr: &'a str, key: &Path) -> Option<
         .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
 }
 
+/// How to reach a host without an alias, for advice: `ssh [-p PORT] [-J JUMP] USER@HOST`, and
+/// the host's name in `known_hosts` (`[HOST]:PORT` off port 22), quoted for a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Direct {
+    pub(crate) command: String,
+    pub(crate) known_hosts_name: String,
+}
+
+impl Direct {
+    pub(crate) fn new(user: &str, host: &str, port: u16, jump: Option<&str>) -> Self {
+        let mut command = vec!["ssh".to_owned()];
+        if port != 22 {
+            command.extend(["-p".to_owned(), port.to_string()]);
+        }
+        if let Some(jump) = jump {
+            command.extend(["-J".to_owned(), jump.to_owned()]);
+        }
+        command.push(format!("{user}@{host}"));
+        let known_hosts_name = if port == 22 {
+            host.to_owned()
+        } else {
+            format!("[{host}]:{port}")
+        };
+        Self {
+            command: shell_words::join(&command),
+            known_hosts_name: shell_words::quote(&known_hosts_name).into_owned(),
+        }
+    }
+}
+
 /// What went wrong with an ssh login, decided from its exit status and stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LoginFailure {
@@ -272,8 +308,13 @@ impl LoginFailure {
         }
     }
 
-    /// What happened and what to do next, for `alias`.
-    pub(crate) fn explain(self, alias: &Alias) -> String {
+    /// What happened and what to do next, for `alias`; `direct` is how to reach the host
+    /// without the alias (setup's alias does not exist until setup succeeds).
+    pub(crate) fn explain(self, alias: &Alias, direct: &Direct) -> String {
+        let Direct {
+            command,
+            known_hosts_name,
+        } = direct;
         match self {
             Self::Unreachable => format!(
                 "cannot reach {alias}: check --host and --port, that sshd runs there and that your network \
@@ -281,11 +322,11 @@ impl LoginFailure {
             ),
             Self::HostKeyChanged => format!(
                 "the host key of {alias} has changed: if the server was reinstalled, remove the old key with \
-                 `ssh-keygen -R HOST` and connect once with `ssh {alias}` to check the new one; otherwise do not connect"
+                 `ssh-keygen -R {known_hosts_name}` and check the new one with `{command}`; otherwise do not connect"
             ),
             Self::HostKeyUnknown => format!(
-                "the host key of {alias} is not known yet: connect once with `ssh {alias}` from a terminal and \
-                 check the fingerprint, then rerun"
+                "the host key of {alias} is not known yet: rerun setup in a terminal to check its fingerprint, \
+                 or connect once with `{command}` and check it there, then rerun"
             ),
             Self::AuthRefused => format!(
                 "the server refused the key for {alias}: run setup again without --no-copy-id to install it, \
@@ -480,7 +521,29 @@ mod tests {
         assert_eq!(c(Some(255), "a@b: Permission denied (publickey)."), F::AuthRefused);
         assert_eq!(c(Some(1), "bash: bad"), F::RemoteShell);
         assert_eq!(c(Some(255), "weird"), F::Other);
-        assert!(F::AuthRefused.explain(&alias()).contains("--no-copy-id"));
+        let direct = Direct::new("alice", "10.0.0.5", 22, None);
+        assert!(F::AuthRefused.explain(&alias(), &direct).contains("--no-copy-id"));
+    }
+
+    /// Case 9 of issue 11: host key advice for an alias that does not exist yet names a
+    /// command that works without it.
+    #[test]
+    fn case9_host_key_advice_works_before_the_alias_exists() {
+        let direct = Direct::new("alice", "10.0.0.5", 2222, Some("bastion"));
+        assert_eq!(direct.command, "ssh -p 2222 -J bastion alice@10.0.0.5");
+        assert_eq!(direct.known_hosts_name, "'[10.0.0.5]:2222'");
+        for failure in [LoginFailure::HostKeyUnknown, LoginFailure::HostKeyChanged] {
+            let advice = failure.explain(&alias(), &direct);
+            assert!(advice.contains("`ssh -p 2222 -J bastion alice@10.0.0.5`"), "{advice}");
+            assert!(!advice.contains("`ssh gpu`"), "{advice}");
+        }
+        let plain = Direct::new("a", "h.example", 22, None);
+        assert_eq!(
+            (plain.command.as_str(), plain.known_hosts_name.as_str()),
+            ("ssh a@h.example", "h.example")
+        );
+        let changed = LoginFailure::HostKeyChanged.explain(&alias(), &Direct::new("a", "h", 2, None));
+        assert!(changed.contains("ssh-keygen -R '[h]:2'"), "{changed}");
     }
 
     #[test]

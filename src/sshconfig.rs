@@ -1,8 +1,10 @@
 //! Pure functions over ssh_config text: render jssh's managed file, add the one `Include` line
-//! to the user's config without disturbing any other byte, and find aliases the user defined.
+//! to the user's config without disturbing any other byte, and read what ssh's own trace says
+//! about which lines apply to a host (so that ssh, not a text scan, says what the user defined).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -170,12 +172,183 @@ pub(crate) fn with_include(user_text: &str, target: &Path) -> Option<String> {
     Some(format!("Include {}{eol}{user_text}", value(target)))
 }
 
-/// The first line (1-based) where the user's own config defines `alias` by name in a `Host`
-/// line (negated patterns and wildcards do not count: they do not define the alias).
-pub(crate) fn user_defines(user_text: &str, alias: &str) -> Option<usize> {
-    user_text.lines().enumerate().find_map(|(i, line)| {
-        let (key, rest) = keyword(line);
-        (key.eq_ignore_ascii_case("host") && arguments(rest).iter().any(|a| a == alias)).then_some(i + 1)
+/// The user's config as the "does the user already define ALIAS?" check reads it: jssh's own
+/// `Include` left out (re-running setup for an alias jssh manages must not find jssh's block
+/// and refuse), every other line kept as it is. The left-out line becomes a comment rather than
+/// disappearing, so that ssh's `FILE line N` still points at line N of the user's file.
+pub(crate) fn without_include(user_text: &str, target: &Path) -> String {
+    let wanted = target.to_string_lossy();
+    user_text
+        .split_inclusive('\n')
+        .map(|line| {
+            let body = line.trim_end_matches(['\r', '\n']);
+            let eol = &line[body.len()..];
+            let (key, rest) = keyword(body);
+            let args = arguments(rest);
+            if !key.eq_ignore_ascii_case("include") || !args.iter().any(|a| *a == *wanted) {
+                return line.to_owned();
+            }
+            let others: Vec<String> = args
+                .iter()
+                .filter(|a| **a != *wanted)
+                .map(|a| value(Path::new(a)))
+                .collect();
+            if others.is_empty() {
+                format!("# jssh's Include, left out of this check{eol}")
+            } else {
+                format!("Include {}{eol}", others.join(" "))
+            }
+        })
+        .collect()
+}
+
+/// A line of a config file that ssh applied for a host: a `Host` line that matched, or a
+/// `Match` line whose criteria held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub(crate) file: PathBuf,
+    pub(crate) line: usize,
+}
+
+/// What the trace of `ssh -G -vvv HOST` says: the files ssh read and the `Host`/`Match` lines
+/// it applied, in order. (`Match all` leaves no location in the trace; it applies to every
+/// host, so it never tells one host from another.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Trace {
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) applied: Vec<Applied>,
+}
+
+/// What ssh says about a config line, after its `FILE line N: ` prefix.
+const LINE_EVENTS: [&str; 3] = ["Applying options for ", "matched ", "not matched "];
+
+/// Splits `FILE line N: EVENT…` (ssh's own prefix for what a config line did), for the events
+/// in [`LINE_EVENTS`]; a file name may itself hold " line N: ".
+fn located(message: &str) -> Option<(PathBuf, usize, &str)> {
+    let mut from = 0;
+    while let Some(at) = message[from..].find(" line ") {
+        let at = from + at;
+        let after = &message[at + " line ".len()..];
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        let rest = after[digits..].strip_prefix(": ").unwrap_or_default();
+        if digits > 0 && LINE_EVENTS.iter().any(|e| rest.starts_with(e)) {
+            let line = after[..digits].parse().ok()?;
+            return Some((PathBuf::from(&message[..at]), line, rest));
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Reads the trace that `ssh -G -vvv` writes to stderr (OpenSSH's own words: "Reading
+/// configuration data F", "F line N: Applying options for P", and for a `Match` line
+/// "checking match for …", one "F line N: matched …" per criterion, then "match found").
+/// `None` when the trace has none of these: an ssh that words them otherwise.
+pub(crate) fn parse_trace(stderr: &str) -> Option<Trace> {
+    let mut trace = Trace::default();
+    // Inside a `Match` evaluation: the location once a criterion names it.
+    let mut pending: Option<Option<Applied>> = None;
+    let mut readable = false;
+    for line in stderr.lines() {
+        let Some((level, message)) = line.split_once(": ") else {
+            continue;
+        };
+        if !level.starts_with("debug") {
+            continue;
+        }
+        let message = message.trim_end();
+        if let Some(file) = message.strip_prefix("Reading configuration data ") {
+            readable = true;
+            let file = PathBuf::from(file);
+            if !trace.files.contains(&file) {
+                trace.files.push(file);
+            }
+        } else if message.starts_with("checking match for ") {
+            pending = Some(None);
+        } else if message == "match found" {
+            if let Some(Some(applied)) = pending.take() {
+                push_new(&mut trace.applied, applied);
+            }
+        } else if message == "match not found" {
+            pending = None;
+        } else if let Some((file, line, rest)) = located(message) {
+            if rest.starts_with(LINE_EVENTS[0]) {
+                push_new(&mut trace.applied, Applied { file, line });
+            } else if let Some(location) = pending.as_mut() {
+                location.get_or_insert(Applied { file, line });
+            }
+        }
+    }
+    readable.then_some(trace)
+}
+
+/// Adds a line once (ssh reads the config twice when it makes a final pass).
+fn push_new(applied: &mut Vec<Applied>, line: Applied) {
+    if !applied.contains(&line) {
+        applied.push(line);
+    }
+}
+
+/// The first line that ssh applies to `alias` but not to both of two names nobody defines:
+/// that line defines the alias, whether it is a `Host` in an included file, a `Match`, or a
+/// wildcard that happens to fit. Lines that apply to every host (`Host *`, `Match all`) apply
+/// to the undefined names too; a negation (`Host * !alias`) applies to them and not to the
+/// alias, which defines nothing. Two unlike undefined names, so that a wildcard matching one of
+/// them by chance (`Host j*` and a name starting with j) still counts. Lines in files for which
+/// `ignore` holds (jssh's own managed file, which a `config.d/*` glob reaches) do not count.
+pub(crate) fn defined_at(alias: &Trace, undefined: [&Trace; 2], ignore: impl Fn(&Path) -> bool) -> Option<Applied> {
+    alias
+        .applied
+        .iter()
+        .find(|a| !undefined.iter().all(|u| u.applied.contains(a)) && !ignore(&a.file))
+        .cloned()
+}
+
+/// For an ssh whose trace cannot be read: whether the configuration `ssh -G` prints for
+/// `alias` differs from what it prints for two names nobody defines. Each `(name, output)`;
+/// keys whose value differs between the two undefined names depend on the name itself (a
+/// `%h` or `%C` in ControlPath) and tell nothing; `hostname` is the name itself when nothing
+/// sets it.
+pub(crate) fn resolved_differs(alias: (&str, &str), undefined: [(&str, &str); 2]) -> bool {
+    let settings = |(name, output): (&str, &str)| -> BTreeMap<String, Vec<String>> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in output.lines() {
+            let (key, val) = line.split_once(' ').unwrap_or((line, ""));
+            let val = if key == "hostname" && val.eq_ignore_ascii_case(name) {
+                "%h"
+            } else {
+                val
+            };
+            map.entry(key.to_owned()).or_default().push(val.to_owned());
+        }
+        map
+    };
+    let [one, two] = undefined.map(settings);
+    let mine = settings(alias);
+    let keys: std::collections::BTreeSet<&String> = mine.keys().chain(one.keys()).collect();
+    keys.into_iter()
+        .any(|k| one.get(k) == two.get(k) && mine.get(k) != one.get(k))
+}
+
+/// Line `n` (1-based) of a file, trimmed, to show the user which line ssh applied.
+pub(crate) fn line_of(text: &str, n: usize) -> Option<&str> {
+    text.lines().nth(n.checked_sub(1)?).map(str::trim)
+}
+
+/// Where a setting comes from: the first line among `files` (name, text) that sets
+/// `keyword` to `val` as `ssh -G` prints it (ProxyCommand as written, other values as parsed).
+/// A text scan, so only a best guess for a message.
+pub(crate) fn setting_at<'a>(
+    files: &'a [(PathBuf, String)],
+    keyword_name: &str,
+    val: &str,
+) -> Option<(&'a Path, usize)> {
+    files.iter().find_map(|(file, text)| {
+        text.lines().enumerate().find_map(|(i, line)| {
+            let (key, rest) = keyword(line);
+            let same = rest == val || arguments(rest).join(" ") == val;
+            (key.eq_ignore_ascii_case(keyword_name) && same).then_some((file.as_path(), i + 1))
+        })
     })
 }
 
@@ -246,7 +419,10 @@ mod tests {
         for bad in ["/k\n\tProxyCommand touch /tmp/x", "/k\"x", "/k\\x", "/k${HOME}", "/k\r"] {
             let err = render_block(&p, Path::new(bad), Path::new("/c/cm-%C")).unwrap_err();
             assert!(!err.to_string().contains('\n'), "one line: {err}");
-            assert!(render_block(&p, Path::new("/k"), &Path::new(bad).join("cm-%C")).is_err(), "{bad:?}");
+            assert!(
+                render_block(&p, Path::new("/k"), &Path::new(bad).join("cm-%C")).is_err(),
+                "{bad:?}"
+            );
         }
         let hosts = Path::new("/c\nProxyCommand x/hosts.toml");
         let managed = render_managed(&Profiles::default(), Path::new("/c/cm-%C"), hosts).unwrap();
@@ -276,13 +452,133 @@ mod tests {
     }
 
     #[test]
-    fn finds_user_defined_aliases() {
-        let text = "Host *\n  User x\nHost a gpu\n  HostName h\nHost !other\nHost \"quoted\"\n";
-        assert_eq!(user_defines(text, "gpu"), Some(3));
-        assert_eq!(user_defines(text, "quoted"), Some(6));
-        assert_eq!(user_defines(text, "other"), None);
-        assert_eq!(user_defines(text, "gp"), None);
-        assert_eq!(user_defines("host=gpu\n", "gpu"), Some(1));
+    fn check_leaves_out_only_jssh_include_keeping_line_numbers() {
+        let target = Path::new("/t/config.d/jssh");
+        let user = "Include /t/config.d/jssh\r\nHost a\r\n  include=/t/config.d/jssh \"/x y/z\"\r\nInclude other";
+        let check = without_include(user, target);
+        assert_eq!(
+            check,
+            "# jssh's Include, left out of this check\r\nHost a\r\nInclude \"/x y/z\"\r\nInclude other"
+        );
+        assert_eq!(check.lines().count(), user.lines().count());
+        assert!(!has_include(&check, target));
+        // A relative Include stays relative: ssh resolves it against ~/.ssh wherever the
+        // checked copy lives, exactly as it does for the user's own file.
+        assert_eq!(without_include("Include config.d/*\n", target), "Include config.d/*\n");
+    }
+
+    /// What OpenSSH 9.2 prints for `ssh -F /u/config -G -vvv box` with `Include /u/d/*` on
+    /// line 1, `Host * !box` on line 2, `Match all` on line 4, a `Match exec` that holds for box
+    /// on line 6, and `Host box` in /u/d/work (the final pass repeats the same lines).
+    const BOX_TRACE: &str = "OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL 3.0.19 27 Jan 2026\r
+debug1: Reading configuration data /u/config\r
+debug3: /u/config line 1: Including file /u/d/jssh depth 0\r
+debug1: Reading configuration data /u/d/jssh\r
+debug1: /u/d/jssh line 3: Applying options for box\r
+debug3: /u/config line 1: Including file /u/d/work depth 0\r
+debug1: Reading configuration data /u/d/work\r
+debug1: /u/d/work line 1: Applying options for box\r
+debug1: /u/config line 2: Skipping Host block because of negated match for box\r
+debug2: checking match for 'all' host box originally box\r
+debug2: match found\r
+debug2: checking match for 'exec \"test %h = box\"' host box originally box\r
+debug1: Executing command: 'test box = box'\r
+debug3: /u/config line 6: matched 'exec \"test box = box\"' \r
+debug2: match found\r
+debug2: checking match for 'host other' host box originally box\r
+debug3: /u/config line 8: not matched 'host \"box\"' \r
+debug2: match not found\r
+debug1: configuration requests final Match pass\r
+debug1: re-parsing configuration\r
+debug1: Reading configuration data /u/config\r
+debug1: /u/d/work line 1: Applying options for box\r
+";
+
+    fn applied(file: &str, line: usize) -> Applied {
+        Applied {
+            file: file.into(),
+            line,
+        }
+    }
+
+    #[test]
+    fn reads_which_lines_ssh_applied() {
+        let trace = parse_trace(BOX_TRACE).unwrap();
+        assert_eq!(
+            trace.files,
+            [Path::new("/u/config"), Path::new("/u/d/jssh"), Path::new("/u/d/work")]
+        );
+        assert_eq!(
+            trace.applied,
+            [
+                applied("/u/d/jssh", 3),
+                applied("/u/d/work", 1),
+                applied("/u/config", 6)
+            ]
+        );
+        assert_eq!(parse_trace("ssh: Could not resolve hostname\n"), None);
+        let odd =
+            "debug1: Reading configuration data /a line 7: b\ndebug1: /a line 7: b line 2: Applying options for x\n";
+        assert_eq!(parse_trace(odd).unwrap().applied, [applied("/a line 7: b", 2)]);
+    }
+
+    #[test]
+    fn an_alias_is_defined_by_what_applies_to_it_alone() {
+        let trace = |lines: &[(&str, usize)]| Trace {
+            files: Vec::new(),
+            applied: lines.iter().map(|(f, l)| applied(f, *l)).collect(),
+        };
+        let every = trace(&[("/c", 1)]);
+        let managed = |f: &Path| f == Path::new("/d/jssh");
+        // `Host *` only: applies to every name.
+        assert_eq!(defined_at(&every, [&every, &every], managed), None);
+        // A negation applies to the undefined names and not to the alias: not a definition.
+        assert_eq!(defined_at(&trace(&[]), [&every, &every], managed), None);
+        // jssh's own block does not count; the user's does, wherever it is.
+        let alias = trace(&[("/d/jssh", 3), ("/c", 1), ("/d/work", 1)]);
+        assert_eq!(
+            defined_at(&alias, [&every, &every], managed),
+            Some(applied("/d/work", 1))
+        );
+        assert_eq!(defined_at(&trace(&[("/d/jssh", 3)]), [&every, &every], managed), None);
+        // A wildcard that one undefined name happens to fit still defines the alias.
+        let wild = trace(&[("/c", 9)]);
+        assert_eq!(defined_at(&wild, [&wild, &trace(&[])], managed), Some(applied("/c", 9)));
+    }
+
+    #[test]
+    fn resolved_config_tells_a_defined_alias_from_name_dependent_values() {
+        let out = |name: &str, port: u16| {
+            format!("user root\nhostname {name}\nport {port}\ncontrolpath /s/cm-{name}\nidentityfile /a\n")
+        };
+        let (one, two) = (out("q1", 22), out("zz2", 22));
+        let undefined = [("q1", one.as_str()), ("zz2", two.as_str())];
+        assert!(!resolved_differs(("box", &out("box", 22)), undefined));
+        assert!(resolved_differs(("box", &out("box", 2222)), undefined));
+        let renamed = out("box", 22).replace("hostname box", "hostname 10.0.0.5");
+        assert!(resolved_differs(("box", &renamed), undefined));
+        let more_keys = format!("{}identityfile /b\n", out("box", 22));
+        assert!(resolved_differs(("box", &more_keys), undefined));
+    }
+
+    #[test]
+    fn finds_where_a_setting_comes_from() {
+        let files = vec![
+            (PathBuf::from("/a"), "Host x\n  ProxyCommand other\n".to_owned()),
+            (
+                PathBuf::from("/b"),
+                "Match all\n\tproxycommand=\"nc -x\" p:1 %h %p\r\n".to_owned(),
+            ),
+            (PathBuf::from("/c"), "Host *\n ProxyJump  a@b:2,c\n".to_owned()),
+        ];
+        assert_eq!(
+            setting_at(&files, "ProxyCommand", "\"nc -x\" p:1 %h %p"),
+            Some((Path::new("/b"), 2))
+        );
+        assert_eq!(setting_at(&files, "ProxyJump", "a@b:2,c"), Some((Path::new("/c"), 2)));
+        assert_eq!(setting_at(&files, "ProxyJump", "b"), None);
+        assert_eq!(line_of(&files[1].1, 1), Some("Match all"));
+        assert_eq!(line_of(&files[1].1, 0), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! and points OpenSSH at explicit files so nothing touches the real `~/.ssh`.
 
 mod browser;
+mod configs;
 mod doctor;
 mod fixture;
 mod generated;

@@ -234,18 +234,40 @@ fn unreachable_host_fails_fast_and_writes_nothing() {
     assert!(before == snapshot(&[client.root()]), "a failed setup changed files");
 }
 
+/// Case 9 of issue 11: the error is one line, without the `\r` of ssh's `\r\n` shown as junk,
+/// names the user's file and line (not a temporary copy), and changes nothing; with --force
+/// (which skips the "already defined?" check) as without.
 #[test]
-fn config_rejected_by_ssh_is_reported_and_kept() {
+fn case9_config_rejected_by_ssh_is_one_clean_line_and_kept() {
     let sshd = Sshd::start();
     let client = Client::new(&sshd);
-    let mut text = fs::read_to_string(client.ssh_config()).unwrap();
-    text.push_str("NoSuchDirective yes\n");
-    fs::write(client.ssh_config(), &text).unwrap();
+    let text = fs::read_to_string(client.ssh_config()).unwrap().replace('\n', "\r\n");
+    fs::write(client.ssh_config(), format!("{text}NoSuchDirective yes\r\n")).unwrap();
     let before = snapshot(&[client.root()]);
-    let out = jssh(&client).args(setup_args(&sshd, "box")).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("ssh rejects the config"), "{}", stderr(&out));
-    assert!(before == snapshot(&[client.root()]), "files changed");
+    for force in [false, true] {
+        let out = jssh(&client)
+            .args(setup_args(&sshd, "box"))
+            .args(force.then_some("--force"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        let expected = format!(
+            "{}: line 4: Bad configuration option: nosuchdirective",
+            client.ssh_config().display()
+        );
+        assert!(
+            err.contains("ssh rejects the config") && err.contains(&expected),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            !err.contains('\u{fffd}') && !err.contains('\r') && !err.contains("terminating"),
+            "{err:?}"
+        );
+        assert!(!err.contains(".jssh-setup-"), "names a temporary file: {err}");
+        assert!(before == snapshot(&[client.root()]), "files changed");
+    }
 }
 
 #[test]
@@ -256,11 +278,12 @@ fn unknown_host_key_and_refused_auth_are_explained() {
     let before = snapshot(&[client.root(), sshd.home()]);
     let out = jssh(&client).args(setup_args(&sshd, "box")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("host key of box is not known"),
-        "{}",
-        stderr(&out)
-    );
+    let err = stderr(&out);
+    assert!(err.contains("host key of box is not known"), "{err}");
+    // Case 9 of issue 11: `ssh box` does not work before setup succeeds; this does.
+    let direct = format!("`ssh -p {} {}@127.0.0.1`", sshd.port(), sshd.user());
+    assert!(err.contains(&direct) && !err.contains("`ssh box`"), "{err}");
+    assert_one_clean_line(&err);
     assert!(before == snapshot(&[client.root(), sshd.home()]), "files changed");
 
     // Another key on record for this host: a changed host key, with the advice to check.
@@ -277,7 +300,13 @@ fn unknown_host_key_and_refused_auth_are_explained() {
     let before = snapshot(&[client.root(), sshd.home()]);
     let out = jssh(&client).args(setup_args(&sshd, "box")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("host key of box has changed"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("host key of box has changed"), "{err}");
+    assert!(
+        err.contains(&format!("ssh-keygen -R '[127.0.0.1]:{}'", sshd.port())),
+        "{err}"
+    );
+    assert_one_clean_line(&err);
     assert!(before == snapshot(&[client.root(), sshd.home()]), "files changed");
 
     fs::write(client.known_hosts(), sshd.known_hosts_line() + "\n").unwrap();
@@ -288,11 +317,210 @@ fn unknown_host_key_and_refused_auth_are_explained() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("without --no-copy-id"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("without --no-copy-id"), "{err}");
+    assert_one_clean_line(&err);
+    // Case 9 of issue 11: the key made for this run was thrown away: not "created".
+    assert!(!stdout(&out).contains("created the key"), "{}", stdout(&out));
     assert!(
         before == snapshot(&[client.root(), sshd.home()]),
         "no key is kept after a failed setup"
     );
+}
+
+/// Case 9 of issue 11: a verification error says what went wrong on one line: not ssh's `-v`
+/// banner and chatter, not an `ssh -F <temporary file>` command that is gone by then.
+fn assert_one_clean_line(err: &str) {
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for junk in ["OpenSSH_", "debug1", "-F ", ".jssh-setup-", "\u{fffd}"] {
+        assert!(!err.contains(junk), "{junk:?} in {err}");
+    }
+}
+
+/// Case 9 of issue 11: a ProxyCommand that the user's config gives every host, and so the
+/// new alias, is named in the connection error with where it comes from; the failed setup
+/// changes nothing.
+#[test]
+fn case9_inherited_proxy_command_is_named() {
+    let sshd = Sshd::start();
+    let client = Client::new(&sshd);
+    let mut text = fs::read_to_string(client.ssh_config()).unwrap();
+    text.push_str("Host other\n\tPort 2\nMatch all\n\tProxyCommand /bin/false %h\n");
+    fs::write(client.ssh_config(), &text).unwrap();
+    let before = snapshot(&[client.root(), sshd.home()]);
+    let out = jssh(&client).args(setup_args(&sshd, "box")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let named = format!(
+        "your ssh config gives every host `ProxyCommand /bin/false %h` ({} line 7), and jssh's box inherits it",
+        client.ssh_config().display()
+    );
+    assert!(err.contains("cannot reach box") && err.contains(&named), "{err}");
+    assert_one_clean_line(&err);
+    assert!(before == snapshot(&[client.root(), sshd.home()]), "files changed");
+}
+
+/// Case 9 of issue 11: `--identity` naming a directory or a public key is a precise usage
+/// error before anything runs or changes, not ssh's advice about permissions.
+#[test]
+fn case9_identity_that_is_a_directory_or_public_key_is_refused_first() {
+    let sshd = Sshd::start();
+    let client = Client::new(&sshd);
+    let (path, log) = tripwire_path(&client);
+    let public = client.ssh_dir().join("bootstrap_ed25519.pub");
+    fs::write(&public, "ssh-ed25519 AAAA test\n").unwrap();
+    let before = snapshot(&[client.root(), sshd.home()]);
+    let dir = client.ssh_dir();
+    for (identity, says) in [
+        (&dir, "is a directory: give the private key file in it"),
+        (&public, "is a public key: give its private key"),
+    ] {
+        let out = jssh(&client)
+            .env("PATH", &path)
+            .args(setup_args(&sshd, "box"))
+            .arg("--identity")
+            .arg(identity)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1);
+        assert!(!log.exists(), "ran {}", fs::read_to_string(&log).unwrap());
+    }
+    assert!(before == snapshot(&[client.root(), sshd.home()]), "files changed");
+}
+
+/// Case 2 of issue 11: a symlinked `~/.ssh/config` and `config.d/jssh` (stow, yadm) are
+/// written through to their targets, atomically there, keeping the links and the target's
+/// mode; the one-time backup is a copy of the content.
+#[test]
+fn case2_symlinked_config_is_written_through_its_link() {
+    let sshd = Sshd::start();
+    let client = Client::new(&sshd);
+    let dotfiles = client.root().join("dotfiles");
+    fs::create_dir_all(dotfiles.join("ssh")).unwrap();
+    let original = fs::read_to_string(client.ssh_config()).unwrap();
+    let target = dotfiles.join("ssh/config");
+    fs::write(&target, &original).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::remove_file(client.ssh_config()).unwrap();
+    std::os::unix::fs::symlink("../dotfiles/ssh/config", client.ssh_config()).unwrap();
+    fs::create_dir_all(client.ssh_dir().join("config.d")).unwrap();
+    std::os::unix::fs::symlink(dotfiles.join("ssh/jssh"), client.ssh_dir().join("config.d/jssh")).unwrap();
+
+    let out = jssh(&client).args(setup_args(&sshd, "box")).output().unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    for link in [client.ssh_config(), client.ssh_dir().join("config.d/jssh")] {
+        assert!(
+            fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+            "{} replaced",
+            link.display()
+        );
+    }
+    let include = format!("Include {}\n", client.ssh_dir().join("config.d/jssh").display());
+    assert_eq!(fs::read_to_string(&target).unwrap(), format!("{include}{original}"));
+    assert_eq!(mode(&target), 0o644, "the target's mode is kept");
+    assert!(
+        fs::read_to_string(dotfiles.join("ssh/jssh"))
+            .unwrap()
+            .contains("Host box")
+    );
+    let backup = client.ssh_dir().join("config.jssh-backup");
+    assert!(fs::symlink_metadata(&backup).unwrap().is_file());
+    assert_eq!(fs::read_to_string(&backup).unwrap(), original);
+    let names: Vec<_> = fs::read_dir(dotfiles.join("ssh"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "no temp files left: {names:?}");
+    let login = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(client.ssh_config())
+        .args(["-o", "BatchMode=yes", "--", "box", "true"])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", stderr(&login));
+}
+
+/// A directory made read-only for the test, as home-manager's store is: a read-only bind
+/// mount as root (for whom modes do not stop writes), modes otherwise; undone on drop.
+struct ReadOnly {
+    dir: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnly {
+    fn new(dir: &Path) -> ReadOnly {
+        let mounted = nix::unistd::geteuid().is_root();
+        if mounted {
+            for args in [&["--bind"][..], &["-o", "remount,bind,ro"][..]] {
+                let status = std::process::Command::new("mount")
+                    .args(args)
+                    .arg(dir)
+                    .arg(dir)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "mount {args:?}");
+            }
+        } else {
+            for entry in fs::read_dir(dir).unwrap() {
+                fs::set_permissions(entry.unwrap().path(), fs::Permissions::from_mode(0o444)).unwrap();
+            }
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        ReadOnly {
+            dir: dir.to_owned(),
+            mounted,
+        }
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount").arg(&self.dir).status();
+        } else {
+            let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+/// Case 2 of issue 11: a config linked into a read-only store is a one-line error saying
+/// which line to add to which file, decided before anything is written, made or installed.
+#[test]
+fn case2_read_only_link_target_is_explained_and_nothing_changes() {
+    let sshd = Sshd::start();
+    let client = Client::new(&sshd);
+    let store = client.root().join("store");
+    fs::create_dir_all(&store).unwrap();
+    let target = store.join("hm_ssh_config");
+    fs::copy(client.ssh_config(), &target).unwrap();
+    fs::remove_file(client.ssh_config()).unwrap();
+    std::os::unix::fs::symlink(&target, client.ssh_config()).unwrap();
+    let read_only = ReadOnly::new(&store);
+    let before = snapshot(&[client.root(), sshd.home()]);
+    for dry_run in [false, true] {
+        let out = jssh(&client)
+            .args(setup_args(&sshd, "box"))
+            .args(dry_run.then_some("--dry-run"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        let line = format!(
+            "add the line `Include {}` at the top",
+            client.ssh_dir().join("config.d/jssh").display()
+        );
+        assert!(
+            err.contains(&line) && err.contains(&target.display().to_string()),
+            "{err}"
+        );
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(before == snapshot(&[client.root(), sshd.home()]), "files changed");
+        assert!(!client.ssh_dir().join("jssh_ed25519").exists());
+    }
+    drop(read_only);
 }
 
 #[test]
