@@ -1,8 +1,13 @@
 //! macOS and the BSDs: no `/proc`. Process facts come from `ps`, whose flags used here are
-//! the same in BSD's and Linux's procps, so the tests run this code on Linux too.
+//! the same in BSD's and Linux's procps, so the tests run this code on Linux too. Network
+//! changes come from the `PF_ROUTE` socket.
 
 use std::ffi::OsStr;
+#[cfg(not(target_os = "linux"))]
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::process::Cmd;
 
@@ -61,9 +66,52 @@ pub(super) fn syn_sent(_pid: u32) -> Option<bool> {
     None
 }
 
+/// A routing socket: the kernel writes a message to it for every change of an interface,
+/// an address or a route, so a network change wakes the supervisor without any polling.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn route_socket() -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    socket(AddressFamily::Route, SockType::Raw, SockFlag::empty(), None)
+}
+
+/// Whether a routing message says an address came or went or an interface changed
+/// (`RTM_NEWADDR` 0xc, `RTM_DELADDR` 0xd, `RTM_IFINFO` 0xe; the type is the 4th byte of
+/// `rt_msghdr`, `ifa_msghdr` and `if_msghdr` alike). Route additions are left out: macOS
+/// adds a cloned host route for each new neighbour, which says nothing about the path.
+pub(super) fn is_change(message: &[u8]) -> bool {
+    matches!(message.get(3), Some(0xc..=0xe))
+}
+
+/// How long the machine has been suspended since this was first asked, approximately: the
+/// wall clock runs on through a sleep while `Instant` (on macOS `CLOCK_UPTIME_RAW`) stops.
+/// A step of the wall clock (NTP) reads as a sleep too, which costs one extra probe.
+#[allow(clippy::unnecessary_wraps, reason = "Linux's can fail; both share one signature")]
+pub(super) fn asleep() -> Option<Duration> {
+    static ORIGIN: OnceLock<(SystemTime, Instant)> = OnceLock::new();
+    let (wall, mono) = ORIGIN.get_or_init(|| (SystemTime::now(), Instant::now()));
+    let wall = SystemTime::now().duration_since(*wall).unwrap_or_default();
+    Some(wall.saturating_sub(mono.elapsed()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knows_address_and_interface_messages_from_route_noise() {
+        let msg = |kind: u8| [0x5c, 0, 5, kind, 0, 0];
+        assert!(is_change(&msg(0xc)) && is_change(&msg(0xd)) && is_change(&msg(0xe)));
+        assert!(!is_change(&msg(0x1)), "RTM_ADD (a cloned route)");
+        assert!(!is_change(&msg(0x7)), "RTM_MISS");
+        assert!(!is_change(&[0x5c, 0]));
+    }
+
+    #[test]
+    fn no_time_asleep_while_awake() {
+        assert!(asleep().is_some());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(asleep().unwrap() < Duration::from_millis(500));
+    }
 
     #[test]
     fn finds_a_word_between_spaces_only() {

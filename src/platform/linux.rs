@@ -1,7 +1,13 @@
-//! Linux: process facts from `/proc`.
+//! Linux: process facts from `/proc`, network changes from a netlink route socket, and the
+//! time spent suspended from `CLOCK_BOOTTIME`.
 
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use nix::sys::socket::{AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, socket};
+use nix::time::{ClockId, clock_gettime};
 
 pub(super) const OPENER: &str = "xdg-open";
 
@@ -55,9 +61,87 @@ fn syn_sent_inodes(table: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The rtnetlink groups that say the path to a server may have moved: links up or down,
+/// addresses and routes added or removed (`RTMGRP_LINK`, `RTMGRP_IPV4_IFADDR`,
+/// `RTMGRP_IPV4_ROUTE`, `RTMGRP_IPV6_IFADDR`, `RTMGRP_IPV6_ROUTE` in `linux/rtnetlink.h`).
+const GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400;
+
+/// A netlink route socket subscribed to [`GROUPS`]: the kernel sends it a message for each
+/// change, so a network change wakes the supervisor without any polling.
+pub(super) fn route_socket() -> nix::Result<OwnedFd> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, GROUPS))?;
+    Ok(fd)
+}
+
+/// Whether a datagram from [`route_socket`] holds a link, address or route message
+/// (`RTM_NEWLINK` 16 … `RTM_DELROUTE` 25), walking its `nlmsghdr`s.
+pub(super) fn is_change(datagram: &[u8]) -> bool {
+    let mut rest = datagram;
+    while let (Some(len), Some(kind)) = (rest.get(0..4), rest.get(4..6)) {
+        let len = u32::from_ne_bytes(len.try_into().unwrap_or_default()) as usize;
+        let kind = u16::from_ne_bytes(kind.try_into().unwrap_or_default());
+        if matches!(kind, 16 | 17 | 20 | 21 | 24 | 25) {
+            return true;
+        }
+        // Messages are aligned to 4 bytes; a length below the header's ends the walk.
+        let step = (len + 3) & !3;
+        if len < 16 || step > rest.len() {
+            break;
+        }
+        rest = &rest[step..];
+    }
+    false
+}
+
+/// How long the machine has been suspended since boot: `CLOCK_BOOTTIME` counts that time,
+/// `CLOCK_MONOTONIC` (what `poll(2)`'s timeout and `Instant` use) does not.
+pub(super) fn asleep() -> Option<Duration> {
+    let boot = Duration::from(clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?);
+    let mono = Duration::from(clock_gettime(ClockId::CLOCK_MONOTONIC).ok()?);
+    Some(boot.saturating_sub(mono))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knows_link_address_and_route_messages_from_others() {
+        // A header (length, type, flags, sequence, port) padded to `len`.
+        let msg = |len: u32, kind: u16| {
+            let mut m = len.to_ne_bytes().to_vec();
+            m.extend_from_slice(&kind.to_ne_bytes());
+            m.resize((len as usize).max(16), 0);
+            m
+        };
+        // NLMSG_DONE (3), then RTM_NEWADDR (20): the second one counts.
+        let two = [msg(20, 3), msg(32, 20)].concat();
+        assert!(is_change(&two));
+        assert!(is_change(&msg(40, 17)) && is_change(&msg(40, 25)));
+        assert!(!is_change(&msg(20, 3)), "NLMSG_DONE");
+        assert!(!is_change(&msg(20, 2)), "NLMSG_ERROR");
+        assert!(!is_change(&[]) && !is_change(&[1, 0, 0]));
+        // A header claiming less than itself ends the walk instead of looping.
+        assert!(!is_change(&[msg(0, 3), msg(20, 20)].concat()));
+    }
+
+    #[test]
+    fn the_time_asleep_never_shrinks() {
+        let first = asleep().unwrap();
+        let second = asleep().unwrap();
+        assert!(second + Duration::from_millis(5) >= first, "{first:?} then {second:?}");
+    }
+
+    #[test]
+    fn opens_a_route_socket() {
+        route_socket().unwrap();
+    }
 
     #[test]
     fn finds_connections_waiting_for_a_syn_ack() {

@@ -5,6 +5,8 @@
 //! - [`started_with`]: whether a process's command line holds a given argument.
 //! - [`syn_sent`]: whether a process's TCP connection still waits for the server's SYN-ACK.
 //! - [`OPENER`] and [`install_hint`]: what opens a URL, and how a missing program is installed.
+//! - [`NetWatch`]: network changes (links, addresses, routes) delivered into a `poll(2)` loop.
+//! - [`asleep`]: how long the machine has been suspended, which `Instant` does not count.
 
 #[cfg(any(not(target_os = "linux"), test))]
 mod bsd;
@@ -17,11 +19,14 @@ use bsd as os;
 use linux as os;
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::socket::{MsgFlags, recv};
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
@@ -43,6 +48,54 @@ pub(crate) fn started_with(pid: u32, word: &OsStr) -> bool {
 /// `None` where the system cannot tell cheaply.
 pub(crate) fn syn_sent(pid: u32) -> Option<bool> {
     os::syn_sent(pid)
+}
+
+/// How long the machine has been suspended since boot (Linux: `CLOCK_BOOTTIME` minus
+/// `CLOCK_MONOTONIC`; elsewhere the wall clock against `Instant`, since this was first asked).
+/// A suspend does not make a `poll(2)` timeout late, since both stop: this grows instead.
+pub(crate) fn asleep() -> Option<Duration> {
+    os::asleep()
+}
+
+/// Network changes, delivered into a `poll(2)` loop: poll [`NetWatch::fd`], then ask
+/// [`NetWatch::changed`]. A netlink route socket on Linux, a `PF_ROUTE` socket on macOS and
+/// the BSDs: the kernel writes to it when an interface, an address or a route changes (a
+/// Wi-Fi switch, a VPN coming up, a cable pulled), so nothing polls.
+pub(crate) struct NetWatch {
+    socket: OwnedFd,
+}
+
+impl NetWatch {
+    /// `None` where the socket cannot be opened (a sandbox may forbid it): then only a late
+    /// wakeup or a failed probe tells.
+    pub(crate) fn open() -> Option<Self> {
+        let socket = os::route_socket().ok()?;
+        // Not every system has SOCK_CLOEXEC: ssh must not inherit it.
+        fcntl(&socket, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+        Some(Self { socket })
+    }
+
+    /// Readable when the kernel reported something.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// Reads everything queued, without blocking: whether any of it was a change of an
+    /// interface, an address or a route. A queue that overflowed (ENOBUFS) lost messages,
+    /// so it counts as a change.
+    pub(crate) fn changed(&self) -> bool {
+        let mut buf = [0u8; 8192];
+        let mut changed = false;
+        loop {
+            match recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => return changed,
+                Ok(n) => changed |= os::is_change(&buf[..n]),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::ENOBUFS) => changed = true,
+                Err(_) => return changed,
+            }
+        }
+    }
 }
 
 /// Signals delivered into a `poll(2)` loop: poll [`Signals::fd`], then read

@@ -26,6 +26,14 @@ pub(crate) enum Link {
         since: Instant,
         failures: u32,
     },
+    /// Up, but the machine slept or the network changed: a connection may have died without
+    /// a word (a NAT that forgot it, an address that went away). The next probe, due at once
+    /// and with a short timeout, decides alone; if it fails, the reconnect waits `jitter`,
+    /// so that many tunnels hit by one event do not all log in at the same moment.
+    Rechecking {
+        since: Instant,
+        jitter: Duration,
+    },
     /// No connection; the next attempt is due at `due` (earlier if the server's port answers).
     Waiting {
         due: Instant,
@@ -44,6 +52,9 @@ pub(crate) enum Seen {
     Reach(Option<bool>),
     /// Connecting or up: the probe's verdict.
     Probe(Probe),
+    /// Not a tick's observation but an event: the machine slept, or the network changed.
+    /// `jitter` (random, from the loop) spreads the reconnects this may cause.
+    Changed { jitter: Duration },
 }
 
 /// What the loop must do after storing the new state.
@@ -79,9 +90,17 @@ pub(crate) enum Action {
     Hung,
     /// Two probes in a row failed on a link that was up.
     Unhealthy(Probe),
+    /// The probe after a sleep or a network change failed: drop the connections now (the
+    /// state is already waiting for the next attempt).
+    Drop,
 }
 
 impl Link {
+    /// Whether a connection carries the tunnel (perhaps being rechecked).
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(self, Self::Up { .. } | Self::Rechecking { .. })
+    }
+
     /// Whether the loop should look whether the server's port answers before this tick.
     pub(crate) fn wants_reach_check(&self, now: Instant) -> bool {
         matches!(self, Self::Waiting { due, .. } if now < *due)
@@ -91,6 +110,36 @@ impl Link {
 /// One tick: the new state, the action, and when the next tick is due.
 pub(crate) fn on_tick(link: Link, seen: &Seen, now: Instant) -> (Link, Action, Instant) {
     match (link, seen) {
+        (Link::Up { since, .. } | Link::Rechecking { since, .. }, Seen::Changed { jitter }) => {
+            (Link::Rechecking { since, jitter: *jitter }, Action::Nothing, now)
+        }
+        // A new network may reach the server: the backoff ends (after the jitter).
+        (Link::Waiting { due, lost, seen_down }, Seen::Changed { jitter }) => {
+            let due = due.min(now + *jitter);
+            (Link::Waiting { due, lost, seen_down }, Action::Nothing, due)
+        }
+        // An attempt under way has its own deadline and stall check.
+        (Link::Connecting { .. }, Seen::Changed { .. }) => (link, Action::Nothing, now + CONNECT_POLL),
+        (Link::Rechecking { since, jitter }, Seen::Probe(probe)) => match probe {
+            Probe::Ok => (
+                Link::Up { since, failures: 0 },
+                Action::Healthy { since },
+                now + PROBE_EVERY,
+            ),
+            Probe::Unanswered => (Link::Up { since, failures: 0 }, Action::Hung, now + PROBE_EVERY),
+            Probe::Refused | Probe::Timeout => {
+                let due = now + jitter;
+                let link = Link::Waiting {
+                    due,
+                    lost: now,
+                    seen_down: false,
+                };
+                (link, Action::Drop, due)
+            }
+            // The path works, Jupyter does not (gone, or another answer): what a second
+            // failed probe on a link that is up does.
+            other => (Link::Up { since, failures: 1 }, Action::Unhealthy(other.clone()), now),
+        },
         (Link::Waiting { due, lost, seen_down }, Seen::Reach(answers)) => {
             if now >= due || (*answers == Some(true) && seen_down) {
                 return (link, Action::Connect { lost }, now);
@@ -195,7 +244,7 @@ mod tests {
         };
         let up = |failures| Link::Up { since: t0, failures };
         let probe = Seen::Probe;
-        let rows: Vec<(Link, Seen, u64, Link, Action, u64)> = vec![
+        let mut rows: Vec<(Link, Seen, u64, Link, Action, u64)> = vec![
             // Due: connect at once.
             (
                 waiting(100, false),
@@ -335,6 +384,80 @@ mod tests {
                 5100,
             ),
         ];
+        let rechecking = Link::Rechecking {
+            since: t0,
+            jitter: ms(70),
+        };
+        let changed = Seen::Changed { jitter: ms(70) };
+        rows.extend([
+            // A sleep or a network change on a link that is up: probe at once.
+            (up(0), changed.clone(), 5000, rechecking, Action::Nothing, 5000),
+            (up(1), changed.clone(), 5000, rechecking, Action::Nothing, 5000),
+            (rechecking, changed.clone(), 5000, rechecking, Action::Nothing, 5000),
+            // That probe decides alone: good, hung (the path works), or dead: drop the
+            // connections and reconnect after the jitter.
+            (
+                rechecking,
+                probe(Probe::Ok),
+                5010,
+                up(0),
+                Action::Healthy { since: t0 },
+                7010,
+            ),
+            (rechecking, probe(Probe::Unanswered), 5010, up(0), Action::Hung, 7010),
+            (
+                rechecking,
+                probe(Probe::Timeout),
+                5200,
+                Link::Waiting {
+                    due: at(5270),
+                    lost: at(5200),
+                    seen_down: false,
+                },
+                Action::Drop,
+                5270,
+            ),
+            (
+                rechecking,
+                probe(Probe::Refused),
+                5200,
+                Link::Waiting {
+                    due: at(5270),
+                    lost: at(5200),
+                    seen_down: false,
+                },
+                Action::Drop,
+                5270,
+            ),
+            // The path works but Jupyter is gone: the relaunch logic of an unhealthy link.
+            (
+                rechecking,
+                probe(Probe::Closed),
+                5010,
+                up(1),
+                Action::Unhealthy(Probe::Closed),
+                5010,
+            ),
+            // Waiting out a backoff: a change ends it after the jitter (never later).
+            (
+                waiting(3000, true),
+                changed.clone(),
+                500,
+                waiting(570, true),
+                Action::Nothing,
+                570,
+            ),
+            (
+                waiting(520, false),
+                changed.clone(),
+                500,
+                waiting(520, false),
+                Action::Nothing,
+                520,
+            ),
+            // An attempt under way keeps its own deadline.
+            (connecting(None), changed, 300, connecting(None), Action::Nothing, 325),
+        ]);
         for (i, (link, seen, now, want_link, want_action, want_next)) in rows.into_iter().enumerate() {
             let (got_link, got_action, got_next) = on_tick(link, &seen, at(now));
             assert_eq!(

@@ -19,6 +19,7 @@ mod probe;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,9 +38,10 @@ use self::policy::{
     CONNECT_LIMIT, CONNECT_POLL, GRACE, HEALTHY_RESET, MAX_RESTARTS, PROBE_EVERY, PROBE_TIMEOUT_CAP, REACH_EVERY,
     RESTART_WINDOW, RUN_DIR_CHECK, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff, probe_timeout,
 };
+use self::policy::{LATE_WAKEUP, jitter, recheck_timeout};
 use self::probe::{Probe, Prober};
 use crate::paths::Paths;
-use crate::platform::{self, Signals};
+use crate::platform::{self, NetWatch, Signals};
 use crate::process::{CleanChild, Ended};
 use crate::remote::{self, JupyterSpec, LaunchEvent, Marker};
 use crate::ssh::{Ssh, parse_resolved};
@@ -130,6 +132,12 @@ struct Supervisor {
     lease_checked: Instant,
     /// `host:port` of the sshd when reachable directly (no ProxyJump), to notice it is back.
     direct: Option<String>,
+    /// Network changes, where the system reports them.
+    net: Option<NetWatch>,
+    /// How long the machine had been suspended at the last wakeup ([`platform::asleep`]).
+    asleep: Option<Duration>,
+    /// When the last sleep or network change was noticed, until the probe it caused.
+    changed_at: Option<Instant>,
 }
 
 /// `jssh-supervisor`'s entry point: its arguments are exactly what [`handle::start`] gives.
@@ -205,6 +213,9 @@ fn supervise(args: &Args) -> Result<Signal> {
         next_tick: now,
         lease_checked: now,
         direct: None,
+        net: NetWatch::open(),
+        asleep: platform::asleep(),
+        changed_at: None,
     };
     sup.direct = sup.direct_address();
     sup.event(&format!(
@@ -238,11 +249,19 @@ impl Supervisor {
                 .min(self.lease_checked + RUN_DIR_CHECK)
                 .saturating_duration_since(Instant::now());
             let millis = u16::try_from(wait.as_millis().min(60_000)).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
+            fds.extend(self.net.as_ref().map(|net| PollFd::new(net.fd(), PollFlags::POLLIN)));
+            let before = Instant::now();
             match poll(&mut fds, PollTimeout::from(millis)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll failed"),
             }
+            let late = before.elapsed().saturating_sub(Duration::from_millis(millis.into()));
+            let net_ready = fds
+                .get(1)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR));
+            drop(fds);
             let arrived = signals.pending();
             if let Some(&sig) = arrived.iter().find(|&&s| s != Signal::SIGCHLD) {
                 self.event(&format!("received {sig}: stopping the tunnel"));
@@ -251,6 +270,7 @@ impl Supervisor {
             if !arrived.is_empty() {
                 self.reap()?;
             }
+            self.notice_changes(late, net_ready);
             let now = Instant::now();
             // Checked on every tick (a stat), so an idle supervisor wakes no more often for it.
             if now >= self.next_tick || now >= self.lease_checked + RUN_DIR_CHECK {
@@ -265,6 +285,38 @@ impl Supervisor {
                 self.tick()?;
             }
         }
+    }
+
+    /// A wakeup much later than asked for (the process did not run: the machine slept, or it
+    /// was stopped), time spent suspended (which `poll`'s timeout does not count), or a
+    /// network change: any connection may have died without a word, so the link's state
+    /// machine rechecks at once, and spreads the reconnect this may cause by a random jitter.
+    fn notice_changes(&mut self, late: Duration, net_ready: bool) {
+        let asleep = platform::asleep();
+        let suspended = asleep
+            .zip(self.asleep)
+            .map_or(Duration::ZERO, |(now, before)| now.saturating_sub(before));
+        self.asleep = asleep;
+        let network = net_ready && self.net.as_ref().is_some_and(NetWatch::changed);
+        let what = if suspended > LATE_WAKEUP {
+            format!("the machine was suspended for {:.1} s", suspended.as_secs_f64())
+        } else if late > LATE_WAKEUP {
+            format!(
+                "woke up {:.1} s late (the machine slept, or jssh was stopped)",
+                late.as_secs_f64()
+            )
+        } else if network {
+            "the network changed".to_owned()
+        } else {
+            return;
+        };
+        let jitter = jitter(RandomState::new().hash_one(std::process::id()));
+        let now = Instant::now();
+        let (link, _, next) = link::on_tick(self.link, &Seen::Changed { jitter }, now);
+        self.event(&format!("{what}: checking the connection"));
+        self.changed_at = Some(now);
+        self.link = link;
+        self.next_tick = self.next_tick.min(next);
     }
 
     /// Appends a timestamped line to the log (a foreground `jssh up` shows it from there).
@@ -454,14 +506,14 @@ impl Supervisor {
         self.gate.set_route(None);
         let now = Instant::now();
         let lost = match self.link {
-            Link::Up { .. } => now,
+            Link::Up { .. } | Link::Rechecking { .. } => now,
             Link::Connecting { lost, .. } => lost.unwrap_or(now),
             Link::Waiting { lost, .. } => lost,
         };
         let why = format!("ssh {status}");
         self.session.phase = Phase::Reconnecting;
         self.session.last_error = Some(why.clone());
-        if matches!(self.link, Link::Up { .. }) && self.take_over() {
+        if self.link.is_up() && self.take_over() {
             self.event(&format!("tunnel lost: {why}; the standby connection took over"));
             self.link = Link::Connecting {
                 since: now,
@@ -473,7 +525,7 @@ impl Supervisor {
             return Ok(());
         }
         // A link that was up is retried at once; only failed attempts back off.
-        let delay = if matches!(self.link, Link::Up { .. }) {
+        let delay = if self.link.is_up() {
             self.event(&format!("tunnel lost: {why}"));
             Duration::ZERO
         } else {
@@ -501,6 +553,14 @@ impl Supervisor {
             }
             Link::Connecting { .. } => Seen::Probe(self.checked_probe()?),
             Link::Up { .. } => Seen::Probe(self.probe()),
+            Link::Rechecking { .. } => {
+                let probe = self.probe_within(recheck_timeout(self.probe_typical));
+                if let Some(at) = self.changed_at.take() {
+                    let ms = at.elapsed().as_millis();
+                    self.event(&format!("probed {ms} ms after the change: {probe:?}"));
+                }
+                Seen::Probe(probe)
+            }
         };
         let (link, action, next) = link::on_tick(self.link, &seen, now);
         self.link = link;
@@ -570,14 +630,26 @@ impl Supervisor {
                 }
             }
             Action::Unhealthy(result) => self.unhealthy(&result)?,
+            Action::Drop => {
+                // The state machine already waits out the jitter before the new attempt.
+                let why = "the connection did not survive the sleep or the network change";
+                self.event(&format!("{why}: reconnecting"));
+                self.session.phase = Phase::Reconnecting;
+                self.session.last_error = Some(why.into());
+                self.save();
+                self.stop_all();
+            }
         }
         Ok(())
     }
 
     /// Probes Jupyter through the tunnel, learning how long a good answer takes.
     fn probe(&mut self) -> Probe {
+        self.probe_within(probe_timeout(self.probe_typical))
+    }
+
+    fn probe_within(&mut self, timeout: Duration) -> Probe {
         let started = Instant::now();
-        let timeout = probe_timeout(self.probe_typical);
         let route = self.route();
         let result = self.prober.probe(route.as_ref(), timeout);
         if result == Probe::Ok {
@@ -691,7 +763,7 @@ impl Supervisor {
     fn watch_ended(&mut self, ended: Ended, young: bool) -> Result<()> {
         match ended {
             Ended::Exited(code @ (0 | remote::EXIT_GONE)) => {
-                if matches!(self.link, Link::Up { .. }) {
+                if self.link.is_up() {
                     self.event(if code == 0 {
                         "remote Jupyter exited"
                     } else {

@@ -18,6 +18,28 @@ pub(crate) fn probe_timeout(typical: Duration) -> Duration {
     typical.saturating_mul(4).clamp(PROBE_TIMEOUT, PROBE_TIMEOUT_CAP)
 }
 
+/// A wakeup this much later than asked for means the process did not run meanwhile: the
+/// machine slept (or the process was stopped), and a NAT on the way may have forgotten its
+/// connections. Far above a busy machine's scheduling delay, far below a keepalive's timeout.
+pub(crate) const LATE_WAKEUP: Duration = Duration::from_secs(1);
+/// The probe after a sleep or a network change decides alone, so it waits less than a
+/// routine one (a slow link still gets four times its usual answer time).
+const RECHECK_TIMEOUT: Duration = Duration::from_millis(200);
+/// Reconnects caused by one event are spread over this much, so that twenty tunnels to one
+/// sshd do not all log in at the same moment; small enough to heal within a second.
+const JITTER_MAX: Duration = Duration::from_millis(150);
+
+/// The timeout of the probe after a sleep or a network change.
+pub(crate) fn recheck_timeout(typical: Duration) -> Duration {
+    typical.saturating_mul(4).clamp(RECHECK_TIMEOUT, PROBE_TIMEOUT_CAP)
+}
+
+/// A reconnect's delay after an event, from a random number: 0 to [`JITTER_MAX`].
+pub(crate) fn jitter(random: u64) -> Duration {
+    let span = u64::try_from(JITTER_MAX.as_millis()).unwrap_or(0) + 1;
+    Duration::from_millis(random % span)
+}
+
 /// How often a starting tunnel is probed.
 pub(crate) const CONNECT_POLL: Duration = Duration::from_millis(25);
 /// Backoff: first retry at once, then 0.2 s doubling to 30 s, reset after 60 s healthy.
@@ -81,6 +103,16 @@ mod tests {
         assert_eq!(probe_timeout(Duration::from_millis(5)), PROBE_TIMEOUT);
         assert_eq!(probe_timeout(Duration::from_millis(400)), Duration::from_millis(1600));
         assert_eq!(probe_timeout(Duration::from_secs(3)), PROBE_TIMEOUT_CAP);
+    }
+
+    #[test]
+    fn after_an_event_the_probe_is_shorter_and_reconnects_spread_over_150_ms() {
+        assert_eq!(recheck_timeout(Duration::from_millis(5)), Duration::from_millis(200));
+        assert_eq!(recheck_timeout(Duration::from_millis(400)), Duration::from_millis(1600));
+        assert_eq!(jitter(0), Duration::ZERO);
+        assert_eq!(jitter(150), JITTER_MAX);
+        assert_eq!(jitter(151), Duration::ZERO);
+        assert!((0..1000).map(jitter).all(|j| j <= JITTER_MAX));
     }
 
     #[test]

@@ -18,3 +18,4 @@ mod pty;
 mod setup;
 mod up;
 mod util;
+mod wake;
