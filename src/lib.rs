@@ -18,6 +18,7 @@ mod state;
 mod supervisor;
 mod target;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -70,7 +71,9 @@ fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
         Err(err) if err.chain().any(broken_pipe) => ExitCode::SUCCESS,
         Err(err) => {
             let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-            eprintln!("jssh: error: {}", chain.join(": "));
+            // Not eprintln!, which panics when the write fails: the supervisor's stderr is its
+            // log, and a full disk must not turn a clean exit into an abort.
+            let _ = writeln!(std::io::stderr(), "jssh: error: {}", chain.join(": "));
             if err.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -82,6 +82,15 @@ impl Session {
     }
 }
 
+/// What [`RunDir::load_session`] found.
+#[derive(Debug)]
+pub(crate) enum SessionFile {
+    Missing,
+    Session(Box<Session>),
+    /// The file exists but is not a session (damaged, or from another jssh): why.
+    Unreadable(String),
+}
+
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -204,12 +213,26 @@ impl RunDir {
         lock_file(&self.dir.join("lock"))
     }
 
+    /// The session, or `None` when there is none or it cannot be understood (a file from an
+    /// older jssh, or a damaged one: see [`RunDir::load_session`]).
     pub(crate) fn read_session(&self) -> Result<Option<Session>> {
-        let Some(bytes) = fsutil::read_optional(&self.session_path())? else {
-            return Ok(None);
+        Ok(match self.load_session()? {
+            SessionFile::Session(session) => Some(*session),
+            SessionFile::Missing | SessionFile::Unreadable(_) => None,
+        })
+    }
+
+    /// The session file, telling a missing one from one that cannot be understood (which
+    /// `status` reports instead of calling a running tunnel down).
+    pub(crate) fn load_session(&self) -> Result<SessionFile> {
+        let path = self.session_path();
+        let Some(bytes) = fsutil::read_optional(&path)? else {
+            return Ok(SessionFile::Missing);
         };
-        // A session file from an older or crashed jssh is as good as none.
-        Ok(serde_json::from_slice(&bytes).ok())
+        Ok(match serde_json::from_slice(&bytes) {
+            Ok(session) => SessionFile::Session(Box::new(session)),
+            Err(e) => SessionFile::Unreadable(format!("{}: {e}", path.display())),
+        })
     }
 
     pub(crate) fn write_session(&self, session: &Session) -> Result<()> {

@@ -10,14 +10,15 @@ use super::{Ctx, lookup_profile};
 use crate::cli::StatusArgs;
 use crate::profile::Profiles;
 use crate::remote::{self, Marker, RemoteSession};
-use crate::state::{Phase, RunDir, Session, unix_now};
+use crate::state::{Phase, RunDir, Session, SessionFile, unix_now};
 use crate::target::Alias;
 
 /// One alias's line of `jssh status`.
 #[derive(Debug, Serialize)]
 struct Row {
     alias: Alias,
-    /// up, starting, reconnecting, failed, down, or remote-only (a server with no tunnel).
+    /// up, starting, reconnecting, failed, down, remote-only (a server with no tunnel), or
+    /// running (a supervisor runs, but its state file is unreadable: see `state_file_error`).
     state: String,
     url: Option<String>,
     local_port: Option<u16>,
@@ -36,6 +37,9 @@ struct Row {
     /// Whether the remote was asked and answered (false: `--local`, or unreachable; remote
     /// facts are then what this machine last knew).
     remote_checked: bool,
+    /// Why the session file could not be read, when it exists but is not a session: the
+    /// state and pids above then come from the supervisor's lease and the remote alone.
+    state_file_error: Option<String>,
 }
 
 /// How long `status` waits for a remote's answer: over a ControlMaster it takes
@@ -55,7 +59,12 @@ fn remote_sessions(ctx: &Ctx, alias: &Alias) -> Option<Vec<RemoteSession>> {
     marker.reply(&out).map(remote::parse_list)
 }
 
-fn row(alias: &Alias, run: &RunDir, session: Option<Session>, remote: Option<&[RemoteSession]>) -> Row {
+fn row(alias: &Alias, run: &RunDir, file: SessionFile, remote: Option<&[RemoteSession]>) -> Row {
+    let (session, state_file_error) = match file {
+        SessionFile::Session(session) => (Some(*session), None),
+        SessionFile::Missing => (None, None),
+        SessionFile::Unreadable(why) => (None, Some(why)),
+    };
     let supervisor = run.live_supervisor();
     let name = remote::session_name(alias);
     let on_remote = remote.and_then(|r| r.iter().find(|s| s.session == name).cloned());
@@ -66,6 +75,8 @@ fn row(alias: &Alias, run: &RunDir, session: Option<Session>, remote: Option<&[R
             Phase::Failed => "failed",
             Phase::Reconnecting | Phase::Stopped => "reconnecting",
         },
+        // The lease says a supervisor runs; only its phase is unknown.
+        (Some(_), None, _) if state_file_error.is_some() => "running",
         (None, _, Some(_)) => "remote-only",
         _ => "down",
     };
@@ -95,6 +106,7 @@ fn row(alias: &Alias, run: &RunDir, session: Option<Session>, remote: Option<&[R
         restarts: session.as_ref().map_or(0, |s| s.restarts),
         last_error: session.and_then(|s| s.last_error),
         remote_checked: remote.is_some(),
+        state_file_error,
     }
 }
 
@@ -119,7 +131,7 @@ pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let mut rows = Vec::new();
     for (alias, remote) in aliases.iter().zip(&remotes) {
         let run = RunDir::new(&ctx.paths, alias);
-        rows.push(row(alias, &run, run.read_session()?, remote.as_deref()));
+        rows.push(row(alias, &run, run.load_session()?, remote.as_deref()));
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -161,6 +173,16 @@ pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
         }
         if let Some(err) = &r.last_error {
             writeln!(out, "  last error: {err}")?;
+        }
+        if let Some(why) = &r.state_file_error {
+            let supervisor = r
+                .supervisor_pid
+                .map_or(String::new(), |p| format!(" (the supervisor, pid {p}, still runs)"));
+            writeln!(
+                out,
+                "  state file: unreadable{supervisor}: {why}; `jssh up {}` rewrites it",
+                r.alias
+            )?;
         }
         if r.state == "remote-only" {
             writeln!(

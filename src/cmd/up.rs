@@ -536,6 +536,16 @@ fn all_signals() -> SigSet {
     set
 }
 
+/// The file now at `path`, when it is no longer `open` (the log was rotated).
+fn replaced(path: &std::path::Path, open: &std::fs::File) -> Option<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let (now, was) = (std::fs::metadata(path).ok()?, open.metadata().ok()?);
+    if (now.dev(), now.ino()) == (was.dev(), was.ino()) {
+        return None;
+    }
+    std::fs::File::open(path).ok()
+}
+
 /// Follows the foreground supervisor: shows its log from `log_start` on (the events of this
 /// run) until it exits — Ctrl-C reaches it directly — and says what keeps running.
 fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child, log_start: u64) -> Result<ExitCode> {
@@ -547,11 +557,19 @@ fn foreground(ctx: &Ctx, args: &UpArgs, run: &RunDir, mut supervisor: Child, log
     let show = |log: &mut std::fs::File| {
         let mut text = String::new();
         let _ = log.read_to_string(&mut text);
-        print!("{}", for_terminal(&text));
-        let _ = std::io::stdout().flush();
+        // Not print!, which panics (an abort, in a release build) once the reader has gone.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(for_terminal(&text).as_bytes());
+        let _ = out.flush();
     };
     let status = loop {
         show(&mut log);
+        // The supervisor rotated its log (see `supervisor::log`): the rest is in the new one.
+        if let Some(new) = replaced(&run.log_path(), &log) {
+            show(&mut log);
+            log = new;
+            continue;
+        }
         if let Some(status) = supervisor.try_wait().context("could not wait for the supervisor")? {
             show(&mut log);
             break status;

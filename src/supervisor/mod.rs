@@ -826,9 +826,11 @@ impl Supervisor {
         let Ok(out) = self.remote(&remote::list(&marker)).output() else {
             return true;
         };
-        marker
-            .reply(&String::from_utf8_lossy(&out.stdout))
-            .is_none_or(|said| remote::parse_list(said).iter().any(|s| s.session == self.session.tmux_name))
+        marker.reply(&String::from_utf8_lossy(&out.stdout)).is_none_or(|said| {
+            remote::parse_list(said)
+                .iter()
+                .any(|s| s.session == self.session.tmux_name)
+        })
     }
 
     /// Starts the remote Jupyter again unless it still runs (the launch script then reuses

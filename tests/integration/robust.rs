@@ -3,13 +3,16 @@
 //! sshd, tmux and Jupyter.
 
 use std::fs;
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::fixture::{Client, Sshd};
-use crate::up::{answers_within, body, free_port, kill_jupyter_until_logged, parse_url, ready_host, status, up};
-use crate::util::{jssh, snapshot, stderr, stdout, venv};
+use crate::up::{
+    answers_within, body, free_port, get, kill_jupyter_until_logged, parse_url, ready_host, status, tunnel_ssh, up,
+};
+use crate::util::{alive, jssh, jssh_at, jssh_std, snapshot, stderr, stdout, venv};
 
 /// What a `.bashrc` may print before every command sshd runs, none of it ending in a newline:
 /// a greeting, a terminal-title escape, and a title set from the command about to run — which
@@ -153,4 +156,169 @@ fn case8_tilde_in_dir_means_the_remote_home_and_a_local_one_is_named() {
     answers_within(&client, port, &token, Duration::from_secs(10));
     assert!(body(port, "/api/contents", &token).contains("only-here.txt"));
     assert!(jssh(&client).args(["down", "tilde"]).output().unwrap().status.success());
+}
+
+/// A tmpfs mounted over `dir` for the test's life, so that the state disk can fill up (root
+/// only); lazily unmounted on drop, as the supervisor may still hold files there.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            return None;
+        }
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_owned()))
+    }
+
+    /// Fills it to the last byte.
+    fn fill(&self) {
+        let mut file = fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        while file.write_all(&[0]).is_ok() {}
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// SIGKILLs every ssh of the client's tunnels and waits until the URL answers again.
+fn kill_tunnels_and_heal(client: &Client, port: u16, token: &str) {
+    for (pid, _) in tunnel_ssh(client) {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    answers_within(client, port, token, Duration::from_secs(20));
+}
+
+#[test]
+fn case10_a_full_state_disk_never_stops_the_supervisor() {
+    let (_sshd, client) = ready_host("full");
+    let log = client.state_dir().join("full/supervisor.log");
+    // As root, the state dir is a small tmpfs that fills up; otherwise every log write fails.
+    let tmpfs = Tmpfs::mount(&client.state_dir(), "1m");
+    if tmpfs.is_none() {
+        eprintln!("not root: the full disk is simulated by a log that is /dev/full");
+        fs::create_dir_all(log.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    }
+    let url = up(&client, "full", &["--port", &free_port()]);
+    let (port, token) = parse_url(&url);
+    answers_within(&client, port, &token, Duration::from_secs(10));
+    if let Some(tmpfs) = &tmpfs {
+        tmpfs.fill();
+    }
+    let pid = status(&client, "full")["supervisor_pid"].as_u64().unwrap();
+    // Every reconnect logs, and saves the session, into the full disk.
+    for _ in 0..3 {
+        kill_tunnels_and_heal(&client, port, &token);
+    }
+    assert!(alive(u32::try_from(pid).unwrap()), "the supervisor died");
+    // A supervisor's error goes to its stderr, which is the log: a second one for the same
+    // alias fails (the lease is taken) and must say so with exit 1, not abort on the write.
+    let stderr_log = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let out = jssh_at(&client, Path::new(env!("CARGO_BIN_EXE_jssh-supervisor")))
+        .args(["supervise", "full", "--ssh-config"])
+        .arg(client.ssh_config())
+        .args(["--connect-timeout", "5"])
+        .stderr(stderr_log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert_eq!(get(port, "/api/status", Some(&token)), 200);
+    let out = jssh(&client).args(["down", "full"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn case10_the_supervisor_log_is_bounded_and_followed_across_rotation() {
+    let (_sshd, client) = ready_host("rot");
+    let log = client.state_dir().join("rot/supervisor.log");
+    let limit = 500;
+    let mut cmd = jssh_std(&client);
+    cmd.args(["up", "rot", "--timeout", "90", "--port", &free_port(), "--env"])
+        .arg(format!("venv:{}", venv()))
+        .env("JSSH_SUPERVISOR_LOG_LIMIT", limit.to_string())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no URL");
+        if line.starts_with("http://") {
+            break line.trim().to_owned();
+        }
+    };
+    let (port, token) = parse_url(&url);
+    for _ in 0..8 {
+        kill_tunnels_and_heal(&client, port, &token);
+    }
+    let old = log.with_file_name("supervisor.log.1");
+    assert!(old.exists(), "never rotated: {}", fs::read_to_string(&log).unwrap());
+    // Each file stays within the limit (plus a line from ssh itself, which does not count).
+    for file in [&log, &old] {
+        let len = fs::metadata(file).unwrap().len();
+        assert!(len <= limit + 200, "{}: {len} bytes", file.display());
+    }
+    assert_eq!(get(port, "/api/status", Some(&token)), 200);
+    // The foreground `up` kept showing the events, from the new file too.
+    let pid = status(&client, "rot")["supervisor_pid"].as_u64().unwrap();
+    Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    child.wait().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(rest.matches("reconnected").count() >= 7, "{rest}");
+    assert!(rest.contains("tunnel stopped"), "{rest}");
+    assert!(jssh(&client).args(["down", "rot"]).output().unwrap().status.success());
+}
+
+#[test]
+fn case10_a_corrupt_session_file_does_not_make_status_say_down() {
+    let (_sshd, client) = ready_host("torn");
+    let url = up(&client, "torn", &["--port", &free_port()]);
+    let (port, token) = parse_url(&url);
+    let pid = status(&client, "torn")["supervisor_pid"].as_u64().unwrap();
+    fs::write(
+        client.state_dir().join("torn/session.json"),
+        "{\"alias\": \"torn\", \"tmux_na",
+    )
+    .unwrap();
+    for local in [true, false] {
+        let mut args = vec!["status", "torn", "--json"];
+        if local {
+            args.push("--local");
+        }
+        let out = jssh(&client).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let row = &serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0];
+        assert_eq!(row["state"], "running", "{row}");
+        assert_eq!(row["supervisor_pid"], pid, "{row}");
+        assert!(
+            row["state_file_error"].as_str().unwrap().contains("session.json"),
+            "{row}"
+        );
+    }
+    let out = jssh(&client).args(["status", "torn"]).output().unwrap();
+    let text = stdout(&out);
+    assert!(text.starts_with("torn: running\n"), "{text}");
+    let note: Vec<&str> = text.lines().filter(|l| l.contains("state file")).collect();
+    assert_eq!(note.len(), 1, "{text}");
+    assert!(
+        note[0].contains(&format!("pid {pid}")) && note[0].contains("jssh up torn"),
+        "{text}"
+    );
+    // The tunnel still serves, and `up` repairs the file.
+    assert_eq!(get(port, "/api/status", Some(&token)), 200);
+    let again = up(&client, "torn", &[]);
+    assert_eq!(parse_url(&again).1, token, "the same server");
+    assert_eq!(status(&client, "torn")["state"], "up");
+    assert!(jssh(&client).args(["down", "torn"]).output().unwrap().status.success());
 }

@@ -117,7 +117,7 @@ fn processes(needle: &str, also: &[&str]) -> Vec<(u32, String)> {
         .collect()
 }
 
-fn tunnel_ssh(client: &Client) -> Vec<(u32, String)> {
+pub(crate) fn tunnel_ssh(client: &Client) -> Vec<(u32, String)> {
     processes(&client.root().display().to_string(), &["ssh", " -N "])
 }
 
