@@ -30,6 +30,27 @@ pub(crate) struct Profile {
     /// What `jssh jupyter`/`jssh password` learned about the remote Jupyter.
     #[serde(default, skip_serializing_if = "is_default")]
     pub(crate) jupyter: JupyterInfo,
+    /// Whether a login needs a human after the key (setup found out).
+    #[serde(default, skip_serializing_if = "LoginKind::is_key")]
+    pub(crate) login: LoginKind,
+}
+
+/// How a login to the host goes: the key alone, or the key and then a prompt only a human can
+/// answer (a TOTP code, a Duo push: `AuthenticationMethods publickey,keyboard-interactive`).
+/// For such a host nothing automatic ever logs in: `jssh up` asks once, in its terminal, and
+/// everything rides on that connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum LoginKind {
+    #[default]
+    Key,
+    Prompt,
+}
+
+impl LoginKind {
+    fn is_key(&self) -> bool {
+        *self == Self::Key
+    }
 }
 
 /// Why two aliases may not differ only in case.
@@ -160,6 +181,13 @@ impl Profiles {
     }
 
     /// Adds or replaces the profile with the same alias.
+    /// Records how logins to `alias` go (no-op for an unknown alias).
+    pub(crate) fn set_login(&mut self, alias: &Alias, login: LoginKind) {
+        if let Some(p) = self.hosts.iter_mut().find(|p| &p.alias == alias) {
+            p.login = login;
+        }
+    }
+
     pub(crate) fn upsert(&mut self, profile: Profile) {
         self.hosts.retain(|p| p.alias != profile.alias);
         self.hosts.push(profile);
@@ -188,6 +216,7 @@ mod tests {
             identity: IdentityPath::new("/k".into()).unwrap(),
             env: vec!["venv:~/v".parse().unwrap()],
             jupyter: JupyterInfo::default(),
+            login: LoginKind::Key,
         }
     }
 

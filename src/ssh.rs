@@ -69,6 +69,14 @@ impl Ssh {
             .args(["--", alias.as_str(), "true"])
     }
 
+    /// A login with the terminal attached, for whatever the server asks after the key (a
+    /// code): setup's verification where a second factor follows, answered once by the user.
+    pub(crate) fn prompted_login(&self, alias: &Alias) -> Cmd {
+        self.ssh()
+            .args(["-T", "-o", "ControlMaster=no", "-o", "ControlPath=none"])
+            .args(["--", alias.as_str(), "true"])
+    }
+
     /// `ssh-copy-id -f`: appends the key to the server's authorized_keys. Forced, because its
     /// own "already installed?" probe is fooled when another configured key can log in (config
     /// `IdentityFile`s accumulate); setup only calls it after [`accepted_key`] said no.
@@ -227,6 +235,13 @@ pub(crate) fn accepted_key(verbose_stderr: &str, key: &Path) -> bool {
         .rev()
         .find(|l| l.contains("Server accepts key: "))
         .is_some_and(|l| l.contains(&wanted))
+}
+
+/// Whether the server accepted `key` as the first of several factors (`-v` output): it
+/// then asks for another, e.g. a code (`AuthenticationMethods publickey,keyboard-interactive`).
+pub(crate) fn partial_success(verbose_stderr: &str, key: &Path) -> bool {
+    let wanted = format!("Server accepts key: {} ", key.display());
+    verbose_stderr.contains(&wanted) && verbose_stderr.contains("\"publickey\" with partial success")
 }
 
 /// Why ssh could not use `key` itself (`Load key "KEY": bad permissions`), from `-v` output.
@@ -402,6 +417,17 @@ mod tests {
 
     fn alias() -> Alias {
         "gpu".parse().unwrap()
+    }
+
+    #[test]
+    fn a_key_accepted_as_a_first_factor_is_a_partial_success() {
+        let key = Path::new("/k/id");
+        let two = "debug1: Server accepts key: /k/id ED25519 SHA256:x explicit\n\
+                   debug1: Authenticated using \"publickey\" with partial success.\n\
+                   root@h: Permission denied (keyboard-interactive).\n";
+        assert!(partial_success(two, key));
+        assert!(!partial_success(two, Path::new("/k/other")), "another key's success");
+        assert!(!partial_success("debug1: Server accepts key: /k/id ED25519\n", key));
     }
 
     #[test]

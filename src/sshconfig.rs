@@ -379,6 +379,7 @@ mod tests {
             identity: crate::target::IdentityPath::new("/home/a/.ssh/jssh_ed25519".into()).unwrap(),
             env: Vec::new(),
             jupyter: crate::jupyter::JupyterInfo::default(),
+            login: crate::profile::LoginKind::Key,
         }
     }
 

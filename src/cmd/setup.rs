@@ -15,9 +15,9 @@ use crate::UsageError;
 use crate::cli::SetupArgs;
 use crate::fsutil::{self, PRIVATE_FILE, ScratchDir};
 use crate::keys::{self, KeyPlan};
-use crate::profile::{Profile, Profiles};
+use crate::profile::{LoginKind, Profile, Profiles};
 use crate::sanitize::{for_terminal, ssh_stderr};
-use crate::ssh::{Direct, LoginFailure, Ssh, accepted_key, key_load_error, parse_resolved};
+use crate::ssh::{Direct, LoginFailure, Ssh, accepted_key, key_load_error, parse_resolved, partial_success};
 use crate::sshconfig;
 use crate::target::{Alias, IdentityPath, Jump, Port, UserName};
 
@@ -210,19 +210,40 @@ pub(crate) fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
         keys::generate_in(scratch.path(), &profile.identity, args.no_passphrase)?;
     }
     let batch = !std::io::stdin().is_terminal();
-    let elapsed = if let Some(elapsed) = login_with(&ssh, &advice, &key_in_use, batch, args.no_copy_id)? {
+    let verified = if let Some(verified) = login_with(&ssh, &advice, &key_in_use, batch, args.no_copy_id)? {
         println!("the key is already installed on {}", profile.alias);
-        elapsed
+        verified
     } else {
         install_key(&ssh, &keys::public_path(&key_in_use), &advice, scratch.path())?;
         println!("installed the key on {}", profile.alias);
         login_with(&ssh, &advice, &key_in_use, batch, true)?.expect("strict login returns a time")
     };
-    println!(
-        "verified: `ssh {}` logs in with the key ({:.2} s)",
-        profile.alias,
-        elapsed.as_secs_f64()
-    );
+    let mut edits = edits;
+    match verified {
+        Verified::Key(elapsed) => println!(
+            "verified: `ssh {}` logs in with the key ({:.2} s)",
+            profile.alias,
+            elapsed.as_secs_f64()
+        ),
+        Verified::Prompted(elapsed) => {
+            edits.profiles.set_login(&profile.alias, LoginKind::Prompt);
+            println!(
+                "verified: `ssh {}` logs in with the key and a second factor ({:.2} s); `jssh up {}` will ask \
+                 for it once, and reconnects without asking until that login ends",
+                profile.alias,
+                elapsed.as_secs_f64(),
+                profile.alias
+            );
+        }
+        Verified::NeedsPrompt => {
+            edits.profiles.set_login(&profile.alias, LoginKind::Prompt);
+            println!(
+                "the server accepts the key, then asks for a second factor, which needs a terminal: not \
+                 verified further; `jssh up {}` in a terminal will ask for it once",
+                profile.alias
+            );
+        }
+    }
 
     if matches!(plan_key, KeyPlan::Create) {
         keys::install(&key_in_use, &profile.identity)?;
@@ -259,6 +280,8 @@ fn new_profile(ctx: &Ctx, args: &SetupArgs, existing: Option<Profile>) -> Result
         } else {
             args.env.clone()
         },
+        // Verification below finds out again.
+        login: LoginKind::Key,
         jupyter: existing.map(|p| p.jupyter).unwrap_or_default(),
     })
 }
@@ -558,13 +581,43 @@ fn install_key(ssh: &Ssh, public_key: &Path, advice: &Advice, scratch: &Path) ->
 /// Logs in with the key only and runs `true`. Returns the time taken when the server accepted
 /// `key` itself; `None` when it did not but that may still be fixed by installing it (not
 /// `strict`); an error saying which step failed otherwise.
-fn login_with(ssh: &Ssh, advice: &Advice, key: &Path, batch: bool, strict: bool) -> Result<Option<Duration>> {
+/// How the verification login went.
+#[derive(Debug, Clone, Copy)]
+enum Verified {
+    /// The key alone logs in.
+    Key(Duration),
+    /// The key, then a second factor the user answered on the terminal.
+    Prompted(Duration),
+    /// The key was accepted and a second factor asked for, with no terminal to answer it.
+    NeedsPrompt,
+}
+
+/// Logs in with the key only and runs `true`. Returns how the login went when the server
+/// accepted `key` itself (alone, or as the first of two factors: then once more with the
+/// terminal for the second, if there is one); `None` when it did not but that may still be
+/// fixed by installing it (not `strict`); an error saying which step failed otherwise.
+fn login_with(ssh: &Ssh, advice: &Advice, key: &Path, batch: bool, strict: bool) -> Result<Option<Verified>> {
     let start = Instant::now();
     let cmd = ssh.login_check(&advice.alias, batch);
     let out = cmd.output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() && accepted_key(&stderr, key) {
-        return Ok(Some(start.elapsed()));
+        return Ok(Some(Verified::Key(start.elapsed())));
+    }
+    if partial_success(&stderr, key) {
+        if batch {
+            return Ok(Some(Verified::NeedsPrompt));
+        }
+        let start = Instant::now();
+        let status = ssh.prompted_login(&advice.alias).run_interactive()?;
+        if !status.success() {
+            bail!(
+                "verification failed: the server accepts {} and then asks for a second factor, which did not \
+                 succeed ({status}): rerun and answer the prompt",
+                advice.key.display()
+            );
+        }
+        return Ok(Some(Verified::Prompted(start.elapsed())));
     }
     let failure = if out.status.success() {
         LoginFailure::AuthRefused // In, but with another identity.

@@ -270,6 +270,7 @@ mod test_fixtures {
             identity: crate::target::IdentityPath::new("/h/.ssh/jssh_ed25519".into()).unwrap(),
             env: vec!["venv:~/v".parse().unwrap()],
             jupyter: JupyterInfo::default(),
+            login: crate::profile::LoginKind::Key,
         }
     }
 }
