@@ -13,16 +13,15 @@
 mod gate;
 pub(crate) mod handle;
 mod link;
+mod log;
 mod mux;
 mod policy;
 mod probe;
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
-use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -34,6 +33,7 @@ use nix::sys::signal::Signal;
 use self::gate::{Gate, Route};
 use self::handle::Args;
 use self::link::{Action, Link, Seen};
+use self::log::Log;
 use self::policy::{
     CONNECT_LIMIT, CONNECT_POLL, GRACE, HEALTHY_RESET, MAX_RESTARTS, PROBE_EVERY, PROBE_TIMEOUT_CAP, REACH_EVERY,
     RESTART_WINDOW, RUN_DIR_CHECK, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff, probe_timeout,
@@ -76,10 +76,10 @@ struct Watch {
 }
 
 impl Watch {
-    fn spawn(cmd: &crate::process::Cmd, log: &File) -> Result<Self> {
+    fn spawn(cmd: &crate::process::Cmd, log: BorrowedFd<'_>) -> Result<Self> {
         // std's pipes are close-on-exec on every platform: only the watch's ssh gets it.
         let (read, write) = std::io::pipe().context("could not make a pipe")?;
-        let child = cmd.spawn_clean(Some(read.as_fd()), log.as_fd())?;
+        let child = cmd.spawn_clean(Some(read.as_fd()), log)?;
         Ok(Self {
             child,
             started: Instant::now(),
@@ -94,7 +94,7 @@ struct Supervisor {
     run: RunDir,
     lease: Lease,
     session: Session,
-    log: File,
+    log: Log,
     /// The local port's thread: told which master carries connections.
     gate: Gate,
     /// The connection carrying the tunnel.
@@ -175,11 +175,7 @@ fn supervise(args: &Args) -> Result<Signal> {
     end_leftover_masters(&ssh, alias, &run);
     let listener = gate::bind(session.local_port)?;
     let gate = Gate::start(listener)?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(run.log_path())
-        .with_context(|| format!("could not open {}", run.log_path().display()))?;
+    let log = Log::open(&run.log_path())?;
     let now = Instant::now();
     let prober = Prober::new(&session.token);
     let mut sup = Supervisor {
@@ -321,8 +317,7 @@ impl Supervisor {
 
     /// Appends a timestamped line to the log (a foreground `jssh up` shows it from there).
     fn event(&mut self, message: &str) {
-        let line = format!("{} {message}\n", clock());
-        let _ = self.log.write_all(line.as_bytes());
+        self.log.line(message);
     }
 
     fn save(&mut self) {
@@ -349,7 +344,7 @@ impl Supervisor {
         // A stale socket would make the new master run without one.
         let _ = std::fs::remove_file(&control);
         let cmd = self.ssh.tunnel(&self.alias, &control);
-        let child = cmd.spawn_clean(None, self.log.as_fd())?;
+        let child = cmd.spawn_clean(None, self.log.fd())?;
         let mut masters: Vec<(u32, PathBuf)> = [&self.active, &self.standby]
             .into_iter()
             .flatten()
@@ -750,7 +745,7 @@ impl Supervisor {
         let cmd = self
             .ssh
             .exec_over(&self.alias, &active.control, &remote::watch(&self.session.tmux_name));
-        match Watch::spawn(&cmd, &self.log) {
+        match Watch::spawn(&cmd, self.log.fd()) {
             Ok(watch) => self.watch = Some(watch),
             Err(e) => self.event(&format!("could not start the remote watch: {e:#}")),
         }
@@ -997,10 +992,4 @@ fn end(child: &CleanChild) {
     while let Ok(None) = child.try_wait() {
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Wall-clock `HH:MM:SS` (UTC) for log lines.
-fn clock() -> String {
-    let secs = crate::state::unix_now() % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
