@@ -53,6 +53,7 @@ pub(crate) enum Command {
     Password(PasswordArgs),
     Doctor(DoctorArgs),
     Hosts(HostsArgs),
+    Service(ServiceArgs),
     Completions(CompletionsArgs),
     Man(ManArgs),
     /// Run the tunnel supervisor for ALIAS (started by `jssh up`).
@@ -229,6 +230,52 @@ pub(crate) struct SuperviseArgs {
     pub(crate) alias: Alias,
     #[arg(long)]
     pub(crate) foreground: bool,
+}
+
+/// Keep tunnels up at every login (and at boot) with a per-user service.
+///
+/// On Linux one systemd `--user` template unit, `jssh@.service`, enabled once per alias
+/// (`jssh@gpu.service`); on macOS one LaunchAgent per alias. Each runs the same supervisor as
+/// `jssh up` (so `jssh status`, `down` and `logs` see it) in the foreground, its events in the
+/// journal (`journalctl --user -u jssh@gpu`), restarted whenever it fails. `jssh down ALIAS`
+/// stops a tunnel until the next login. Only the user's own unit directory is written
+/// (`JSSH_SERVICE_DIR` overrides it); nothing is started or enabled at boot behind your back:
+/// the commands to do so are printed.
+///
+/// Examples:
+///   jssh service install gpu hpc
+///   jssh service install --all
+///   jssh service status
+///   jssh service remove gpu
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ServiceArgs {
+    #[command(subcommand)]
+    pub(crate) action: ServiceAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServiceAction {
+    /// Write (or update) the service for these aliases; idempotent.
+    Install(ServiceAliases),
+    /// Remove the service of these aliases; idempotent.
+    Remove(ServiceAliases),
+    /// List the installed services and whether their tunnels run.
+    Status,
+    /// What a service runs: the foreground `jssh up ALIAS`, its token kept out of the journal.
+    #[command(hide = true)]
+    Run(AliasArg),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServiceAliases {
+    /// The aliases (as set up with `jssh setup`).
+    #[arg(required_unless_present = "all")]
+    pub(crate) aliases: Vec<Alias>,
+
+    /// Every alias (install: every one set up; remove: every one installed).
+    #[arg(long, conflicts_with = "aliases")]
+    pub(crate) all: bool,
 }
 
 /// Configure the remote Jupyter: jssh's own config file (never your default one).

@@ -12,6 +12,7 @@ mod process;
 mod profile;
 mod remote;
 mod sanitize;
+mod service;
 mod ssh;
 mod sshconfig;
 mod state;

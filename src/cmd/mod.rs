@@ -8,6 +8,7 @@ mod hosts;
 mod jupyter;
 mod logs;
 mod password;
+mod service;
 mod setup;
 mod status;
 mod up;
@@ -54,6 +55,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Password(args) => ok(password::run(&Ctx::new(&cli.global)?, &args)),
         Command::Doctor(args) => doctor::run(&Ctx::new(&cli.global)?, &args),
         Command::Hosts(args) => ok(hosts::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Service(args) => service::run(&Ctx::new(&cli.global)?, &cli.global, &args.action),
         Command::Completions(args) => ok(generate::completions(args.shell)),
         Command::Man(args) => ok(generate::man(args.subcommand.as_deref())),
         Command::Supervise(args) => supervise(&Ctx::new(&cli.global)?, &cli.global, &args.alias, args.foreground),

@@ -33,6 +33,10 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 /// The program that opens a file or URL in the user's browser.
 pub(crate) const OPENER: &str = os::OPENER;
 
+/// Whether the user's services are launchd's LaunchAgents (macOS) rather than systemd's
+/// `--user` units.
+pub(crate) const LAUNCH_AGENTS: bool = cfg!(target_os = "macos");
+
 /// How to install `program` here ("openssh-client (…)", "Homebrew's openssh (…)").
 pub(crate) fn install_hint(program: &str) -> &'static str {
     os::install_hint(program)

@@ -17,5 +17,6 @@ mod robust;
 mod pty;
 mod setup;
 mod up;
+mod service;
 mod util;
 mod wake;
