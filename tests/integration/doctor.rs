@@ -197,3 +197,32 @@ fn a_key_others_can_read_fails_with_its_chmod() {
     let (out, _) = doctor(&client, &["loose"]);
     assert!(out.status.success(), "{}", stdout(&out));
 }
+
+/// Issue 11, case 9: a tmux socket dir that tmux refuses (another user's, or open to others)
+/// is a ✗ with its fix, not a ✓: `tmux -V` works all the same, but no session can start.
+#[test]
+fn case9_a_tmux_socket_dir_tmux_refuses_fails_the_tmux_check() {
+    let sshd = Sshd::start();
+    let client = set_up(&sshd, "sockdir");
+    let uid = nix::unistd::geteuid();
+    // The fixture's sessions have TMUX_TMPDIR=<root>/tmux.
+    let dir = sshd.home().parent().unwrap().join(format!("tmux/tmux-{uid}"));
+    fs::create_dir(&dir).unwrap();
+    let expected = if uid.is_root() {
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        "belongs to uid 65534"
+    } else {
+        eprintln!("not root: the socket dir is the user's own, open to others");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        "chmod 700"
+    };
+    let (out, _) = doctor(&client, &["sockdir"]);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}{}", stderr(&out));
+    assert_eq!(failures(&report), ["remote tmux"], "{report}");
+    let tmux = line(&report, "remote tmux");
+    assert!(
+        tmux.contains(expected) && tmux.contains(&dir.display().to_string()),
+        "{tmux}"
+    );
+}

@@ -114,9 +114,11 @@ fn jupyter_config_and_password_round_trip() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("without a password"), "{}", stderr(&out));
     assert!(!remote_config(&sshd).exists());
+    let hosts = fs::read_to_string(client.config_dir().join("hosts.toml")).unwrap();
+    assert!(!hosts.contains("venv:"), "a refused request saved its --env: {hosts}");
 
     let out = jssh(&client)
-        .args(["jupyter", "pw", "--dir", dir.to_str().unwrap()])
+        .args(["jupyter", "pw", "--env", &env, "--dir", dir.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

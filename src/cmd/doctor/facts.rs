@@ -13,9 +13,75 @@ pub(super) const FACTS: &str = include_str!("../../../remote/facts.sh");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Tmux {
-    Found { path: String, version: String, works: bool },
-    Missing { path_env: String },
+    Found {
+        path: String,
+        version: String,
+        works: bool,
+        /// tmux's socket dir (`$TMUX_TMPDIR/tmux-UID`), when it exists.
+        dir: Option<SocketDir>,
+    },
+    Missing {
+        path_env: String,
+    },
     Unknown,
+}
+
+/// tmux's socket dir as `ls -ldn` shows it, and the login's uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SocketDir {
+    pub(super) path: String,
+    /// `ls`'s mode column (`drwx------`).
+    pub(super) mode: String,
+    pub(super) owner: String,
+    pub(super) uid: String,
+}
+
+impl SocketDir {
+    /// `UID MODE OWNER PATH` from the facts script.
+    fn parse(text: &str) -> Option<Self> {
+        let mut fields = text.splitn(4, ' ');
+        let (uid, mode, owner, path) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        Some(Self {
+            path: path.to_owned(),
+            // A trailing `.` or `+` says there is an SELinux context or an ACL.
+            mode: mode.chars().take(10).collect(),
+            owner: owner.to_owned(),
+            uid: uid.to_owned(),
+        })
+    }
+
+    /// What makes tmux refuse this dir (as tmux checks it: the owner must be the user, and
+    /// others may have no access at all), with the fix.
+    fn problem(&self, alias: &Alias) -> Option<(String, String)> {
+        let path = &self.path;
+        let quoted = shell_words::quote(path);
+        if self.owner != self.uid {
+            return Some((
+                format!(
+                    "{path} belongs to uid {}, not to you (uid {}), so tmux refuses it and jssh cannot start \
+                     Jupyter on {alias}",
+                    self.owner, self.uid
+                ),
+                format!(
+                    "have it removed (by its owner or root: `rm -rf {quoted}`), or set TMUX_TMPDIR to a \
+                     directory of yours in the remote shell's startup file"
+                ),
+            ));
+        }
+        if !self.mode.starts_with('d') {
+            return Some((
+                format!("{path} is not a directory ({}), so tmux refuses it", self.mode),
+                format!("remove it on {alias}: `rm {quoted}`"),
+            ));
+        }
+        if self.mode.get(7..10).is_some_and(|other| other != "---") {
+            return Some((
+                format!("{path} is {}: tmux refuses a socket dir that others may use", self.mode),
+                format!("run `chmod 700 {quoted}` on {alias}"),
+            ));
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +112,7 @@ impl Facts {
         };
         let mut tmux: Option<(String, bool)> = None;
         let mut version = String::new();
+        let mut dir = None;
         for line in head.lines() {
             let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
             match word {
@@ -61,6 +128,7 @@ impl Facts {
                     }
                 }
                 "tmuxv" => rest.clone_into(&mut version),
+                "tmuxdir" => dir = SocketDir::parse(rest),
                 "notmux" => {
                     facts.tmux = Tmux::Missing {
                         path_env: rest.to_owned(),
@@ -86,7 +154,12 @@ impl Facts {
             }
         }
         if let Some((path, works)) = tmux {
-            facts.tmux = Tmux::Found { path, version, works };
+            facts.tmux = Tmux::Found {
+                path,
+                version,
+                works,
+                dir,
+            };
         }
         facts
     }
@@ -101,11 +174,16 @@ pub(super) fn tmux_check(alias: &Alias, tmux: &Tmux) -> Finding {
             path,
             version,
             works: true,
-        } => Finding::ok(NAME, format!("{version} ({path})")),
+            dir,
+        } => match dir.as_ref().and_then(|d| d.problem(alias)) {
+            Some((problem, fix)) => Finding::fail(NAME, problem, fix),
+            None => Finding::ok(NAME, format!("{version} ({path})")),
+        },
         Tmux::Found {
             path,
             version,
             works: false,
+            ..
         } => Finding::fail(NAME, format!("{path} does not run: {version}"), install),
         Tmux::Missing { path_env } => Finding::fail(NAME, format!("not found on {alias} (PATH={path_env})"), install),
         Tmux::Unknown => Finding::warn(
@@ -133,7 +211,8 @@ mod tests {
             Tmux::Found {
                 path: "/usr/bin/tmux".into(),
                 version: "tmux 3.3a".into(),
-                works: true
+                works: true,
+                dir: None,
             }
         );
         let config = facts.config.unwrap();
@@ -149,6 +228,37 @@ mod tests {
         );
         assert_eq!(bare.config.unwrap().mode, None);
         assert_eq!(tmux_check(&alias(), &bare.tmux).status, Status::Fail);
+    }
+
+    /// Issue 11, case 9: a socket dir tmux refuses is not a ✓.
+    #[test]
+    fn case9_a_tmux_socket_dir_tmux_refuses_fails_the_check() {
+        let found = |line: &str| {
+            let text = format!("tmux 0 /usr/bin/tmux\ntmuxv tmux 3.3a\n{line}\n");
+            tmux_check(&alias(), &Facts::parse(&text).tmux)
+        };
+        assert_eq!(found("").status, Status::Ok);
+        assert_eq!(found("tmuxdir 1000 drwx------ 1000 /tmp/tmux-1000").status, Status::Ok);
+        assert_eq!(found("tmuxdir 1000 drwxrwx---. 1000 /tmp/tmux-1000").status, Status::Ok);
+        let theirs = found("tmuxdir 1000 drwx------ 1001 /tmp/tmux-1000");
+        assert_eq!(
+            theirs.line(),
+            "✗ remote tmux: /tmp/tmux-1000 belongs to uid 1001, not to you (uid 1000), so tmux refuses it \
+             and jssh cannot start Jupyter on gpu: have it removed (by its owner or root: `rm -rf \
+             /tmp/tmux-1000`), or set TMUX_TMPDIR to a directory of yours in the remote shell's startup file"
+        );
+        let open = found("tmuxdir 1000 drwxrwxrwt 1000 /t/my dir/tmux-1000");
+        assert_eq!(open.status, Status::Fail);
+        assert!(
+            open.line().contains("chmod 700 '/t/my dir/tmux-1000'"),
+            "{}",
+            open.line()
+        );
+        assert_eq!(
+            found("tmuxdir 1000 lrwxrwxrwx 1000 /tmp/tmux-1000").status,
+            Status::Fail,
+            "a symlink"
+        );
     }
 
     /// The facts script spells jssh's config file as the rest of jssh does.
