@@ -50,6 +50,9 @@ pub(crate) struct Sshd {
     netns: Option<String>,
     /// Whether logins need a TOTP code after the key (see [`Sshd::start_with_otp`]).
     otp: bool,
+    /// A command prefix that runs sshd inside a host of the test's own (see
+    /// [`Sshd::start_on_host`]); empty otherwise.
+    enter: Vec<String>,
     /// `None` while stopped by [`Sshd::stop_listener`].
     listener: Option<Child>,
     /// Session processes of stopped listeners: once their parent is gone they are reparented
@@ -68,7 +71,7 @@ impl Sshd {
     /// blocks in it come after the fixture's `Match User <current user>` block, so they cannot
     /// undo that block's `SetEnv` and `AuthorizedKeysFile` (again, the first match wins).
     pub(crate) fn start_with(extra: &str) -> Sshd {
-        Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None, false)
+        Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None, false, None)
     }
 
     /// Starts sshd with a real second factor: the key, then a TOTP code from PAM's
@@ -83,7 +86,7 @@ impl Sshd {
         }
         let extra = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
                      AuthenticationMethods publickey,keyboard-interactive:pam";
-        Some(Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None, true))
+        Some(Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None, true, None))
     }
 
     /// The TOTP code valid now (`oathtool`).
@@ -102,10 +105,28 @@ impl Sshd {
     /// host for the client, reachable only through the links the test made. Nothing else
     /// listens in a fresh namespace, so the port is fixed.
     pub(crate) fn start_in_netns(netns: &str, addr: Ipv4Addr) -> Sshd {
-        Sshd::start_at("", addr, Some(netns.to_owned()), false)
+        Sshd::start_at("", addr, Some(netns.to_owned()), false, None)
     }
 
-    fn start_at(extra: &str, addr: Ipv4Addr, netns: Option<String>, otp: bool) -> Sshd {
+    /// Starts sshd on a host of the test's own that is more than a network namespace (see
+    /// `slurm.rs`): `enter` is a command prefix that runs a program inside that host in place
+    /// (so that sshd itself is the child), `netns` its network namespace, `addr` the address
+    /// clients use (port 22), `extra` more lines as in [`Sshd::start_with`] (e.g. another
+    /// `ListenAddress`), and `home` the current user's HOME, shared with other hosts: the
+    /// bootstrap key is appended to its `.ssh/authorized_keys`.
+    pub(crate) fn start_on_host(enter: &[String], netns: &str, addr: Ipv4Addr, extra: &str, home: &Path) -> Sshd {
+        let host = Some((enter.to_vec(), home.to_owned()));
+        Sshd::start_at(extra, addr, Some(netns.to_owned()), false, host)
+    }
+
+    /// `host`: see [`Sshd::start_on_host`].
+    fn start_at(
+        extra: &str,
+        addr: Ipv4Addr,
+        netns: Option<String>,
+        otp: bool,
+        host: Option<(Vec<String>, PathBuf)>,
+    ) -> Sshd {
         if geteuid().is_root() {
             // sshd's privilege separation directory; it refuses to start as root without it.
             fs::create_dir_all("/run/sshd").expect("create /run/sshd");
@@ -115,18 +136,29 @@ impl Sshd {
             .tempdir()
             .expect("create sshd temp root");
         let path = |name: &str| root.path().join(name);
-        for dir in ["home/.ssh", "tmux", "jupyter/runtime", "jupyter/config", "jupyter/data"] {
+        let (enter, home) = host.unwrap_or_else(|| (Vec::new(), path("home")));
+        for dir in [
+            home.join(".ssh"),
+            path("tmux"),
+            path("jupyter/runtime"),
+            path("jupyter/config"),
+            path("jupyter/data"),
+        ] {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(path(dir))
+                .create(dir)
                 .expect("create sshd dirs");
         }
         let host_key = path("ssh_host_ed25519_key");
         let bootstrap_key = path("bootstrap_ed25519");
         keygen(&[&host_key, &bootstrap_key]);
-        let home = path("home");
-        fs::copy(bootstrap_key.with_extension("pub"), home.join(".ssh/authorized_keys"))
+        // Appended: a shared home already holds the keys of other hosts' sshds.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join(".ssh/authorized_keys"))
+            .and_then(|mut keys| keys.write_all(&fs::read(bootstrap_key.with_extension("pub"))?))
             .expect("authorize the bootstrap key");
 
         let mut sshd = Sshd {
@@ -141,6 +173,7 @@ impl Sshd {
             addr,
             netns,
             otp,
+            enter,
             listener: None,
             orphaned_sessions: Vec::new(),
         };
@@ -398,6 +431,11 @@ impl Sshd {
         let log_start =
             usize::try_from(stderr.metadata().expect("stat sshd log").len()).expect("sshd log size fits usize");
         let mut command = match &self.netns {
+            Some(_) if !self.enter.is_empty() => {
+                let mut command = Command::new(&self.enter[0]);
+                command.args(&self.enter[1..]).arg(SSHD);
+                command
+            }
             Some(netns) => {
                 // `ip netns exec` execs in place: the child is sshd itself.
                 let mut command = Command::new("ip");

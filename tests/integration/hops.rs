@@ -13,7 +13,7 @@ use crate::util::{jssh, set_up_at, stderr, stdout};
 
 /// Whether an sshd answers at `addr` with its banner (a bare TCP connect proves nothing here:
 /// see netns.rs).
-fn ssh_banner(addr: Ipv4Addr) -> bool {
+pub(crate) fn ssh_banner(addr: Ipv4Addr) -> bool {
     let Ok(stream) = TcpStream::connect_timeout(&SocketAddr::from((addr, 22)), Duration::from_secs(1)) else {
         return false;
     };

@@ -16,6 +16,7 @@ mod ports;
 mod robust;
 mod pty;
 mod setup;
+mod slurm;
 mod up;
 mod service;
 mod util;

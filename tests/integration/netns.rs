@@ -23,6 +23,8 @@ pub(crate) struct Host {
 pub(crate) struct Chain {
     pub(crate) hosts: Vec<Host>,
     route: String,
+    /// The empty namespace `jssh<tag>` that claims the tag.
+    claim: String,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -52,28 +54,25 @@ impl Chain {
             eprintln!("skipped: network namespaces need root");
             return None;
         }
-        // Tests (and other test runs) make chains at once: the namespace name claims the
-        // subnet byte, since `ip netns add` fails for a name that exists.
+        // Tests (and other test runs) make chains at once: an empty namespace `jssh<tag>`
+        // claims the subnet byte and the link names, since `ip netns add` fails for a name that
+        // exists (the hosts' names cannot: chains of other names would share a tag).
         let seed = std::process::id() as usize;
-        let (tag, first) = (1..=250)
+        let (tag, claim) = (1..=250)
             .map(|i| (seed + i * 7) % 250 + 1)
             .find_map(|tag| {
-                let first = format!("jssh{tag}-{}", names[0]);
-                ip(&["netns", "add", &first]).ok().map(|()| (tag, first))
+                let claim = format!("jssh{tag}");
+                ip(&["netns", "add", &claim]).ok().map(|()| (tag, claim))
             })
             .expect("a free namespace name");
         let mut chain = Chain {
             hosts: Vec::new(),
             route: format!("169.254.{tag}.0/24"),
+            claim,
         };
         for (i, name) in names.iter().enumerate() {
-            let netns = if i == 0 {
-                first.clone()
-            } else {
-                let netns = format!("jssh{tag}-{name}");
-                ip(&["netns", "add", &netns]).unwrap_or_else(|e| panic!("{e}"));
-                netns
-            };
+            let netns = format!("jssh{tag}-{name}");
+            ip(&["netns", "add", &netns]).unwrap_or_else(|e| panic!("{e}"));
             let octet = |n: usize| u8::try_from(4 * i + n).expect("a short chain");
             let near = format!("169.254.{tag}.{}/30", octet(1));
             let far = format!("169.254.{tag}.{}/30", octet(2));
@@ -116,5 +115,6 @@ impl Drop for Chain {
         for host in &self.hosts {
             let _ = ip(&["netns", "del", &host.netns]);
         }
+        let _ = ip(&["netns", "del", &self.claim]);
     }
 }
