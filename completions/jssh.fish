@@ -61,7 +61,7 @@ complete -c jssh -n "__fish_jssh_using_subcommand setup" -l remove -d 'Remove AL
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -s p -l port -d 'Local port (default: the last one used for ALIAS, else 8888, else any free one)' -r
-complete -c jssh -n "__fish_jssh_using_subcommand up" -l dir -d 'Jupyter\'s root directory on the remote (`~/` is the remote home)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l dir -d 'Jupyter\'s root directory on the remote. Quote a `~` (--dir \'~/project\'): unquoted, your shell replaces it with this machine\'s home' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l env -d 'How the remote finds Jupyter: venv:PATH, conda:NAME, module:NAME[,…] or pre:SHELL-SNIPPET (repeatable, in order; saved for ALIAS)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l timeout -d 'Give up if Jupyter does not answer within this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
@@ -103,7 +103,7 @@ complete -c jssh -n "__fish_jssh_using_subcommand open" -l ssh-config -d 'The Op
 complete -c jssh -n "__fish_jssh_using_subcommand open" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand open" -s h -l help -d 'Print help'
 complete -c jssh -n "__fish_jssh_using_subcommand open" -s V -l version -d 'Print version'
-complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l dir -d 'Jupyter\'s root directory on the remote (`~/` is the remote home)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l dir -d 'Jupyter\'s root directory on the remote. Quote a `~` (--dir \'~/project\'): unquoted, your shell replaces it with this machine\'s home' -r
 complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l env -d 'How the remote finds Jupyter (saved for ALIAS): venv:PATH, conda:NAME, module:NAME[,…], pre:SNIPPET' -r
 complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand jupyter" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r

@@ -126,7 +126,7 @@ pub(crate) struct SetupArgs {
 ///
 /// Examples:
 ///   jssh up gpu -d
-///   jssh up gpu --dir ~/project --env venv:~/venvs/ml --open
+///   jssh up gpu --dir '~/project' --env venv:~/venvs/ml --open
 ///   jssh up hpc --socket --notebook
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -142,7 +142,8 @@ pub(crate) struct UpArgs {
     #[arg(long, short = 'p', value_parser = parse_port)]
     pub(crate) port: Option<u16>,
 
-    /// Jupyter's root directory on the remote (`~/` is the remote home).
+    /// Jupyter's root directory on the remote. Quote a `~` (--dir '~/project'): unquoted, your
+    /// shell replaces it with this machine's home.
     #[arg(long)]
     pub(crate) dir: Option<String>,
 
@@ -286,7 +287,7 @@ pub(crate) struct ServiceAliases {
 /// with --config. Detects whether the remote runs jupyter_server 2.x or the classic notebook.
 ///
 /// Examples:
-///   jssh jupyter gpu --dir ~/projects
+///   jssh jupyter gpu --dir '~/projects'
 ///   jssh jupyter gpu --allow-remote-access   (after `jssh password gpu`)
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -294,7 +295,8 @@ pub(crate) struct JupyterArgs {
     /// A host alias from `jssh setup`.
     pub(crate) alias: Alias,
 
-    /// Jupyter's root directory on the remote (`~/` is the remote home).
+    /// Jupyter's root directory on the remote. Quote a `~` (--dir '~/project'): unquoted, your
+    /// shell replaces it with this machine's home.
     #[arg(long)]
     pub(crate) dir: Option<String>,
 
