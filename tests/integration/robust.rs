@@ -175,12 +175,15 @@ impl Tmpfs {
         ok.then(|| Self(dir.to_owned()))
     }
 
-    /// Fills it to the last byte.
-    fn fill(&self) {
+    /// Fills it to the last byte, `log` included: a file's last page has room left after the
+    /// disk is otherwise full, and a write there would still succeed.
+    fn fill(&self, log: &Path) {
         let mut file = fs::File::create(self.0.join("filler")).unwrap();
         let block = vec![0u8; 4096];
         while file.write_all(&block).is_ok() {}
         while file.write_all(&[0]).is_ok() {}
+        let mut log = fs::OpenOptions::new().append(true).open(log).unwrap();
+        while log.write_all(b"\n").is_ok() {}
     }
 }
 
@@ -214,7 +217,7 @@ fn case10_a_full_state_disk_never_stops_the_supervisor() {
     let (port, token) = parse_url(&url);
     answers_within(&client, port, &token, Duration::from_secs(10));
     if let Some(tmpfs) = &tmpfs {
-        tmpfs.fill();
+        tmpfs.fill(&log);
     }
     let pid = status(&client, "full")["supervisor_pid"].as_u64().unwrap();
     // Every reconnect logs, and saves the session, into the full disk.
