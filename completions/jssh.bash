@@ -37,6 +37,9 @@ _jssh() {
             jssh,jupyter)
                 cmd="jssh__subcmd__jupyter"
                 ;;
+            jssh,login)
+                cmd="jssh__subcmd__login"
+                ;;
             jssh,logs)
                 cmd="jssh__subcmd__logs"
                 ;;
@@ -87,6 +90,9 @@ _jssh() {
                 ;;
             jssh__subcmd__help,jupyter)
                 cmd="jssh__subcmd__help__subcmd__jupyter"
+                ;;
+            jssh__subcmd__help,login)
+                cmd="jssh__subcmd__help__subcmd__login"
                 ;;
             jssh__subcmd__help,logs)
                 cmd="jssh__subcmd__help__subcmd__logs"
@@ -167,7 +173,7 @@ _jssh() {
 
     case "${cmd}" in
         jssh)
-            opts="-h -V --ssh-config --connect-timeout --help --version setup up down status attach logs url open jupyter password doctor hosts service completions man supervise help"
+            opts="-h -V --ssh-config --connect-timeout --help --version setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -332,7 +338,7 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__help)
-            opts="setup up down status attach logs url open jupyter password doctor hosts service completions man supervise help"
+            opts="setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -430,6 +436,20 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__help__subcmd__jupyter)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        jssh__subcmd__help__subcmd__login)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -684,6 +704,43 @@ _jssh() {
                     return 0
                     ;;
                 --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ssh-config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        jssh__subcmd__login)
+            opts="-h -V --timeout --ssh-config --connect-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1356,7 +1413,7 @@ _jssh_with_aliases() {
     local cur="${COMP_WORDS[COMP_CWORD]}"
     [[ $cur == -* || $COMP_CWORD -lt 2 ]] && return 0
     case "${COMP_WORDS[1]}" in
-        setup|up|down|status|attach|logs|url|open|jupyter|password|doctor|supervise) ;;
+        setup|up|down|login|status|attach|logs|url|open|jupyter|password|doctor|supervise) ;;
         *) return 0 ;;
     esac
     if [[ $COMP_CWORD -eq 2 || " ${COMPREPLY[*]} " == *" <ALIAS> "* ]]; then

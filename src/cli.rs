@@ -41,6 +41,7 @@ pub(crate) enum Command {
     Setup(SetupArgs),
     Up(UpArgs),
     Down(DownArgs),
+    Login(LoginArgs),
     Status(StatusArgs),
     /// Attach to the remote Jupyter's tmux session (detach again with Ctrl-b d).
     Attach(AliasArg),
@@ -186,6 +187,27 @@ pub(crate) struct DownArgs {
     /// Leave the remote Jupyter running (only the tunnel stops).
     #[arg(long)]
     pub(crate) keep_remote: bool,
+}
+
+/// Log in again, on a host that asks for a code or a push: the tunnel resumes.
+///
+/// Where a login needs more than the key, the tunnel rides on the one login `jssh up` made in
+/// your terminal, and nothing logs in on its own. When that login ends (a dropped network, a
+/// server restart), `jssh status` says "needs-login" and the local port holds connections;
+/// `jssh login ALIAS` (or `jssh up ALIAS`) asks once and the tunnel resumes, with the same
+/// Jupyter and kernels.
+///
+/// Examples:
+///   jssh login hpc
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct LoginArgs {
+    /// The alias whose tunnel waits for a login.
+    pub(crate) alias: Alias,
+
+    /// Give up waiting for the tunnel to be up again after this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub(crate) timeout: u64,
 }
 
 /// Show tunnels and servers: up, reconnecting, down, or remote-only.

@@ -48,6 +48,10 @@ pub(crate) enum LoginKind {
 }
 
 impl LoginKind {
+    #[allow(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's skip_serializing_if passes a reference"
+    )]
     fn is_key(&self) -> bool {
         *self == Self::Key
     }

@@ -162,6 +162,35 @@ impl Ssh {
             .args(["--", alias.as_str()])
     }
 
+    /// The one login a human answers, for a host that asks for more than a key (a code, a
+    /// push): a private master like [`Ssh::tunnel`], but with the user's terminal for the
+    /// prompts, which ssh opens itself (`/dev/tty`, or `SSH_ASKPASS`). `-f` sends it to the
+    /// background once authenticated, so this process's exit says whether the login worked;
+    /// the supervisor then holds the master and everything rides on it. ssh's messages go to
+    /// `log` (`-E`), at VERBOSE, which names the methods that authenticated.
+    pub(crate) fn login_master(&self, alias: &Alias, control: &Path, log: &Path) -> Cmd {
+        self.ssh()
+            .args(["-f", "-N", "-T"])
+            .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2"])
+            .args(["-M", "-S"])
+            .arg(control)
+            .args(["-o", "ControlPersist=no", "-o", "LogLevel=VERBOSE", "-E"])
+            .arg(log)
+            .args(["--", alias.as_str()])
+    }
+
+    /// A remote command over the master behind `control` and nothing else: where a new
+    /// login needs a human, a gone master must not turn into a login attempt (each counts
+    /// towards lockouts, and may send a push), so ssh's fallback to a connection of its own
+    /// goes to `ProxyCommand=false`, which fails at once without touching the network.
+    pub(crate) fn exec_over_only(&self, alias: &Alias, control: &Path, remote_command: &str) -> Cmd {
+        self.ssh()
+            .args(["-T", "-o", "BatchMode=yes", "-o", "ControlMaster=no"])
+            .args(["-o", "ProxyCommand=false", "-o", "LogLevel=ERROR", "-S"])
+            .arg(control)
+            .args(["--", alias.as_str(), remote_command])
+    }
+
     /// Ends the master behind `control` (one a killed supervisor left running).
     pub(crate) fn exit_master(&self, alias: &Alias, control: &Path) -> Cmd {
         self.ssh()

@@ -19,6 +19,7 @@ use crate::envspec::EnvSpec;
 use crate::fsutil::{self, PRIVATE_FILE};
 use crate::jupyter::JupyterInfo;
 use crate::paths::Paths;
+use crate::profile::LoginKind;
 use crate::ssh::RemoteEnd;
 use crate::target::Alias;
 
@@ -31,6 +32,9 @@ pub(crate) enum Phase {
     Reconnecting,
     /// The supervisor gave up (e.g. Jupyter kept dying); see `last_error`.
     Failed,
+    /// The login a human answered has ended, and only a human can log in again (`jssh
+    /// login`): nothing is attempted meanwhile, and the local port holds connections.
+    NeedsLogin,
     /// The tunnel was stopped; the remote server may still run.
     Stopped,
 }
@@ -57,6 +61,10 @@ pub(crate) struct Session {
     #[serde(default)]
     pub(crate) jupyter: JupyterInfo,
     pub(crate) phase: Phase,
+    /// Whether logins need a human: then the supervisor rides on the one login `jssh up`
+    /// made in the user's terminal, and never logs in itself.
+    #[serde(default)]
+    pub(crate) login: LoginKind,
     pub(crate) started_unix: u64,
     pub(crate) reconnects: u32,
     pub(crate) restarts: u32,
@@ -146,6 +154,11 @@ impl RunDir {
             .iter()
             .fold(FNV_OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
         short_control_dir().join(format!("{hash:016x}-ctl{n}"))
+    }
+
+    /// The control socket of the login a human answered (see [`crate::ssh::Ssh::login_master`]).
+    pub(crate) fn login_control(&self) -> PathBuf {
+        self.control_path(2)
     }
 
     /// Makes sure the dir of [`RunDir::control_path`] exists and is this user's alone.

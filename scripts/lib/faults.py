@@ -67,7 +67,7 @@ class Soak:
         """The tunnel answers and the supervisor is back in its steady state."""
         deadline = now() + 60
         while now() < deadline:
-            if self.jssh.session().get("phase") == "up" and wait_ok(self.port, self.token, 2) is not None:
+            if self.jssh.is_up() and wait_ok(self.port, self.token, 2) is not None:
                 return True
             time.sleep(0.05)
         return False

@@ -414,7 +414,7 @@ class Jssh:
             kids = sorted(k for k in children(sup) if alive(k)) if sup else None
             if kids != last:
                 last, since = kids, now()
-            elif kids and self.session().get("phase") == "up" and now() - since >= quiet:
+            elif kids and self.is_up() and now() - since >= quiet:
                 return kids
             time.sleep(0.05)
         return None
@@ -422,9 +422,6 @@ class Jssh:
     def url(self):
         return self("url", self.alias).stdout.strip()
 
-    def session(self):
-        """The supervisor's session file (phase, ports, counters), read directly: cheap."""
-        try:
-            return json.loads((self.state_dir / self.alias / "session.json").read_text())
-        except (OSError, ValueError):
-            return {}
+    def is_up(self):
+        """Whether `jssh status` says the tunnel is up (its local view: no remote is asked)."""
+        return self.local_status().get("state") == "up"

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 
-use super::{Ctx, lookup_profile};
+use super::{Ctx, login, lookup_profile};
 use crate::cli::DownArgs;
-use crate::profile::Profiles;
+use crate::profile::{LoginKind, Profiles};
 use crate::remote::{self, LaunchEvent, Marker};
 use crate::state::RunDir;
 use crate::supervisor::handle;
@@ -38,10 +38,19 @@ fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
         println!("{alias}: stopped the tunnel");
     }
     if keep_remote {
+        login::end(ctx, alias, &run);
         println!("{alias}: Jupyter keeps running (`jssh up {alias}` reconnects)");
         return Ok(());
     }
-    stop_remote(ctx, alias, &run)
+    // Where logins need a human, the stop rides on the login the tunnel had; if that one
+    // ended, the user (who ran `down`) is asked once.
+    let login = run.read_session().ok().flatten().map(|s| s.login);
+    if login == Some(LoginKind::Prompt) {
+        login::log_in(ctx, alias, &run)?;
+    }
+    let stopped = stop_remote(ctx, alias, &run);
+    login::end(ctx, alias, &run);
+    stopped
 }
 
 /// Stops the remote Jupyter and forgets the session. On a machine other than the session's
@@ -51,10 +60,16 @@ fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
 pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &RunDir) -> Result<()> {
     let name = remote::session_name(alias);
     let node = run.read_session().ok().flatten().and_then(|s| s.remote_node);
+    let login = run.read_session().ok().flatten().map_or(LoginKind::Key, |s| s.login);
     let marker = Marker::new()?;
-    let cmd = ctx
-        .ssh
-        .exec(alias, &remote::stop(&marker, &name, node.as_deref()), true);
+    let cmd = login::remote_command(
+        ctx,
+        alias,
+        run,
+        login,
+        &remote::stop(&marker, &name, node.as_deref()),
+        true,
+    );
     let out = cmd
         .run()
         .with_context(|| format!("could not stop Jupyter on {alias}"))?;

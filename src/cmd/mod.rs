@@ -6,6 +6,7 @@ mod down;
 mod generate;
 mod hosts;
 mod jupyter;
+mod login;
 mod logs;
 mod password;
 mod service;
@@ -46,6 +47,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Setup(args) => ok(setup::run(&Ctx::new(&cli.global)?, &args)),
         Command::Up(args) => up::run(&Ctx::new(&cli.global)?, &args),
         Command::Down(args) => ok(down::run(&Ctx::new(&cli.global)?, &args)),
+        Command::Login(args) => ok(login::run(&Ctx::new(&cli.global)?, &args)),
         Command::Status(args) => ok(status::run(&Ctx::new(&cli.global)?, &args)),
         Command::Attach(args) => attach::run(&Ctx::new(&cli.global)?, &args.alias),
         Command::Logs(args) => ok(logs::run(&Ctx::new(&cli.global)?, &args)),

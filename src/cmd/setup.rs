@@ -219,31 +219,7 @@ pub(crate) fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
         login_with(&ssh, &advice, &key_in_use, batch, true)?.expect("strict login returns a time")
     };
     let mut edits = edits;
-    match verified {
-        Verified::Key(elapsed) => println!(
-            "verified: `ssh {}` logs in with the key ({:.2} s)",
-            profile.alias,
-            elapsed.as_secs_f64()
-        ),
-        Verified::Prompted(elapsed) => {
-            edits.profiles.set_login(&profile.alias, LoginKind::Prompt);
-            println!(
-                "verified: `ssh {}` logs in with the key and a second factor ({:.2} s); `jssh up {}` will ask \
-                 for it once, and reconnects without asking until that login ends",
-                profile.alias,
-                elapsed.as_secs_f64(),
-                profile.alias
-            );
-        }
-        Verified::NeedsPrompt => {
-            edits.profiles.set_login(&profile.alias, LoginKind::Prompt);
-            println!(
-                "the server accepts the key, then asks for a second factor, which needs a terminal: not \
-                 verified further; `jssh up {}` in a terminal will ask for it once",
-                profile.alias
-            );
-        }
-    }
+    report_verified(&mut edits, &profile.alias, verified);
 
     if matches!(plan_key, KeyPlan::Create) {
         keys::install(&key_in_use, &profile.identity)?;
@@ -581,6 +557,35 @@ fn install_key(ssh: &Ssh, public_key: &Path, advice: &Advice, scratch: &Path) ->
 /// Logs in with the key only and runs `true`. Returns the time taken when the server accepted
 /// `key` itself; `None` when it did not but that may still be fixed by installing it (not
 /// `strict`); an error saying which step failed otherwise.
+/// Says how the verification login went, and records in the profile whether logins need a
+/// human.
+fn report_verified(edits: &mut Edits, alias: &Alias, verified: Verified) {
+    match verified {
+        Verified::Key(elapsed) => println!(
+            "verified: `ssh {}` logs in with the key ({:.2} s)",
+            alias,
+            elapsed.as_secs_f64()
+        ),
+        Verified::Prompted(elapsed) => {
+            edits.profiles.set_login(alias, LoginKind::Prompt);
+            println!(
+                "verified: `ssh {}` logs in with the key and a second factor ({:.2} s); `jssh up {}` will ask \
+                 for it once, and reconnects without asking until that login ends",
+                alias,
+                elapsed.as_secs_f64(),
+                alias
+            );
+        }
+        Verified::NeedsPrompt => {
+            edits.profiles.set_login(alias, LoginKind::Prompt);
+            println!(
+                "the server accepts the key, then asks for a second factor, which needs a terminal: not \
+                 verified further; `jssh up {alias}` in a terminal will ask for it once"
+            );
+        }
+    }
+}
+
 /// How the verification login went.
 #[derive(Debug, Clone, Copy)]
 enum Verified {

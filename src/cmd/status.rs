@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Ctx, lookup_profile};
 use crate::cli::StatusArgs;
-use crate::profile::Profiles;
+use crate::profile::{LoginKind, Profile, Profiles};
 use crate::remote::{self, Marker, RemoteSession};
 use crate::state::{Phase, RunDir, Session, SessionFile, unix_now};
 use crate::target::Alias;
@@ -40,6 +40,8 @@ struct Row {
     /// Why the session file could not be read, when it exists but is not a session: the
     /// state and pids above then come from the supervisor's lease and the remote alone.
     state_file_error: Option<String>,
+    /// `key`, or `prompt` where logins need a human (then nothing logs in on its own).
+    login: LoginKind,
 }
 
 /// How long `status` waits for a remote's answer: over a ControlMaster it takes
@@ -48,13 +50,18 @@ struct Row {
 const REMOTE_LIMIT: Duration = Duration::from_secs(3);
 
 /// The remote's jssh sessions, or `None` when it cannot be asked right now.
-fn remote_sessions(ctx: &Ctx, alias: &Alias) -> Option<Vec<RemoteSession>> {
+/// Where logins need a human, only over the login the user answered: `status` never logs in.
+fn remote_sessions(ctx: &Ctx, alias: &Alias, login: LoginKind) -> Option<Vec<RemoteSession>> {
     let marker = Marker::new().ok()?;
-    let out = ctx
-        .ssh
-        .exec(alias, &remote::list(&marker), true)
-        .output_within(REMOTE_LIMIT)
-        .ok()?;
+    let command = remote::list(&marker);
+    let cmd = match login {
+        LoginKind::Prompt => {
+            let control = RunDir::new(&ctx.paths, alias).login_control();
+            ctx.ssh.exec_over_only(alias, &control, &command)
+        }
+        LoginKind::Key => ctx.ssh.exec(alias, &command, true),
+    };
+    let out = cmd.output_within(REMOTE_LIMIT).ok()?;
     let out = String::from_utf8_lossy(&out.stdout);
     marker.reply(&out).map(remote::parse_list)
 }
@@ -73,6 +80,7 @@ fn row(alias: &Alias, run: &RunDir, file: SessionFile, remote: Option<&[RemoteSe
             Phase::Up => "up",
             Phase::Starting => "starting",
             Phase::Failed => "failed",
+            Phase::NeedsLogin => "needs-login",
             Phase::Reconnecting | Phase::Stopped => "reconnecting",
         },
         // The lease says a supervisor runs; only its phase is unknown.
@@ -107,31 +115,35 @@ fn row(alias: &Alias, run: &RunDir, file: SessionFile, remote: Option<&[RemoteSe
         last_error: session.and_then(|s| s.last_error),
         remote_checked: remote.is_some(),
         state_file_error,
+        login: LoginKind::Key,
     }
 }
 
 pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let profiles = Profiles::load(&ctx.paths.hosts_file())?;
-    let aliases: Vec<Alias> = match &args.alias {
-        Some(alias) => vec![lookup_profile(&profiles, alias)?.alias],
-        None => profiles.iter().map(|p| p.alias.clone()).collect(),
+    let selected: Vec<Profile> = match &args.alias {
+        Some(alias) => vec![lookup_profile(&profiles, alias)?],
+        None => profiles.iter().cloned().collect(),
     };
+    let aliases: Vec<Alias> = selected.iter().map(|p| p.alias.clone()).collect();
     // Ask every remote at once: one slow host must not make the others wait.
     let remotes: Vec<Option<Vec<RemoteSession>>> = if args.local {
         vec![None; aliases.len()]
     } else {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = aliases
+            let handles: Vec<_> = selected
                 .iter()
-                .map(|a| scope.spawn(|| remote_sessions(ctx, a)))
+                .map(|p| scope.spawn(|| remote_sessions(ctx, &p.alias, p.login)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
         })
     };
     let mut rows = Vec::new();
-    for (alias, remote) in aliases.iter().zip(&remotes) {
+    for ((alias, remote), profile) in aliases.iter().zip(&remotes).zip(&selected) {
         let run = RunDir::new(&ctx.paths, alias);
-        rows.push(row(alias, &run, run.load_session()?, remote.as_deref()));
+        let mut row = row(alias, &run, run.load_session()?, remote.as_deref());
+        row.login = profile.login;
+        rows.push(row);
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -153,6 +165,14 @@ pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             (false, false) => " (remote not reachable)",
         };
         writeln!(out, "{}: {}{checked}", r.alias, r.state)?;
+        if r.login == LoginKind::Prompt {
+            writeln!(
+                out,
+                "  login:      needs you (more than the key): one login carries everything, no standby; \
+                 after a drop, `jssh login {}`",
+                r.alias
+            )?;
+        }
         if let Some(url) = &r.url {
             writeln!(out, "  url:        {url}")?;
         }

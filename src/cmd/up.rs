@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{SigSet, Signal};
 
+use super::login::{self, Login};
 use super::{Ctx, lookup_profile, open_url};
 use crate::UsageError;
 use crate::cli::UpArgs;
 use crate::fsutil;
-use crate::profile::Profiles;
+use crate::profile::{LoginKind, Profiles};
 use crate::remote::{self, DirCheck, EXIT_NO_TMUX, EXIT_TOKEN_LOST, JupyterSpec, LaunchEvent, Marker};
 use crate::sanitize::{for_terminal, ssh_stderr};
 use crate::state::{self, Phase, RunDir, Session, unix_now};
@@ -93,7 +94,9 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
     if let Some(pid) = handle::find(&run) {
         match run.read_session()? {
             // One that is dying (a kill -9 a moment ago) ends the reuse: then start anew.
-            Some(session) => match reuse(args, &run, &session, pid, deadline) {
+            Some(session) => match log_in_again(ctx, args, &run, &session)
+                .and_then(|()| reuse(args, &run, &session, pid, deadline))
+            {
                 Err(_) if handle::find(&run).is_none() => {}
                 result => return result,
             },
@@ -153,6 +156,10 @@ fn start(
     progress.finish();
     let _ = launch.kill();
     let _ = launch.wait();
+    if session.login != profile.login {
+        // The key was enough this time: the supervisor makes its own connections.
+        login::end(ctx, &args.alias, run);
+    }
     if let Err(e) = ready {
         let _ = handle::stop(run);
         // One that never took its lease is stopped as the child it is.
@@ -160,7 +167,7 @@ fn start(
         let _ = supervisor.wait();
         let mut message = format!("{e:#}");
         if !message.contains("its log ends")
-            && let Some(tail) = remote_log_tail(ctx, &args.alias, &session.tmux_name)
+            && let Some(tail) = remote_log_tail(ctx, &args.alias, run, &session)
         {
             message = format!("{message}\n{tail}");
         }
@@ -168,13 +175,24 @@ fn start(
         if !reused {
             if let Ok(marker) = Marker::new() {
                 let stop = remote::stop(&marker, &session.tmux_name, session.remote_node.as_deref());
-                let _ = ctx.ssh.exec(&args.alias, &stop, true).output();
+                let _ = login::remote_command(ctx, &args.alias, run, session.login, &stop, true).output();
             }
+            login::end(ctx, &args.alias, run);
             run.clear();
         }
         bail!(message);
     }
     Ok((session, supervisor, log_start))
+}
+
+/// Where logins need a human and the tunnel waits for one (its login ended), `up` is how the
+/// user comes back: one prompt, handed to the running supervisor.
+fn log_in_again(ctx: &Ctx, args: &UpArgs, run: &RunDir, session: &Session) -> Result<()> {
+    if session.login != LoginKind::Prompt || handle::login_alive(run) {
+        return Ok(());
+    }
+    login::log_in(ctx, &args.alias, run)?;
+    handle::login_arrived(run)
 }
 
 /// The warm path: a supervisor already runs for this alias.
@@ -240,14 +258,25 @@ fn start_remote(
         env: &profile.env,
         info: &profile.jupyter,
     };
-    let batch = !std::io::stdin().is_terminal();
     let expect = previous.as_ref().and_then(|s| s.remote_node.as_deref());
     let check = args.dir.as_deref().map(DirCheck::new);
     let marker = Marker::new()?;
-    let launch_cmd = ctx.ssh.exec(
+    // Where logins need a human, the one login comes first, and everything rides on it.
+    let mut login = profile.login;
+    if login == LoginKind::Prompt && login::log_in(ctx, &args.alias, run)? == Login::KeyOnly {
+        println!(
+            "note: the key alone logged in to {} this time: the tunnel reconnects by itself",
+            args.alias
+        );
+        login = LoginKind::Key;
+    }
+    let launch_cmd = login::remote_command(
+        ctx,
         &args.alias,
+        run,
+        profile.login,
         &remote::launch(&marker, &spec, &ports, true, true, expect, check.as_ref()),
-        batch,
+        !std::io::stdin().is_terminal(),
     );
     let mut launch = launch_cmd.spawn(Stdio::piped(), Stdio::piped(), Stdio::piped())?;
     if let Some(mut stdin) = launch.stdin.take() {
@@ -293,6 +322,7 @@ fn start_remote(
         env: profile.env.clone(),
         jupyter: profile.jupyter.clone(),
         phase: Phase::Starting,
+        login,
         started_unix: unix_now(),
         reconnects: 0,
         restarts: 0,
@@ -519,8 +549,11 @@ fn wait_ready(
 }
 
 /// The last 20 lines of the remote Jupyter log, for an error message.
-fn remote_log_tail(ctx: &Ctx, alias: &crate::target::Alias, session: &str) -> Option<String> {
-    let out = ctx.ssh.exec(alias, &remote::log(session, false), true).output().ok()?;
+fn remote_log_tail(ctx: &Ctx, alias: &crate::target::Alias, run: &RunDir, session: &Session) -> Option<String> {
+    let command = remote::log(&session.tmux_name, false);
+    let out = login::remote_command(ctx, alias, run, session.login, &command, true)
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(20)..].join("\n");

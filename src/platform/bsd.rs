@@ -16,6 +16,20 @@ pub(super) const OPENER: &str = "open";
 #[cfg(not(target_os = "macos"))]
 pub(super) const OPENER: &str = "xdg-open";
 
+/// Notification Center, through AppleScript: both strings are AppleScript literals.
+#[cfg(target_os = "macos")]
+pub(super) fn notification(title: &str, body: &str) -> (&'static str, Vec<String>) {
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let script = format!("display notification {} with title {}", quote(body), quote(title));
+    ("osascript", vec!["-e".to_owned(), script])
+}
+
+/// The freedesktop notification tool, where a desktop has one.
+#[cfg(not(target_os = "macos"))]
+pub(super) fn notification(title: &str, body: &str) -> (&'static str, Vec<String>) {
+    ("notify-send", vec![title.to_owned(), body.to_owned()])
+}
+
 #[cfg(target_os = "macos")]
 pub(super) fn install_hint(program: &str) -> &'static str {
     match program {
@@ -96,6 +110,13 @@ pub(super) fn asleep() -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notification_names_its_program_and_carries_the_text() {
+        let (program, args) = notification("jssh", "gpu: log in \"again\"");
+        assert!(!program.is_empty());
+        assert!(args.iter().any(|a| a.contains("log in")), "{args:?}");
+    }
 
     #[test]
     fn knows_address_and_interface_messages_from_route_noise() {

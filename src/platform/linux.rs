@@ -11,6 +11,11 @@ use nix::time::{ClockId, clock_gettime};
 
 pub(super) const OPENER: &str = "xdg-open";
 
+/// The freedesktop notification tool (libnotify's).
+pub(super) fn notification(title: &str, body: &str) -> (&'static str, Vec<String>) {
+    ("notify-send", vec![title.to_owned(), body.to_owned()])
+}
+
 pub(super) fn install_hint(program: &str) -> &'static str {
     match program {
         "ssh" | "ssh-keygen" | "ssh-copy-id" => {

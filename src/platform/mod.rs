@@ -5,6 +5,7 @@
 //! - [`started_with`]: whether a process's command line holds a given argument.
 //! - [`syn_sent`]: whether a process's TCP connection still waits for the server's SYN-ACK.
 //! - [`OPENER`] and [`install_hint`]: what opens a URL, and how a missing program is installed.
+//! - [`notify`]: a desktop notification.
 //! - [`NetWatch`]: network changes (links, addresses, routes) delivered into a `poll(2)` loop.
 //! - [`asleep`]: how long the machine has been suspended, which `Instant` does not count.
 
@@ -36,6 +37,22 @@ pub(crate) const OPENER: &str = os::OPENER;
 /// Whether the user's services are launchd's LaunchAgents (macOS) rather than systemd's
 /// `--user` units.
 pub(crate) const LAUNCH_AGENTS: bool = cfg!(target_os = "macos");
+
+/// Shows a desktop notification where the system has a way (`notify-send` on Linux and the
+/// BSDs, `osascript` on macOS); nothing otherwise, and never waits for it.
+pub(crate) fn notify(title: &str, body: &str) {
+    let (program, args) = os::notification(title, body);
+    if which::which(program).is_err() {
+        return;
+    }
+    let null = std::process::Stdio::null;
+    if let Ok(mut child) = crate::process::Cmd::new(program)
+        .args(args)
+        .spawn(null(), null(), null())
+    {
+        std::thread::spawn(move || child.wait());
+    }
+}
 
 /// How to install `program` here ("openssh-client (…)", "Homebrew's openssh (…)").
 pub(crate) fn install_hint(program: &str) -> &'static str {

@@ -94,6 +94,22 @@ pub(crate) fn find(run: &RunDir) -> Option<u32> {
     run.live_supervisor()
 }
 
+/// Whether the login a human answered ([`RunDir::login_control`]) is still connected: its
+/// master answers on its control socket. Asks only that local socket, never the server.
+pub(crate) fn login_alive(run: &RunDir) -> bool {
+    super::mux::hold(&run.login_control(), Duration::from_secs(1)).is_ok()
+}
+
+/// Tells the running supervisor that a new login is there to ride on (SIGUSR1).
+pub(crate) fn login_arrived(run: &RunDir) -> Result<()> {
+    let pid = find(run).context("no supervisor runs")?;
+    kill(
+        Pid::from_raw(i32::try_from(pid).context("pid out of range")?),
+        Signal::SIGUSR1,
+    )
+    .context("could not signal the supervisor")
+}
+
 /// Stops the supervisor holding `run`'s lease: TERM (it stops its ssh and exits), then KILL
 /// after a grace period. Only the lease holder is ever signalled.
 pub(crate) fn stop(run: &RunDir) -> Result<()> {

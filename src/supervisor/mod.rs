@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -38,11 +38,12 @@ use self::policy::{
     CONNECT_LIMIT, CONNECT_POLL, GRACE, HEALTHY_RESET, MAX_RESTARTS, PROBE_EVERY, PROBE_TIMEOUT_CAP, REACH_EVERY,
     RESTART_WINDOW, RUN_DIR_CHECK, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff, probe_timeout,
 };
-use self::policy::{LATE_WAKEUP, jitter, recheck_timeout};
+use self::policy::{LATE_WAKEUP, LOGIN_RECHECK, jitter, recheck_timeout};
 use self::probe::{Probe, Prober};
 use crate::paths::Paths;
 use crate::platform::{self, NetWatch, Signals};
 use crate::process::{CleanChild, Ended};
+use crate::profile::LoginKind;
 use crate::remote::{self, JupyterSpec, LaunchEvent, Marker};
 use crate::ssh::{Ssh, parse_resolved};
 use crate::state::{Lease, Phase, RunDir, Session};
@@ -62,9 +63,33 @@ enum Relaunch {
 
 /// One of the supervisor's ssh connections, a private master (see [`crate::ssh::Ssh::tunnel`]).
 struct Conn {
-    child: CleanChild,
+    child: Master,
     control: PathBuf,
     started: Instant,
+}
+
+/// A connection's ssh: one the supervisor started, or the login a human answered, which
+/// `jssh up`/`jssh login` started in the user's terminal and the supervisor holds.
+enum Master {
+    Spawned(CleanChild),
+    Held(mux::Held),
+}
+
+impl Master {
+    fn id(&self) -> u32 {
+        match self {
+            Self::Spawned(child) => child.id(),
+            Self::Held(held) => held.pid,
+        }
+    }
+
+    /// How it ended, once it has.
+    fn ended(&mut self) -> Result<Option<String>> {
+        Ok(match self {
+            Self::Spawned(child) => child.try_wait()?.map(|status| format!("ssh {status}")),
+            Self::Held(held) => held.gone().then(|| "the login ended".to_owned()),
+        })
+    }
 }
 
 /// The remote watch's ssh. Its stdin is a pipe the supervisor holds open and never writes
@@ -138,6 +163,11 @@ struct Supervisor {
     asleep: Option<Duration>,
     /// When the last sleep or network change was noticed, until the probe it caused.
     changed_at: Option<Instant>,
+    /// Logins need a human ([`LoginKind::Prompt`]): the supervisor rides on the login the user
+    /// answered and never logs in itself (no standby, no reconnect attempts, no reach checks).
+    human: bool,
+    /// That login ended and the user has been told to log in again.
+    awaiting_login: bool,
 }
 
 /// `jssh-supervisor`'s entry point: its arguments are exactly what [`handle::start`] gives.
@@ -162,7 +192,14 @@ fn supervise(args: &Args) -> Result<Signal> {
     let ssh = Ssh::new(paths.ssh_config_flag(), args.connect_timeout);
     let alias = &args.alias;
     // Before any thread starts: they inherit the mask that keeps these signals off them.
-    let mut signals = Signals::deliver(&[Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP])?;
+    // SIGUSR1: `jssh login` made a new login to ride on.
+    let mut signals = Signals::deliver(&[
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ])?;
 
     let run = RunDir::new(&paths, alias);
     let lease = run
@@ -212,8 +249,12 @@ fn supervise(args: &Args) -> Result<Signal> {
         net: NetWatch::open(),
         asleep: platform::asleep(),
         changed_at: None,
+        human: false,
+        awaiting_login: false,
     };
-    sup.direct = sup.direct_address();
+    sup.human = sup.session.login == LoginKind::Prompt;
+    // Even a TCP connect to its port shows in the server's log as a client that went away.
+    sup.direct = if sup.human { None } else { sup.direct_address() };
     sup.event(&format!(
         "supervising {} (pid {}), holding 127.0.0.1:{}",
         sup.alias,
@@ -247,23 +288,34 @@ impl Supervisor {
             let millis = u16::try_from(wait.as_millis().min(60_000)).unwrap_or(u16::MAX);
             let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
             fds.extend(self.net.as_ref().map(|net| PollFd::new(net.fd(), PollFlags::POLLIN)));
+            // A held login is not our child: its end shows as its control connection closing.
+            let held_at = fds.len();
+            if let Some(Conn {
+                child: Master::Held(held),
+                ..
+            }) = &self.active
+            {
+                fds.push(PollFd::new(held.fd(), PollFlags::POLLIN));
+            }
             let before = Instant::now();
             match poll(&mut fds, PollTimeout::from(millis)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll failed"),
             }
             let late = before.elapsed().saturating_sub(Duration::from_millis(millis.into()));
-            let net_ready = fds
-                .get(1)
-                .and_then(PollFd::revents)
-                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR));
+            let ready = |i: usize| fds.get(i).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+            let net_ready = self.net.is_some() && ready(1);
+            let held_ready = held_at > 1 && ready(held_at);
             drop(fds);
             let arrived = signals.pending();
-            if let Some(&sig) = arrived.iter().find(|&&s| s != Signal::SIGCHLD) {
+            if let Some(&sig) = arrived.iter().find(|&&s| s != Signal::SIGCHLD && s != Signal::SIGUSR1) {
                 self.event(&format!("received {sig}: stopping the tunnel"));
                 return Ok(sig);
             }
-            if !arrived.is_empty() {
+            if arrived.contains(&Signal::SIGUSR1) {
+                self.login_arrived();
+            }
+            if !arrived.is_empty() || held_ready {
                 self.reap()?;
             }
             self.notice_changes(late, net_ready);
@@ -337,8 +389,18 @@ impl Supervisor {
     }
 
     /// Starts a connection (the active one or a standby: they are alike, a master without
-    /// forwards, which the gate hands connections to).
+    /// forwards, which the gate hands connections to). Where logins need a human, takes the
+    /// login the user answered instead, or fails: it never logs in itself.
     fn connect(&mut self) -> Result<Conn> {
+        if self.human {
+            let control = self.run.login_control();
+            let held = mux::hold(&control, GRACE).context("no login to ride on")?;
+            return Ok(Conn {
+                child: Master::Held(held),
+                control,
+                started: Instant::now(),
+            });
+        }
         self.generation += 1;
         let control = self.run.control_path(self.generation % 2);
         // A stale socket would make the new master run without one.
@@ -355,17 +417,74 @@ impl Supervisor {
             self.event(&format!("could not record the ssh connections: {e:#}"));
         }
         Ok(Conn {
-            child,
+            child: Master::Spawned(child),
             control,
             started: Instant::now(),
         })
+    }
+
+    /// The login a human answered is gone: no attempt to log in follows (each would count
+    /// towards the server's lockout, or send a push). The port keeps holding connections; the
+    /// user is told once, and `jssh login` brings a new login (SIGUSR1). Until then the only
+    /// check is for that login's local control socket.
+    fn needs_login(&mut self, now: Instant, lost: Instant) {
+        if !self.awaiting_login {
+            self.awaiting_login = true;
+            let alias = self.alias.clone();
+            let why = format!(
+                "the login to {alias} has ended, and logging in again needs you: run `jssh login {alias}` \
+                 (or `jssh up {alias}`); connections to the port wait meanwhile"
+            );
+            self.event(&why);
+            self.session.phase = Phase::NeedsLogin;
+            self.session.last_error = Some(why);
+            self.session.ssh_pid = None;
+            self.save();
+            platform::notify(
+                "jssh",
+                &format!("{alias}: the login has ended. Run `jssh login {alias}` to resume the notebook."),
+            );
+        }
+        self.link = Link::Waiting {
+            due: now + LOGIN_RECHECK,
+            lost,
+            seen_down: false,
+        };
+        self.next_tick = now + LOGIN_RECHECK;
+    }
+
+    /// `jssh login` says a new login is there: take it now rather than at the next check.
+    fn login_arrived(&mut self) {
+        if self.human
+            && self.active.is_none()
+            && let Link::Waiting { lost, .. } = self.link
+        {
+            let now = Instant::now();
+            self.link = Link::Waiting {
+                due: now,
+                lost,
+                seen_down: false,
+            };
+            self.next_tick = now;
+        }
     }
 
     fn spawn_active(&mut self, now: Instant, lost: Instant) -> Result<()> {
         // After an outage the remote port may have changed hands: check it again. (A standby
         // taking over skips this: the remote side did not change in those milliseconds.)
         self.listener_ok = false;
-        let conn = self.connect()?;
+        let conn = match self.connect() {
+            Ok(conn) => conn,
+            Err(_) if self.human => {
+                self.needs_login(now, lost);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if self.awaiting_login {
+            self.awaiting_login = false;
+            self.event("a new login is there: resuming over it");
+        }
         self.activate(conn);
         self.await_answer(now, lost);
         Ok(())
@@ -411,7 +530,7 @@ impl Supervisor {
             return Ok(Probe::Refused);
         };
         let check = remote::listener(&marker, &self.session.tmux_name, port);
-        let cmd = self.ssh.exec_over(&self.alias, &active.control, &check);
+        let cmd = self.over(&active.control, &check);
         let Ok(out) = cmd.output_within(PROBE_TIMEOUT_CAP) else {
             return Ok(Probe::Refused);
         };
@@ -463,10 +582,10 @@ impl Supervisor {
     /// Makes the standby the active connection, if it is alive and ready: new connections
     /// simply go to it. Returns whether it did.
     fn take_over(&mut self) -> bool {
-        let Some(standby) = self.standby.take() else {
+        let Some(mut standby) = self.standby.take() else {
             return false;
         };
-        if matches!(standby.child.try_wait(), Ok(None)) && standby.control.exists() {
+        if matches!(standby.child.ended(), Ok(None)) && standby.control.exists() {
             self.activate(standby);
             return true;
         }
@@ -484,16 +603,16 @@ impl Supervisor {
             self.watch = None;
             self.watch_ended(ended, young)?;
         }
-        if let Some(standby) = &self.standby
-            && let Some(status) = standby.child.try_wait()?
+        if let Some(standby) = &mut self.standby
+            && let Some(why) = standby.child.ended()?
         {
             let young = standby.started.elapsed() < YOUNG;
             self.standby_strikes = if young { self.standby_strikes + 1 } else { 0 };
             self.standby = None;
-            self.event(&format!("standby connection lost: ssh {status}"));
+            self.event(&format!("standby connection lost: {why}"));
         }
-        let Some(active) = &self.active else { return Ok(()) };
-        let Some(status) = active.child.try_wait()? else {
+        let Some(active) = &mut self.active else { return Ok(()) };
+        let Some(why) = active.child.ended()? else {
             return Ok(());
         };
         self.active = None;
@@ -505,7 +624,11 @@ impl Supervisor {
             Link::Connecting { lost, .. } => lost.unwrap_or(now),
             Link::Waiting { lost, .. } => lost,
         };
-        let why = format!("ssh {status}");
+        if self.human {
+            self.event(&format!("tunnel lost: {why}"));
+            self.needs_login(now, lost);
+            return Ok(());
+        }
         self.session.phase = Phase::Reconnecting;
         self.session.last_error = Some(why.clone());
         if self.link.is_up() && self.take_over() {
@@ -655,6 +778,9 @@ impl Supervisor {
 
     /// Starts a standby connection unless one runs (or standbys keep dying young).
     fn ensure_standby(&mut self) {
+        if self.human {
+            return; // It would need a login of its own.
+        }
         if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {
             match self.connect() {
                 Ok(conn) => self.standby = Some(conn),
@@ -742,9 +868,7 @@ impl Supervisor {
             return;
         }
         let Some(active) = &self.active else { return };
-        let cmd = self
-            .ssh
-            .exec_over(&self.alias, &active.control, &remote::watch(&self.session.tmux_name));
+        let cmd = self.over(&active.control, &remote::watch(&self.session.tmux_name));
         match Watch::spawn(&cmd, self.log.fd()) {
             Ok(watch) => self.watch = Some(watch),
             Err(e) => self.event(&format!("could not start the remote watch: {e:#}")),
@@ -809,8 +933,19 @@ impl Supervisor {
     /// A remote command over the active connection (or, without one, the alias's master).
     fn remote(&self, command: &str) -> crate::process::Cmd {
         match &self.active {
-            Some(active) => self.ssh.exec_over(&self.alias, &active.control, command),
+            Some(active) => self.over(&active.control, command),
+            None if self.human => self.ssh.exec_over_only(&self.alias, &self.run.login_control(), command),
             None => self.ssh.exec(&self.alias, command, true),
+        }
+    }
+
+    /// A remote command over one of the connections; where logins need a human, one that
+    /// can never become a login of its own when that connection is gone.
+    fn over(&self, control: &Path, command: &str) -> crate::process::Cmd {
+        if self.human {
+            self.ssh.exec_over_only(&self.alias, control, command)
+        } else {
+            self.ssh.exec_over(&self.alias, control, command)
         }
     }
 
@@ -974,8 +1109,16 @@ fn end_leftover_masters(ssh: &Ssh, alias: &Alias, run: &RunDir) {
 /// Ends a connection and removes its control socket.
 fn stop(conn: Conn) {
     let Conn { child, control, .. } = conn;
-    end(&child);
-    let _ = std::fs::remove_file(control);
+    match child {
+        Master::Spawned(child) => {
+            end(&child);
+            let _ = std::fs::remove_file(control);
+        }
+        // The login a human answered is the CLI's: `jssh down` still needs it to stop the
+        // remote Jupyter (logging in again would take another prompt), and ends it then. A
+        // tunnel stopped with the server left running leaves it for the next `jssh up`.
+        Master::Held(_) => {}
+    }
 }
 
 /// TERM, a grace period, then KILL; always reaped, so no orphan and no zombie.

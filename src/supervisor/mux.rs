@@ -31,9 +31,11 @@ use nix::sys::socket::{
 use crate::ssh::RemoteEnd;
 
 const MUX_MSG_HELLO: u32 = 0x0000_0001;
+const MUX_C_ALIVE_CHECK: u32 = 0x1000_0004;
 const MUX_C_NEW_STDIO_FWD: u32 = 0x1000_0008;
 const MUX_S_PERMISSION_DENIED: u32 = 0x8000_0002;
 const MUX_S_FAILURE: u32 = 0x8000_0003;
+const MUX_S_ALIVE: u32 = 0x8000_0005;
 const MUX_S_SESSION_OPENED: u32 = 0x8000_0006;
 const MUX_VERSION: u32 = 4;
 /// `PORT_STREAMLOCAL` in OpenSSH: the "host" is a Unix socket path.
@@ -106,6 +108,76 @@ pub(crate) fn forward(control: &Path, end: &RemoteEnd, socket: BorrowedFd<'_>) -
         hello_seen: false,
         answered: false,
     })
+}
+
+/// A master another process started (the login a human answered, see
+/// [`crate::ssh::Ssh::login_master`]), held through a control connection of ours: the
+/// master closes it when it exits, which is how its end is noticed (it is not our child, so
+/// no SIGCHLD tells). Poll [`Held::fd`]; readable means gone.
+#[derive(Debug)]
+pub(crate) struct Held {
+    control: UnixStream,
+    /// The master's pid, from its answer to `MUX_C_ALIVE_CHECK`.
+    pub(crate) pid: u32,
+}
+
+/// Connects to the master on `control` and asks whether it is alive: hello, then
+/// `MUX_C_ALIVE_CHECK`, whose answer carries its pid. Waits at most `limit` for them.
+pub(crate) fn hold(control: &Path, limit: std::time::Duration) -> std::io::Result<Held> {
+    let mut stream = UnixStream::connect(control)?;
+    stream.set_read_timeout(Some(limit))?;
+    let mut out = packet(&[MUX_MSG_HELLO, MUX_VERSION], &[]);
+    out.extend(packet(&[MUX_C_ALIVE_CHECK, REQUEST_ID], &[]));
+    stream.write_all(&out)?;
+    let not_master = || std::io::Error::other("not an OpenSSH master");
+    let read_packet = |stream: &mut UnixStream| -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if !(4..=MAX_PACKET).contains(&len) {
+            return Err(not_master());
+        }
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body)?;
+        Ok(body)
+    };
+    let hello = read_packet(&mut stream)?;
+    if hello.get(..4) != Some(&MUX_MSG_HELLO.to_be_bytes()[..]) {
+        return Err(not_master());
+    }
+    let alive = read_packet(&mut stream)?;
+    let word = |i: usize| {
+        alive
+            .get(i * 4..i * 4 + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().unwrap_or_default()))
+    };
+    if word(0) != Some(MUX_S_ALIVE) {
+        return Err(not_master());
+    }
+    let pid = word(2).ok_or_else(not_master)?;
+    stream.set_nonblocking(true)?;
+    Ok(Held { control: stream, pid })
+}
+
+impl Held {
+    /// The control connection: it becomes readable (end of file) when the master exits.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.control.as_fd()
+    }
+
+    /// Whether the master has closed our connection (it exited).
+    pub(crate) fn gone(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.control.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
 }
 
 /// A Unix stream socket in non-blocking mode (set apart from `socket()`: macOS has no

@@ -81,6 +81,9 @@ pub(crate) const YOUNG: Duration = Duration::from_secs(10);
 /// It also checks on every tick; this is longer than a healthy link's tick interval, so an
 /// idle supervisor does not wake up for it on its own.
 pub(crate) const RUN_DIR_CHECK: Duration = Duration::from_secs(3);
+/// Where logins need a human and that login ended: how often to look for a new one's control
+/// socket (a local connect, never the server). `jssh login` signals at once; this is a fallback.
+pub(crate) const LOGIN_RECHECK: Duration = Duration::from_secs(2);
 
 /// How long a connection to the local port is held while no master can carry it; a
 /// browser's own request timeouts are longer, and the tunnel's recovery is shorter.

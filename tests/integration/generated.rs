@@ -69,7 +69,7 @@ fn complete_in_bash(words: &str) -> String {
 #[test]
 fn bash_completes_subcommands_flags_and_aliases() {
     let subcommands = complete_in_bash("jssh se");
-    assert_eq!(subcommands.trim(), "setup");
+    assert_eq!(subcommands.split_whitespace().collect::<Vec<_>>(), ["setup", "service"]);
     let flags = complete_in_bash("jssh setup box --no-p");
     assert_eq!(flags.trim(), "--no-passphrase");
     let aliases = complete_in_bash("jssh setup g");

@@ -2,11 +2,17 @@
 //! `pam_google_authenticator` in the fixture's own PAM stack). Needs root.
 
 use std::fs;
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use crate::fixture::{Client, Sshd};
 use crate::pty::Terminal;
-use crate::util::{jssh, jssh_std, stderr, stdout};
+use crate::up::{answers_within, free_port, parse_url};
+use crate::util::{jssh, jssh_std, stderr, stdout, venv};
 
 /// The fixture itself: the key alone gets a partial success, BatchMode cannot go further,
 /// and one code on a terminal logs in.
@@ -95,4 +101,152 @@ fn setup_tells_a_second_factor_from_a_refused_key() {
     );
     let hosts = fs::read_to_string(client.config_dir().join("hosts.toml")).unwrap();
     assert_eq!(hosts.matches("login = \"prompt\"").count(), 2, "{hosts}");
+}
+
+/// One HTTP request with the token; the response's status code and body.
+fn request(port: u16, method: &str, path: &str, token: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = if method == "POST" { "{}" } else { "" };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+/// Every connection the sshd accepted (VERBOSE logs each): a login attempt needs one.
+fn connections(sshd: &Sshd) -> usize {
+    sshd.log().matches("Connection from ").count()
+}
+
+/// `jssh up` on a pty, answering the one code it must ask for; its output.
+fn up_answering_once(client: &Client, sshd: &Sshd, port: &str) -> String {
+    let mut cmd = jssh_std(client);
+    cmd.args(["up", "otp", "-d", "--timeout", "90", "--port", port, "--env"])
+        .arg(format!("venv:{}", venv()));
+    let mut term = Terminal::spawn(&cmd);
+    assert!(
+        term.wait_for("Verification code:", 1, Duration::from_secs(30)),
+        "{}",
+        term.output()
+    );
+    term.type_line(&sshd.otp_code());
+    let (status, output) = term.finish(Duration::from_mins(2));
+    assert!(status.success(), "up: {output}");
+    assert_eq!(
+        output.matches("Verification code:").count(),
+        1,
+        "exactly one prompt: {output}"
+    );
+    output
+}
+
+/// The whole life on a host that needs a human: `up` asks once and everything rides on that
+/// login; when it drops, nothing logs in (not the supervisor, not `status`), the port holds
+/// connections, the state says so; `up` asks once more and the same server, with the same
+/// kernel, is back.
+#[test]
+fn a_dropped_login_makes_no_attempts_and_one_prompt_resumes_the_same_kernel() {
+    let Some(sshd) = Sshd::start_with_otp() else { return };
+    let client = Client::new(&sshd);
+    let key = client.ssh_dir().join("bootstrap_ed25519");
+    let out = jssh(&client)
+        .args([
+            "setup",
+            "otp",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &sshd.port().to_string(),
+        ])
+        .args(["--no-copy-id", "--identity", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "setup: {}{}", stdout(&out), stderr(&out));
+    let port = free_port();
+
+    let output = up_answering_once(&client, &sshd, &port);
+    // The spinner shares the URL's line on a terminal.
+    let url = output.split("http://").last().unwrap().lines().next().unwrap().trim();
+    let url = format!("http://{url}");
+    let (local, token) = parse_url(&url);
+    let (code, kernel) = request(local, "POST", "/api/kernels", &token);
+    assert_eq!(code, 201, "a kernel starts: {kernel}");
+    let kernel_id = kernel
+        .split("\"id\": \"")
+        .nth(1)
+        .or_else(|| kernel.split("\"id\":\"").nth(1))
+        .unwrap();
+    let kernel_id = kernel_id.split('"').next().unwrap().to_owned();
+
+    // The login drops (the network took it).
+    let status = |local: bool| -> serde_json::Value {
+        let mut cmd = jssh(&client);
+        cmd.args(["status", "otp", "--json"]);
+        if local {
+            cmd.arg("--local");
+        }
+        let out = cmd.output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+    };
+    let login_pid = status(true)["tunnel_ssh_pid"]
+        .as_u64()
+        .expect("the login carries the tunnel");
+    let before = connections(&sshd);
+    kill(Pid::from_raw(i32::try_from(login_pid).unwrap()), Signal::SIGKILL).unwrap();
+    let dropped = Instant::now();
+    while status(true)["state"] != "needs-login" {
+        assert!(dropped.elapsed() < Duration::from_secs(10), "state: {}", status(true));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let row = status(false);
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jssh login otp"),
+        "{row}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", local)).is_ok(),
+        "the port still accepts"
+    );
+    while dropped.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(
+        connections(&sshd),
+        before,
+        "nothing connected to the server after the drop: {}",
+        sshd.log()
+    );
+
+    // The user logs in again: one prompt, the same URL, the same kernel.
+    let output = up_answering_once(&client, &sshd, &port);
+    assert!(output.contains(&url), "{output}");
+    answers_within(&client, local, &token, Duration::from_secs(20));
+    let (code, kernels) = request(local, "GET", "/api/kernels", &token);
+    assert!(
+        code == 200 && kernels.contains(&kernel_id),
+        "the same kernel: {kernels}"
+    );
+    assert_eq!(status(false)["state"], "up");
+
+    let out = jssh(&client).args(["down", "otp"]).output().unwrap();
+    assert!(out.status.success(), "down: {}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("stopped Jupyter"), "{}", stdout(&out));
+    assert!(
+        sshd.remote_processes("jupyter").is_empty(),
+        "nothing left on the server"
+    );
 }
