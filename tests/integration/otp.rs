@@ -101,6 +101,19 @@ fn setup_tells_a_second_factor_from_a_refused_key() {
     );
     let hosts = fs::read_to_string(client.config_dir().join("hosts.toml")).unwrap();
     assert_eq!(hosts.matches("login = \"prompt\"").count(), 2, "{hosts}");
+
+    // doctor reports it, and asks nothing that would need a human.
+    let out = jssh(&client).args(["doctor", "otp"]).output().unwrap();
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    assert!(
+        report.contains("then asks for a second factor: `jssh up otp` asks once"),
+        "{report}"
+    );
+    assert!(
+        report.contains("remote checks: skipped: logins to otp need you"),
+        "{report}"
+    );
 }
 
 /// One HTTP request with the token; the response's status code and body.

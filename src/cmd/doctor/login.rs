@@ -6,9 +6,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::paths::Paths;
-use crate::profile::Profile;
+use crate::profile::{LoginKind, Profile};
 use crate::sanitize::ssh_stderr;
-use crate::ssh::{LoginFailure, accepted_key, key_load_error, parse_resolved};
+use crate::ssh::{LoginFailure, accepted_key, key_load_error, parse_resolved, partial_success};
 use crate::target::Alias;
 
 use super::finding::Finding;
@@ -187,6 +187,22 @@ pub(super) fn login_check(
 ) -> Finding {
     let (alias, key) = (&profile.alias, profile.identity.display());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    if partial_success(&stderr, &profile.identity) {
+        return match profile.login {
+            LoginKind::Prompt => Finding::ok(
+                LOGIN,
+                format!("the server accepts {key}, then asks for a second factor: `jssh up {alias}` asks once"),
+            ),
+            LoginKind::Key => Finding::warn(
+                LOGIN,
+                format!("the server accepts {key}, then asks for a second factor, which jssh does not expect here"),
+                format!(
+                    "rerun `{}` in a terminal: jssh then asks once per login and never logs in on its own",
+                    setup_command(paths, profile)
+                ),
+            ),
+        };
+    }
     if let Some(reason) = key_load_error(&stderr, &profile.identity) {
         let quoted = quote_path(&profile.identity);
         let fix = if reason.contains("bad permissions") {

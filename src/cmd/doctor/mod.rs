@@ -27,9 +27,10 @@ use anyhow::Result;
 use super::{Ctx, lookup_profile};
 use crate::cli::DoctorArgs;
 use crate::paths::Paths;
-use crate::profile::{Profile, Profiles};
+use crate::profile::{LoginKind, Profile, Profiles};
 use crate::remote;
 use crate::ssh::{LoginFailure, Ssh, parse_resolved};
+use crate::target::Alias;
 
 use facts::{FACTS, Facts, tmux_check};
 use finding::{Finding, Status, print_report};
@@ -125,16 +126,9 @@ pub(super) fn quote_path(path: &Path) -> String {
 
 fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) -> Vec<Finding> {
     let alias = &profile.alias;
-    let resolved = match ssh.resolve(alias).output_within(LOCAL_LIMIT) {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Ok(out) => {
-            return vec![Finding::fail(
-                "ssh -G",
-                format!("ssh rejects the config: {}", ssh_error(&out.stderr)),
-                format!("fix the line it names (`ssh -G {alias}` shows the error)"),
-            )];
-        }
-        Err(e) => return vec![Finding::fail("ssh -G", format!("{e:#}"), "check your OpenSSH install")],
+    let resolved = match resolve(ssh, alias) {
+        Ok(resolved) => resolved,
+        Err(finding) => return vec![finding],
     };
     let settings = parse_resolved(&resolved);
     let mut checks = vec![resolve_check(paths, profile, &resolved)];
@@ -154,10 +148,23 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
                 .output_within(limit)
                 .map(|out| (out, start.elapsed()))
         });
-        let facts = ssh.exec(alias, &remote::marked(&marker, FACTS, &[]), true);
-        (join(login), facts.output_within(limit))
+        // Where logins need a human, a command of its own would be a failed login on the
+        // server: doctor asks nothing that needs one.
+        let facts = (profile.login == LoginKind::Key).then(|| {
+            ssh.exec(alias, &remote::marked(&marker, FACTS, &[]), true)
+                .output_within(limit)
+        });
+        (join(login), facts)
     });
     let logged_in = login_findings(paths, profile, &settings, login, &mut checks);
+    let Some(facts) = facts else {
+        checks.push(Finding::warn(
+            "remote checks",
+            format!("skipped: logins to {alias} need you (a code or a push after the key), and doctor does not ask"),
+            format!("`jssh up {alias}` asks once and checks Jupyter over that login"),
+        ));
+        return checks;
+    };
     if !logged_in {
         checks.extend(hop_checks(ssh, profile, limit));
     }
@@ -219,6 +226,19 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
     checks.extend([master, tcp, unix, tmux_check(alias, &facts.tmux), jupyter]);
     checks.push(config_check(alias, facts.config.as_ref()));
     checks
+}
+
+/// `ssh -G ALIAS`, or the finding that says why ssh would not resolve it.
+fn resolve(ssh: &Ssh, alias: &Alias) -> Result<String, Finding> {
+    match ssh.resolve(alias).output_within(LOCAL_LIMIT) {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => Err(Finding::fail(
+            "ssh -G",
+            format!("ssh rejects the config: {}", ssh_error(&out.stderr)),
+            format!("fix the line it names (`ssh -G {alias}` shows the error)"),
+        )),
+        Err(e) => Err(Finding::fail("ssh -G", format!("{e:#}"), "check your OpenSSH install")),
+    }
 }
 
 /// The host key and login findings of the BatchMode login; whether it got in.
