@@ -176,6 +176,24 @@ impl Profiles {
             .with_context(|| format!("could not write {}", path.display()))
     }
 
+    /// The profile for `alias`, or the one error every command gives for an unknown alias:
+    /// a usage error naming the known ones and how to add it.
+    pub(crate) fn lookup(&self, alias: &Alias) -> Result<&Profile> {
+        if let Some(profile) = self.get(alias) {
+            return Ok(profile);
+        }
+        let known: Vec<String> = self.iter().map(|p| p.alias.to_string()).collect();
+        let known = if known.is_empty() {
+            "none yet".to_owned()
+        } else {
+            known.join(", ")
+        };
+        Err(crate::UsageError(format!(
+            "unknown alias {alias} (known: {known}): add it with `jssh setup {alias} --host HOST`"
+        ))
+        .into())
+    }
+
     pub(crate) fn get(&self, alias: &Alias) -> Option<&Profile> {
         self.hosts.iter().find(|p| &p.alias == alias)
     }

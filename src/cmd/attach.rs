@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::{Ctx, lookup_profile};
-use crate::profile::Profiles;
+use super::Ctx;
 use crate::remote;
 use crate::state::RunDir;
 use crate::target::Alias;
 
 pub(crate) fn run(ctx: &Ctx, alias: &Alias) -> Result<ExitCode> {
-    lookup_profile(&Profiles::load(&ctx.paths.hosts_file())?, alias)?;
+    ctx.profile(alias)?;
     let node = RunDir::new(&ctx.paths, alias)
         .read_session()?
         .and_then(|s| s.remote_node);

@@ -6,10 +6,9 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::cli::HostsArgs;
-use crate::profile::Profiles;
 
 pub(crate) fn run(ctx: &Ctx, args: &HostsArgs) -> Result<()> {
-    let profiles = Profiles::load(&ctx.paths.hosts_file())?;
+    let profiles = ctx.profiles()?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let all: Vec<_> = profiles.iter().collect();

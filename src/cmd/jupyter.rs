@@ -2,10 +2,10 @@
 
 use anyhow::{Context, Result, bail};
 
-use super::{Ctx, lookup_profile};
+use super::Ctx;
 use crate::cli::JupyterArgs;
 use crate::jupyter::{self, JupyterInfo, Report, Request, Settings};
-use crate::profile::{Profile, Profiles};
+use crate::profile::Profile;
 use crate::remote::{self, DirCheck, Marker};
 use crate::sanitize::{for_terminal, ssh_stderr};
 use crate::target::Alias;
@@ -55,8 +55,8 @@ pub(crate) fn configure(ctx: &Ctx, profile: &Profile, request: &Request, passwor
 
 /// Stores the learned facts (versions, password, remote access) in the profile.
 pub(crate) fn remember(ctx: &Ctx, alias: &Alias, report: &Report, allow_remote_access: Option<bool>) -> Result<()> {
-    let mut profiles = Profiles::load(&ctx.paths.hosts_file())?;
-    let mut profile = lookup_profile(&profiles, alias)?;
+    let mut profiles = ctx.profiles()?;
+    let mut profile = profiles.lookup(alias)?.clone();
     let previous = profile.jupyter.allow_remote_access;
     profile.jupyter = JupyterInfo {
         server: report.server.clone(),
@@ -70,8 +70,8 @@ pub(crate) fn remember(ctx: &Ctx, alias: &Alias, report: &Report, allow_remote_a
 }
 
 pub(crate) fn run(ctx: &Ctx, args: &JupyterArgs) -> Result<()> {
-    let mut profiles = Profiles::load(&ctx.paths.hosts_file())?;
-    let mut profile = lookup_profile(&profiles, &args.alias)?;
+    let mut profiles = ctx.profiles()?;
+    let mut profile = profiles.lookup(&args.alias)?.clone();
     if !args.env.is_empty() {
         profile.env.clone_from(&args.env);
     }
@@ -97,7 +97,8 @@ pub(crate) fn run(ctx: &Ctx, args: &JupyterArgs) -> Result<()> {
     found.extend(report.server.as_ref().map(|v| format!("jupyter_server {v}")));
     found.extend(report.lab.as_ref().map(|v| format!("JupyterLab {v}")));
     found.extend(report.notebook.as_ref().map(|v| format!("notebook {v}")));
-    let info = Profiles::load(&ctx.paths.hosts_file())?
+    let info = ctx
+        .profiles()?
         .get(&args.alias)
         .map(|p| p.jupyter.clone())
         .unwrap_or_default();

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Ctx, lookup_profile};
+use super::Ctx;
 use crate::cli::LoginArgs;
 use crate::process::Cmd;
-use crate::profile::{LoginKind, Profiles};
+use crate::profile::LoginKind;
 use crate::sanitize::ssh_stderr;
 use crate::state::{Phase, RunDir};
 use crate::supervisor::handle;
@@ -134,9 +134,8 @@ pub(crate) fn remote_command(
 
 /// `jssh login ALIAS`: a new login for a running tunnel whose login ended.
 pub(crate) fn run(ctx: &Ctx, args: &LoginArgs) -> Result<()> {
-    let profiles = Profiles::load(&ctx.paths.hosts_file())?;
     let alias = &args.alias;
-    lookup_profile(&profiles, alias)?;
+    ctx.profile(alias)?;
     let run = RunDir::new(&ctx.paths, alias);
     if handle::find(&run).is_none() {
         bail!("no tunnel runs for {alias}: `jssh up {alias}` starts one, and asks you to log in");

@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Ctx, lookup_profile};
+use super::Ctx;
 use crate::cli::LogsArgs;
-use crate::profile::Profiles;
 use crate::remote;
 use crate::sanitize::for_terminal;
 use crate::state::RunDir;
 
 pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
-    lookup_profile(&Profiles::load(&ctx.paths.hosts_file())?, &args.alias)?;
+    ctx.profile(&args.alias)?;
     if args.remote {
         return remote_log(ctx, args);
     }

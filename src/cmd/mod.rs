@@ -19,7 +19,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::UsageError;
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::paths::Paths;
 use crate::profile::{Profile, Profiles};
@@ -34,6 +33,16 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// Every host profile (`hosts.toml`), validated on load.
+    pub(crate) fn profiles(&self) -> Result<Profiles> {
+        Profiles::load(&self.paths.hosts_file())
+    }
+
+    /// The profile for `alias`, or a usage error listing the known ones.
+    pub(crate) fn profile(&self, alias: &Alias) -> Result<Profile> {
+        self.profiles()?.lookup(alias).cloned()
+    }
+
     fn new(global: &GlobalArgs) -> Result<Self> {
         let paths = Paths::resolve(global.ssh_config.clone())?;
         let ssh = Ssh::new(paths.ssh_config_flag(), global.connect_timeout);
@@ -76,19 +85,7 @@ fn supervise(ctx: &Ctx, global: &GlobalArgs, alias: &Alias, foreground: bool) ->
 
 /// The profile for `alias`, or a usage error listing the known ones.
 pub(crate) fn lookup_profile(profiles: &Profiles, alias: &Alias) -> Result<Profile> {
-    if let Some(profile) = profiles.get(alias) {
-        return Ok(profile.clone());
-    }
-    let known: Vec<String> = profiles.iter().map(|p| p.alias.to_string()).collect();
-    let known = if known.is_empty() {
-        "none yet".to_owned()
-    } else {
-        known.join(", ")
-    };
-    Err(UsageError(format!(
-        "unknown alias {alias} (known: {known}): add it with `jssh setup {alias} --host HOST`"
-    ))
-    .into())
+    profiles.lookup(alias).cloned()
 }
 
 /// Opens `url` in a browser through a private redirect page, so the token never shows up in

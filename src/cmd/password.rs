@@ -6,12 +6,11 @@ use std::os::fd::AsFd;
 use anyhow::{Context, Result, bail};
 use nix::sys::termios::{self, LocalFlags, SetArg};
 
+use super::Ctx;
 use super::jupyter::{configure, remember};
-use super::{Ctx, lookup_profile};
 use crate::UsageError;
 use crate::cli::PasswordArgs;
 use crate::jupyter::Request;
-use crate::profile::Profiles;
 
 /// Reads one line from the terminal with echo off (restored even on error).
 fn prompt_hidden(prompt: &str) -> Result<String> {
@@ -66,7 +65,7 @@ fn read_password(from_stdin: bool) -> Result<String> {
 }
 
 pub(crate) fn run(ctx: &Ctx, args: &PasswordArgs) -> Result<()> {
-    let profile = lookup_profile(&Profiles::load(&ctx.paths.hosts_file())?, &args.alias)?;
+    let profile = ctx.profile(&args.alias)?;
     let (request, password) = if args.clear {
         (
             Request {

@@ -9,9 +9,8 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{SigSet, Signal};
 
-use super::{Ctx, lookup_profile};
+use super::Ctx;
 use crate::cli::{GlobalArgs, ServiceAction, ServiceAliases};
-use crate::profile::Profiles;
 use crate::service::{self, Manager, Program, STOPPED_ON_PURPOSE, ServiceDir};
 use crate::state::{Phase, RunDir};
 use crate::supervisor::handle;
@@ -66,14 +65,14 @@ fn service_dir() -> Result<ServiceDir> {
 
 /// The aliases named (each must be set up), or with `--all` every set-up alias.
 fn aliases(ctx: &Ctx, which: &ServiceAliases) -> Result<Vec<Alias>> {
-    let profiles = Profiles::load(&ctx.paths.hosts_file())?;
+    let profiles = ctx.profiles()?;
     if which.all {
         return Ok(profiles.iter().map(|p| p.alias.clone()).collect());
     }
     which
         .aliases
         .iter()
-        .map(|alias| Ok(lookup_profile(&profiles, alias)?.alias))
+        .map(|alias| Ok(profiles.lookup(alias)?.alias.clone()))
         .collect()
 }
 

@@ -645,16 +645,8 @@ fn login_with(ssh: &Ssh, advice: &Advice, key: &Path, batch: bool, strict: bool)
 }
 
 fn remove(ctx: &Ctx, alias: &Alias, dry_run: bool) -> Result<()> {
-    let mut profiles = Profiles::load(&ctx.paths.hosts_file())?;
-    let Some(identity) = profiles.get(alias).map(|p| p.identity.clone()) else {
-        let known: Vec<_> = profiles.iter().map(|p| p.alias.to_string()).collect();
-        let known = if known.is_empty() {
-            "none".to_owned()
-        } else {
-            known.join(", ")
-        };
-        return Err(UsageError(format!("no host {alias} to remove (known: {known})")).into());
-    };
+    let mut profiles = ctx.profiles()?;
+    let identity = profiles.lookup(alias)?.identity.clone();
     profiles.remove(alias);
     let edits = Edits {
         user_new: None,

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Ctx, lookup_profile};
+use super::Ctx;
 use crate::cli::DoctorArgs;
 use crate::paths::Paths;
-use crate::profile::{LoginKind, Profile, Profiles};
+use crate::profile::{LoginKind, Profile};
 use crate::remote;
 use crate::ssh::{LoginFailure, Ssh, parse_resolved};
 use crate::target::Alias;
@@ -47,9 +47,9 @@ pub(super) const LOCAL_LIMIT: Duration = Duration::from_secs(5);
 pub(super) type Settings = BTreeMap<String, String>;
 
 pub(crate) fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<ExitCode> {
-    let profiles = Profiles::load(&ctx.paths.hosts_file())?;
+    let profiles = ctx.profiles()?;
     let selected: Vec<Profile> = match &args.alias {
-        Some(alias) => vec![lookup_profile(&profiles, alias)?],
+        Some(alias) => vec![profiles.lookup(alias)?.clone()],
         None => profiles.iter().cloned().collect(),
     };
     let timeout = ctx.ssh.connect_timeout().min(QUICK_CONNECT_SECS);
