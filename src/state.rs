@@ -256,7 +256,7 @@ impl RunDir {
     }
 
     /// Takes the supervisor's lease for this process, or fails when another supervisor holds
-    /// it. The file keeps this process's pid for [`RunDir::live_supervisor`].
+    /// it. The file keeps this process's pid for [`crate::supervisor::handle::find`].
     pub(crate) fn take_lease(&self) -> Result<Lease> {
         let path = self.lease_path();
         let file = open_lock(&path)?;
@@ -272,21 +272,6 @@ impl RunDir {
             path,
             inode,
         })
-    }
-
-    /// The live supervisor's pid: only a process holding the lease counts, so a stale or
-    /// reused pid can never make jssh signal an unrelated process.
-    pub(crate) fn live_supervisor(&self) -> Option<u32> {
-        let file = File::open(self.lease_path()).ok()?;
-        match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            // Nobody holds it: no supervisor (the lock is dropped again at once).
-            Ok(_) => None,
-            Err((file, _)) => {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut &file, &mut text).ok()?;
-                text.trim().parse().ok()
-            }
-        }
     }
 
     /// Forgets the session (after `down`); the remembered port and the log stay.

@@ -72,7 +72,7 @@ fn row(alias: &Alias, run: &RunDir, file: SessionFile, remote: Option<&[RemoteSe
         SessionFile::Missing => (None, None),
         SessionFile::Unreadable(why) => (None, Some(why)),
     };
-    let supervisor = run.live_supervisor();
+    let supervisor = crate::supervisor::handle::find(run);
     let name = remote::session_name(alias);
     let on_remote = remote.and_then(|r| r.iter().find(|s| s.session == name).cloned());
     let state = match (&supervisor, &session, &on_remote) {

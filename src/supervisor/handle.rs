@@ -2,12 +2,13 @@
 //! (built and parsed here, nowhere else).
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -89,9 +90,20 @@ fn exe() -> Result<PathBuf> {
     Ok(if helper.is_file() { helper } else { exe })
 }
 
-/// The running supervisor's pid, found by its lease (see [`RunDir::live_supervisor`]).
+/// The running supervisor's pid, found by its lease ([`RunDir::take_lease`]): the one way
+/// jssh finds a supervisor. Only a process holding the lease counts, so a stale or reused
+/// pid can never make jssh signal an unrelated process.
 pub(crate) fn find(run: &RunDir) -> Option<u32> {
-    run.live_supervisor()
+    let file = File::open(run.lease_path()).ok()?;
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        // Nobody holds it: no supervisor (the lock is dropped again at once).
+        Ok(_) => None,
+        Err((file, _)) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut &file, &mut text).ok()?;
+            text.trim().parse().ok()
+        }
+    }
 }
 
 /// Whether the login a human answered ([`RunDir::login_control`]) is still connected: its

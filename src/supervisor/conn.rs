@@ -1,0 +1,219 @@
+//! The supervisor's ssh connections: the active one and the standby, each a private master
+//! it spawned or, where logins need a human, the login the user answered, which it holds but
+//! does not own. Starting, promoting and ending them (TERM, grace, KILL; never an orphan),
+//! ending the masters a killed supervisor left behind, and asking whether the sshd's port
+//! answers again all live here.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+
+use super::Supervisor;
+use super::gate::Route;
+use super::mux;
+use super::policy::{GRACE, STANDBY_STRIKES};
+use crate::platform;
+use crate::process::CleanChild;
+use crate::ssh::{Ssh, parse_resolved};
+use crate::state::RunDir;
+use crate::target::Alias;
+
+/// One of the supervisor's ssh connections, a private master (see [`crate::ssh::Ssh::tunnel`]).
+pub(super) struct Conn {
+    pub(super) child: Master,
+    pub(super) control: PathBuf,
+    pub(super) started: Instant,
+}
+
+/// A connection's ssh: one the supervisor started, or the login a human answered, which
+/// `jssh up`/`jssh login` started in the user's terminal and the supervisor holds.
+pub(super) enum Master {
+    Spawned(CleanChild),
+    Held(mux::Held),
+}
+
+impl Master {
+    pub(super) fn id(&self) -> u32 {
+        match self {
+            Self::Spawned(child) => child.id(),
+            Self::Held(held) => held.pid,
+        }
+    }
+
+    /// How it ended, once it has.
+    pub(super) fn ended(&mut self) -> Result<Option<String>> {
+        Ok(match self {
+            Self::Spawned(child) => child.try_wait()?.map(|status| format!("ssh {status}")),
+            Self::Held(held) => held.gone().then(|| "the login ended".to_owned()),
+        })
+    }
+}
+
+impl Supervisor {
+    /// Starts a connection (the active one or a standby: they are alike, a master without
+    /// forwards, which the gate hands connections to). Where logins need a human, takes the
+    /// login the user answered instead, or fails: it never logs in itself.
+    pub(super) fn connect(&mut self) -> Result<Conn> {
+        if self.human {
+            let control = self.run.login_control();
+            let held = mux::hold(&control, GRACE).context("no login to ride on")?;
+            return Ok(Conn {
+                child: Master::Held(held),
+                control,
+                started: Instant::now(),
+            });
+        }
+        self.generation += 1;
+        let control = self.run.control_path(self.generation % 2);
+        // A stale socket would make the new master run without one.
+        let _ = std::fs::remove_file(&control);
+        let cmd = self.ssh.tunnel(&self.alias, &control);
+        let child = cmd.spawn_clean(None, self.log.fd())?;
+        let mut masters: Vec<(u32, PathBuf)> = [&self.active, &self.standby]
+            .into_iter()
+            .flatten()
+            .map(|c| (c.child.id(), c.control.clone()))
+            .collect();
+        masters.push((child.id(), control.clone()));
+        if let Err(e) = self.run.write_masters(&masters) {
+            self.event(&format!("could not record the ssh connections: {e:#}"));
+        }
+        Ok(Conn {
+            child: Master::Spawned(child),
+            control,
+            started: Instant::now(),
+        })
+    }
+
+    /// Makes `conn` the connection that carries the tunnel: the gate sends connections to it
+    /// (those waiting try it at once; until its control socket exists, every 20 ms).
+    pub(super) fn activate(&mut self, conn: Conn) {
+        self.session.ssh_pid = Some(conn.child.id());
+        self.active = Some(conn);
+        if self.trusted() {
+            self.gate.set_route(self.route());
+        }
+    }
+
+    /// Makes the standby the active connection, if it is alive and ready: new connections
+    /// simply go to it. Returns whether it did.
+    pub(super) fn take_over(&mut self) -> bool {
+        let Some(mut standby) = self.standby.take() else {
+            return false;
+        };
+        if matches!(standby.child.ended(), Ok(None)) && standby.control.exists() {
+            self.activate(standby);
+            return true;
+        }
+        stop(standby);
+        false
+    }
+
+    /// Starts a standby connection unless one runs (or standbys keep dying young).
+    pub(super) fn ensure_standby(&mut self) {
+        if self.human {
+            return; // It would need a login of its own.
+        }
+        if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {
+            match self.connect() {
+                Ok(conn) => self.standby = Some(conn),
+                Err(e) => self.event(&format!("could not start a standby connection: {e:#}")),
+            }
+        }
+    }
+
+    /// Where the gate and the probe send connections, while a connection is active.
+    pub(super) fn route(&self) -> Option<Route> {
+        self.active.as_ref().map(|conn| Route {
+            control: conn.control.clone(),
+            end: self.session.remote_end(),
+        })
+    }
+
+    pub(super) fn stop_all(&mut self) {
+        self.gate.set_route(None);
+        self.session.ssh_pid = None;
+        if let Some(watch) = self.watch.take() {
+            end(&watch.child);
+        }
+        for conn in [self.active.take(), self.standby.take()].into_iter().flatten() {
+            stop(conn);
+        }
+    }
+
+    /// The sshd's address when ssh connects to it directly (for the "is it back?" check).
+    pub(super) fn direct_address(&self) -> Option<String> {
+        let out = self.ssh.resolve(&self.alias).output().ok()?;
+        let resolved = parse_resolved(&String::from_utf8_lossy(&out.stdout));
+        if resolved.contains_key("proxyjump") || resolved.contains_key("proxycommand") {
+            return None;
+        }
+        Some(format!("{}:{}", resolved.get("hostname")?, resolved.get("port")?))
+    }
+
+    /// Whether the sshd's port accepts a TCP connection (only known for direct connections).
+    pub(super) fn server_answers(&self) -> bool {
+        let Some(addr) = &self.direct else { return false };
+        let Ok(mut addrs) = addr.to_socket_addrs() else {
+            return false;
+        };
+        addrs
+            .next()
+            .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok())
+    }
+}
+
+/// A supervisor killed with SIGKILL leaves its masters running: end them, through their
+/// control sockets; one still logging in has none yet, so the pids the old supervisor
+/// recorded are signalled too, but only a process whose command line names that control
+/// socket (a private path in this alias's state dir), never one that merely got a reused pid.
+pub(super) fn end_leftover_masters(ssh: &Ssh, alias: &Alias, run: &RunDir) {
+    for n in 0..2 {
+        let control = run.control_path(n);
+        if control.exists() {
+            let _ = ssh.exit_master(alias, &control).output_within(GRACE);
+            let _ = std::fs::remove_file(&control);
+        }
+    }
+    for (pid, control) in run.read_masters() {
+        if platform::started_with(pid, control.as_os_str())
+            && let Ok(pid) = i32::try_from(pid)
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+}
+
+/// Ends a connection and removes its control socket.
+pub(super) fn stop(conn: Conn) {
+    let Conn { child, control, .. } = conn;
+    match child {
+        Master::Spawned(child) => {
+            end(&child);
+            let _ = std::fs::remove_file(control);
+        }
+        // The login a human answered is the CLI's: `jssh down` still needs it to stop the
+        // remote Jupyter (logging in again would take another prompt), and ends it then. A
+        // tunnel stopped with the server left running leaves it for the next `jssh up`.
+        Master::Held(_) => {}
+    }
+}
+
+/// TERM, a grace period, then KILL; always reaped, so no orphan and no zombie.
+pub(super) fn end(child: &CleanChild) {
+    child.signal(Signal::SIGTERM);
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) | Err(_) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.signal(Signal::SIGKILL);
+    while let Ok(None) = child.try_wait() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,349 @@
+//! The loop: sleep in `poll(2)` until a signal, a network change, a held login's end or the
+//! next tick; on a tick, observe what the link's state calls for (a probe, a reach check),
+//! let the pure [`link::on_tick`] decide, and perform the [`Action`] it returns. What happens
+//! when an ssh ends (SIGCHLD) is decided here too. No rule of timing lives here: they are in
+//! [`super::policy`].
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+
+use super::Supervisor;
+use super::conn::{Conn, Master, stop};
+use super::link::{self, Action, Link, Seen};
+use super::policy::{
+    CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, RUN_DIR_CHECK, TAKEOVER_LIMIT, YOUNG,
+    backoff, recheck_timeout,
+};
+use super::probe::Probe;
+use super::remote_jupyter::Relaunch;
+use crate::platform::{self, Signals};
+use crate::state::Phase;
+
+impl Supervisor {
+    /// Runs until a stop signal (which it returns) or a failure it gives up on.
+    pub(super) fn run_loop(&mut self, signals: &mut Signals) -> Result<Signal> {
+        loop {
+            let wait = self
+                .next_tick
+                .min(self.lease_checked + RUN_DIR_CHECK)
+                .saturating_duration_since(Instant::now());
+            let millis = u16::try_from(wait.as_millis().min(60_000)).unwrap_or(u16::MAX);
+            let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
+            fds.extend(self.net.as_ref().map(|net| PollFd::new(net.fd(), PollFlags::POLLIN)));
+            // A held login is not our child: its end shows as its control connection closing.
+            let held_at = fds.len();
+            if let Some(Conn {
+                child: Master::Held(held),
+                ..
+            }) = &self.active
+            {
+                fds.push(PollFd::new(held.fd(), PollFlags::POLLIN));
+            }
+            let before = Instant::now();
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("poll failed"),
+            }
+            let late = before.elapsed().saturating_sub(Duration::from_millis(millis.into()));
+            let ready = |i: usize| fds.get(i).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+            let net_ready = self.net.is_some() && ready(1);
+            let held_ready = held_at > 1 && ready(held_at);
+            drop(fds);
+            let arrived = signals.pending();
+            if let Some(&sig) = arrived.iter().find(|&&s| s != Signal::SIGCHLD && s != Signal::SIGUSR1) {
+                self.event(&format!("received {sig}: stopping the tunnel"));
+                return Ok(sig);
+            }
+            if arrived.contains(&Signal::SIGUSR1) {
+                self.login_arrived();
+            }
+            if !arrived.is_empty() || held_ready {
+                self.reap()?;
+            }
+            self.notice_changes(late, net_ready);
+            let now = Instant::now();
+            // Checked on every tick (a stat), so an idle supervisor wakes no more often for it.
+            if now >= self.next_tick || now >= self.lease_checked + RUN_DIR_CHECK {
+                self.lease_checked = now;
+                if !self.lease.still_there() {
+                    // `jssh down` could no longer find this supervisor: nobody could stop it.
+                    self.event("the state directory was removed: stopping the tunnel");
+                    return Ok(Signal::SIGTERM);
+                }
+            }
+            if now >= self.next_tick {
+                self.tick()?;
+            }
+        }
+    }
+
+    /// Handles a SIGCHLD: a lost standby is dropped; a lost active connection is replaced by
+    /// the standby when it can be, else the next attempt is scheduled.
+    fn reap(&mut self) -> Result<()> {
+        if let Some(watch) = &self.watch
+            && let Some(ended) = watch.child.try_wait()?
+        {
+            let young = watch.started.elapsed() < YOUNG;
+            self.watch = None;
+            self.watch_ended(ended, young)?;
+        }
+        if let Some(standby) = &mut self.standby
+            && let Some(why) = standby.child.ended()?
+        {
+            let young = standby.started.elapsed() < YOUNG;
+            self.standby_strikes = if young { self.standby_strikes + 1 } else { 0 };
+            self.standby = None;
+            self.event(&format!("standby connection lost: {why}"));
+        }
+        let Some(active) = &mut self.active else { return Ok(()) };
+        let Some(why) = active.child.ended()? else {
+            return Ok(());
+        };
+        self.active = None;
+        self.session.ssh_pid = None;
+        self.gate.set_route(None);
+        let now = Instant::now();
+        let lost = match self.link {
+            Link::Up { .. } | Link::Rechecking { .. } => now,
+            Link::Connecting { lost, .. } => lost.unwrap_or(now),
+            Link::Waiting { lost, .. } => lost,
+        };
+        if self.human {
+            self.event(&format!("tunnel lost: {why}"));
+            self.needs_login(now, lost);
+            return Ok(());
+        }
+        self.session.phase = Phase::Reconnecting;
+        self.session.last_error = Some(why.clone());
+        if self.link.is_up() && self.take_over() {
+            self.event(&format!("tunnel lost: {why}; the standby connection took over"));
+            self.link = Link::Connecting {
+                since: now,
+                lost: Some(lost),
+                closed_since: None,
+                deadline: now + TAKEOVER_LIMIT,
+            };
+            self.next_tick = now;
+            return Ok(());
+        }
+        // A link that was up is retried at once; only failed attempts back off.
+        let delay = if self.link.is_up() {
+            self.event(&format!("tunnel lost: {why}"));
+            Duration::ZERO
+        } else {
+            self.event(&format!("reconnect attempt failed: {why}"));
+            self.attempt += 1;
+            backoff(self.attempt - 1)
+        };
+        self.save();
+        self.link = Link::Waiting {
+            due: now + delay,
+            lost,
+            seen_down: false,
+        };
+        self.next_tick = now;
+        Ok(())
+    }
+
+    /// One tick: observe what the link's state calls for, let [`link::on_tick`] decide, then
+    /// do what it says (which may move the state further).
+    fn tick(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let seen = match self.link {
+            Link::Waiting { .. } => {
+                Seen::Reach((self.direct.is_some() && self.link.wants_reach_check(now)).then(|| self.server_answers()))
+            }
+            Link::Connecting { .. } => Seen::Probe(self.checked_probe()?),
+            Link::Up { .. } => Seen::Probe(self.probe()),
+            Link::Rechecking { .. } => {
+                let probe = self.probe_within(recheck_timeout(self.probe_typical));
+                if let Some(at) = self.changed_at.take() {
+                    let ms = at.elapsed().as_millis();
+                    self.event(&format!("probed {ms} ms after the change: {probe:?}"));
+                }
+                Seen::Probe(probe)
+            }
+        };
+        let (link, action, next) = link::on_tick(self.link, &seen, now);
+        self.link = link;
+        self.next_tick = next;
+        match action {
+            Action::Connect { lost } => self.spawn_active(now, lost)?,
+            Action::Connected { since, lost } => {
+                self.verify_auth()?;
+                self.connected(since, lost);
+            }
+            Action::CheckJupyter => {
+                // A relaunch moves the state itself when it reconnects; when it started
+                // Jupyter again the link keeps waiting for it to answer.
+                self.relaunch()?;
+            }
+            Action::GiveUp { lost, last } => {
+                self.event(&format!("the new connection does not carry the tunnel ({last:?})"));
+                self.abandon(now);
+                // Like an attempt that ended early: retried after a backoff, not in a loop.
+                self.attempt += 1;
+                self.link = Link::Waiting {
+                    due: now + backoff(self.attempt),
+                    lost,
+                    seen_down: false,
+                };
+            }
+            Action::CheckStall { lost } if now >= self.next_reach_check => {
+                self.next_reach_check = now + REACH_EVERY;
+                // A SYN sent into a dead path is retried only after 1, 3, 7… s: once the
+                // server answers a fresh one, start over instead of waiting for that.
+                // Where the system cannot tell, an attempt is left to its own SYN retries.
+                let stalled = self
+                    .active
+                    .as_ref()
+                    .is_some_and(|c| platform::syn_sent(c.child.id()) == Some(true));
+                if stalled && self.server_answers() {
+                    self.event("the server answers again: restarting the stalled connection attempt");
+                    if let Some(conn) = self.active.take() {
+                        stop(conn);
+                    }
+                    self.spawn_active(now, lost)?;
+                }
+            }
+            Action::Nothing | Action::CheckStall { .. } => {}
+            Action::Healthy { since } => {
+                if now.duration_since(since) > HEALTHY_RESET {
+                    self.attempt = 0;
+                }
+                if let Some(hung) = self.hung_since.take() {
+                    let secs = now.duration_since(hung).as_secs_f64();
+                    self.event(&format!("Jupyter answers again (it did not for {secs:.1} s)"));
+                    self.session.last_error = None;
+                    self.save();
+                }
+                self.ensure_standby();
+                self.ensure_watch();
+            }
+            Action::Hung => {
+                // The channel opened, so ssh and the server are fine: a new connection
+                // would not help, and Jupyter (busy, or frozen) is not ours to kill.
+                if self.hung_since.is_none() {
+                    self.hung_since = Some(now);
+                    let why = "Jupyter does not answer; the connection is fine";
+                    self.event(why);
+                    self.session.last_error = Some(why.into());
+                    self.save();
+                }
+            }
+            Action::Unhealthy(result) => self.unhealthy(&result)?,
+            Action::Drop => {
+                // The state machine already waits out the jitter before the new attempt.
+                let why = "the connection did not survive the sleep or the network change";
+                self.event(&format!("{why}: reconnecting"));
+                self.session.phase = Phase::Reconnecting;
+                self.session.last_error = Some(why.into());
+                self.save();
+                self.stop_all();
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn spawn_active(&mut self, now: Instant, lost: Instant) -> Result<()> {
+        // After an outage the remote port may have changed hands: check it again. (A standby
+        // taking over skips this: the remote side did not change in those milliseconds.)
+        self.listener_ok = false;
+        let conn = match self.connect() {
+            Ok(conn) => conn,
+            Err(_) if self.human => {
+                self.needs_login(now, lost);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if self.awaiting_login {
+            self.awaiting_login = false;
+            self.event("a new login is there: resuming over it");
+        }
+        self.activate(conn);
+        self.await_answer(now, lost);
+        Ok(())
+    }
+
+    /// Probes often until Jupyter answers through the tunnel (a new connection, or a
+    /// relaunched Jupyter), counting the outage from `lost`.
+    fn await_answer(&mut self, now: Instant, lost: Instant) {
+        self.link = Link::Connecting {
+            since: now,
+            lost: Some(lost),
+            closed_since: None,
+            deadline: now + CONNECT_LIMIT,
+        };
+        self.next_tick = now + CONNECT_POLL;
+    }
+
+    fn connected(&mut self, since: Instant, lost: Option<Instant>) {
+        let now = Instant::now();
+        match lost {
+            Some(lost) if self.session.phase != Phase::Starting => {
+                self.session.reconnects += 1;
+                // The outage that ended may have taken young standbys down with it: that says
+                // nothing about the server refusing a second session.
+                self.standby_strikes = 0;
+                self.watch_strikes = 0;
+                let down = now.duration_since(lost).as_secs_f64();
+                let attempt = now.duration_since(since).as_secs_f64();
+                self.event(&format!("reconnected in {down:.2} s (this attempt {attempt:.2} s)"));
+            }
+            _ => self.event(&format!(
+                "ready: {}",
+                self.session.url().split('?').next().unwrap_or_default()
+            )),
+        }
+        self.session.phase = Phase::Up;
+        self.save();
+        // Connections held while Jupyter was refusing try again now, not at their next turn.
+        self.gate.set_route(self.route());
+        self.link = Link::Up {
+            since: now,
+            failures: 0,
+        };
+        self.next_tick = now + PROBE_EVERY;
+        self.ensure_standby();
+        self.ensure_watch();
+    }
+
+    /// Two probes in a row failed on a tunnel that was up.
+    fn unhealthy(&mut self, result: &Probe) -> Result<()> {
+        let now = Instant::now();
+        self.event(&format!("health probe failed twice ({result:?})"));
+        match (*result == Probe::Closed).then(|| self.relaunch()).transpose()? {
+            // The path works, the server was gone: it starts again over the same tunnel.
+            Some(Relaunch::Started) => self.await_relaunch(now),
+            Some(Relaunch::Reconnecting) => {}
+            Some(Relaunch::Running) | None => self.abandon(now),
+        }
+        Ok(())
+    }
+
+    /// Waits for a relaunched Jupyter to answer through the tunnel.
+    pub(super) fn await_relaunch(&mut self, now: Instant) {
+        self.session.phase = Phase::Reconnecting;
+        self.save();
+        self.await_answer(now, now);
+    }
+
+    /// A stalled or broken path: the standby shares it, so both connections are replaced.
+    pub(super) fn abandon(&mut self, now: Instant) {
+        self.session.phase = Phase::Reconnecting;
+        self.save();
+        self.stop_all();
+        // The first new attempt goes at once; if it stalls in a dead path, the stall check
+        // replaces it as soon as the server answers again.
+        self.link = Link::Waiting {
+            due: now,
+            lost: now,
+            seen_down: false,
+        };
+        self.next_tick = now;
+    }
+}

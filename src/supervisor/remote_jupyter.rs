@@ -1,0 +1,335 @@
+//! The far side: is the Jupyter the tunnel reaches this session's (the listener check, the
+//! refusal of a request without the token), is it alive (probes, the remote watch that reports
+//! its exit at once, the tmux session list), and starting it again within the restart budget,
+//! only on the machine it ran on. Every remote command goes over one of [`super::conn`]'s
+//! connections.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::Supervisor;
+use super::conn::end;
+use super::link::Link;
+use super::policy::{MAX_RESTARTS, PROBE_TIMEOUT_CAP, RESTART_WINDOW, STANDBY_STRIKES, backoff, probe_timeout};
+use super::probe::{self, Probe};
+use crate::process::{CleanChild, Ended};
+use crate::remote::{self, JupyterSpec, LaunchEvent, Marker};
+
+/// What [`Supervisor::relaunch`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Relaunch {
+    /// Jupyter was gone and has been started again.
+    Started,
+    /// Jupyter still runs.
+    Running,
+    /// The connection reached another machine, or the launch failed: a new connection is on
+    /// its way, after a backoff.
+    Reconnecting,
+}
+
+/// The remote watch's ssh. Its stdin is a pipe the supervisor holds open and never writes
+/// to: the remote side waits only as long as it stays open (see [`remote::watch`]).
+pub(super) struct Watch {
+    pub(super) child: CleanChild,
+    pub(super) started: Instant,
+    _stdin: OwnedFd,
+}
+
+impl Watch {
+    fn spawn(cmd: &crate::process::Cmd, log: BorrowedFd<'_>) -> Result<Self> {
+        // std's pipes are close-on-exec on every platform: only the watch's ssh gets it.
+        let (read, write) = std::io::pipe().context("could not make a pipe")?;
+        let child = cmd.spawn_clean(Some(read.as_fd()), log)?;
+        Ok(Self {
+            child,
+            started: Instant::now(),
+            _stdin: write.into(),
+        })
+    }
+}
+
+impl Supervisor {
+    /// Whether anything carrying the token (a probe, a browser's request) may go to the
+    /// remote end: a socket in the user's 0700 dir always, a TCP port once checked.
+    pub(super) fn trusted(&self) -> bool {
+        self.listener_ok || self.session.remote_socket.is_some() || self.session.remote_port.is_none()
+    }
+
+    /// A probe while connecting, after making sure the remote TCP port is this Jupyter's: a
+    /// port number is public, and another user of the server can bind it while Jupyter
+    /// starts, to receive the token from the first request.
+    pub(super) fn checked_probe(&mut self) -> Result<Probe> {
+        if self.trusted() {
+            return Ok(self.probe());
+        }
+        let (Some(active), Some(port)) = (&self.active, self.session.remote_port) else {
+            return Ok(Probe::Refused);
+        };
+        if !active.control.exists() {
+            return Ok(Probe::Refused);
+        }
+        // Who listens is asked (a remote command) only once something does: asking every
+        // 25 ms while Jupyter imports would compete with it for the server's CPU.
+        let route = self.route().context("no route")?;
+        match probe::listening(&route, probe_timeout(self.probe_typical)) {
+            Probe::Ok => {}
+            other => return Ok(other),
+        }
+        let Ok(marker) = Marker::new() else {
+            return Ok(Probe::Refused);
+        };
+        let check = remote::listener(&marker, &self.session.tmux_name, port);
+        let cmd = self.over(&active.control, &check);
+        let Ok(out) = cmd.output_within(PROBE_TIMEOUT_CAP) else {
+            return Ok(Probe::Refused);
+        };
+        let out = String::from_utf8_lossy(&out.stdout);
+        let said = marker.reply(&out).unwrap_or_default();
+        let alias = &self.alias;
+        match said.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["ours"] => {
+                self.listener_ok = true;
+                self.gate.set_route(self.route());
+                Ok(self.probe())
+            }
+            ["other", uid] => bail!(
+                "on {alias}, 127.0.0.1:{port} is held by another program (uid {uid}), not by this \
+                 Jupyter, so the token was not sent there: someone may have taken the port. \
+                 `jssh down {alias}` then `jssh up {alias}` starts Jupyter on another port, and \
+                 `--socket` on a private socket no one else can take"
+            ),
+            ["unknown"] => bail!(
+                "jssh cannot check who listens on 127.0.0.1:{port} on {alias} (it can where the remote \
+                 runs Linux), and it never sends the token to a port it has not checked: use \
+                 `jssh up {alias} --socket`"
+            ),
+            // Nobody listens yet: Jupyter is starting, or gone.
+            _ => Ok(Probe::Closed),
+        }
+    }
+
+    /// Probes Jupyter through the tunnel, learning how long a good answer takes.
+    pub(super) fn probe(&mut self) -> Probe {
+        self.probe_within(probe_timeout(self.probe_typical))
+    }
+
+    pub(super) fn probe_within(&mut self, timeout: Duration) -> Probe {
+        let started = Instant::now();
+        let route = self.route();
+        let result = self.prober.probe(route.as_ref(), timeout);
+        if result == Probe::Ok {
+            self.probe_typical = (self.probe_typical * 7 + started.elapsed()) / 8;
+        }
+        result
+    }
+
+    /// After a (re)start: Jupyter must refuse a request without the token. One that answers
+    /// it runs without authentication (a token that did not arrive whole, a config that
+    /// disables it), and anyone who can reach it could run code as the user: never served.
+    pub(super) fn verify_auth(&mut self) -> Result<()> {
+        if !self.check_auth {
+            return Ok(());
+        }
+        let Some(route) = self.route() else { return Ok(()) };
+        match probe::once(&route, None, probe_timeout(self.probe_typical)) {
+            Probe::Ok => bail!(
+                "Jupyter on {} answers without the token: its authentication is disabled, so jssh \
+                 will not serve it (look for a token or password setting in its Jupyter config, \
+                 then `jssh down {}` and `jssh up {}`)",
+                self.alias,
+                self.alias,
+                self.alias
+            ),
+            _ => self.check_auth = false,
+        }
+        Ok(())
+    }
+
+    /// Starts the remote watch unless one runs (or they keep failing, or tmux has no hooks).
+    pub(super) fn ensure_watch(&mut self) {
+        if self.watch.is_some() || self.watch_unsupported || self.watch_strikes >= STANDBY_STRIKES {
+            return;
+        }
+        let Some(active) = &self.active else { return };
+        let cmd = self.over(&active.control, &remote::watch(&self.session.tmux_name));
+        match Watch::spawn(&cmd, self.log.fd()) {
+            Ok(watch) => self.watch = Some(watch),
+            Err(e) => self.event(&format!("could not start the remote watch: {e:#}")),
+        }
+    }
+
+    /// The remote watch ended: Jupyter exited or was already gone (relaunch it now), tmux has
+    /// no hooks, or the watch ended for another reason (its connection went: the tunnel's own
+    /// handling covers that, and a new watch follows the next good probe). Only the first two
+    /// are reported as Jupyter's exit.
+    pub(super) fn watch_ended(&mut self, ended: Ended, young: bool) -> Result<()> {
+        match ended {
+            Ended::Exited(code @ (0 | remote::EXIT_GONE)) => {
+                if self.link.is_up() {
+                    self.event(if code == 0 {
+                        "remote Jupyter exited"
+                    } else {
+                        "remote Jupyter was already gone"
+                    });
+                    let now = Instant::now();
+                    if self.relaunch()? == Relaunch::Started {
+                        self.await_relaunch(now);
+                    }
+                }
+            }
+            Ended::Exited(remote::EXIT_NO_HOOKS) => {
+                self.watch_unsupported = true;
+                self.event("the remote tmux has no hooks: a Jupyter crash is noticed by the probe (within ~1 s)");
+            }
+            _ if young => self.watch_strikes += 1,
+            _ => self.watch_strikes = 0,
+        }
+        Ok(())
+    }
+
+    /// A remote command over the active connection (or, without one, the alias's master).
+    fn remote(&self, command: &str) -> crate::process::Cmd {
+        match &self.active {
+            Some(active) => self.over(&active.control, command),
+            None if self.human => self.ssh.exec_over_only(&self.alias, &self.run.login_control(), command),
+            None => self.ssh.exec(&self.alias, command, true),
+        }
+    }
+
+    /// A remote command over one of the connections; where logins need a human, one that
+    /// can never become a login of its own when that connection is gone.
+    fn over(&self, control: &Path, command: &str) -> crate::process::Cmd {
+        if self.human {
+            self.ssh.exec_over_only(&self.alias, control, command)
+        } else {
+            self.ssh.exec_over(&self.alias, control, command)
+        }
+    }
+
+    /// Asks the remote whether the tmux session still runs.
+    fn remote_alive(&mut self) -> bool {
+        // Unknown: do not restart a server we cannot see.
+        let Ok(marker) = Marker::new() else { return true };
+        let Ok(out) = self.remote(&remote::list(&marker)).output() else {
+            return true;
+        };
+        marker.reply(&String::from_utf8_lossy(&out.stdout)).is_none_or(|said| {
+            remote::parse_list(said)
+                .iter()
+                .any(|s| s.session == self.session.tmux_name)
+        })
+    }
+
+    /// Starts the remote Jupyter again unless it still runs (the launch script then reuses
+    /// it), within the restart budget, and only on the machine it ran on.
+    pub(super) fn relaunch(&mut self) -> Result<Relaunch> {
+        let now = Instant::now();
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
+        {
+            self.restarts.pop_front();
+        }
+        if self.restarts.len() >= MAX_RESTARTS {
+            if self.remote_alive() {
+                return Ok(Relaunch::Running);
+            }
+            bail!(
+                "the remote Jupyter died {MAX_RESTARTS} times in 10 minutes: see `jssh logs {} --remote`",
+                self.alias
+            );
+        }
+        let spec = JupyterSpec {
+            session: &self.session.tmux_name,
+            notebook: self.session.notebook,
+            socket: self.session.remote_socket.is_some(),
+            dir: self.session.dir.as_deref(),
+            env: &self.session.env,
+            info: &self.session.jupyter,
+        };
+        let ports: Vec<u16> = self.session.remote_port.into_iter().collect();
+        let expect = self.session.remote_node.as_deref();
+        let sent = Marker::new().and_then(|marker| {
+            let cmd = self.remote(&remote::launch(&marker, &spec, &ports, false, false, expect, None));
+            Ok((cmd.stdin_bytes(self.session.token.clone().into_bytes()).run()?, marker))
+        });
+        let (out, marker) = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                // A connection lost on the way, or a remote that cannot start it right now
+                // (a full disk): try again later, not give up on the tunnel.
+                self.reconnect_later(format!("could not restart the remote Jupyter: {e:#}"));
+                return Ok(Relaunch::Reconnecting);
+            }
+        };
+        let mut started = false;
+        let out = String::from_utf8_lossy(&out.stdout);
+        for line in marker.reply(&out).unwrap_or_default().lines() {
+            match LaunchEvent::parse(line) {
+                Some(LaunchEvent::Started { port, pid, reused }) => {
+                    started = !reused;
+                    self.session.remote_pid = pid;
+                    if started && port.is_some() && port != self.session.remote_port {
+                        // The old port was taken meanwhile: the forward must follow.
+                        self.session.remote_port = port;
+                        self.stop_all();
+                    }
+                }
+                Some(LaunchEvent::Elsewhere(reached)) => {
+                    self.reconnect_later(format!(
+                        "this connection reached {reached}, but Jupyter runs on {}: connecting \
+                         again (does the alias's address lead to several machines?)",
+                        self.session.remote_node.as_deref().unwrap_or("another machine")
+                    ));
+                    return Ok(Relaunch::Reconnecting);
+                }
+                _ => {}
+            }
+        }
+        if !started {
+            return Ok(Relaunch::Running);
+        }
+        // A watch still running waits for the old pane (a tmux whose hooks lack the pane
+        // id never wakes it): the next good probe starts one for the new pane.
+        if let Some(watch) = self.watch.take() {
+            end(&watch.child);
+        }
+        self.restarts.push_back(now);
+        self.check_auth = true;
+        self.listener_ok = false;
+        if !self.trusted() {
+            self.gate.set_route(None);
+        }
+        self.session.restarts += 1;
+        self.session.last_error = Some("the remote Jupyter exited".into());
+        self.event(&format!(
+            "remote Jupyter is gone: started it again ({} of {MAX_RESTARTS} restarts allowed in 10 minutes)",
+            self.restarts.len()
+        ));
+        self.save();
+        if self.active.is_none() {
+            self.spawn_active(now, now)?;
+        }
+        Ok(Relaunch::Started)
+    }
+
+    /// Drops the connections and connects again after a backoff: the connection reached
+    /// another machine than Jupyter's (a login address that leads to several), or the remote
+    /// could not start Jupyter just now.
+    fn reconnect_later(&mut self, why: String) {
+        let now = Instant::now();
+        self.event(&why);
+        self.session.last_error = Some(why);
+        self.abandon(now);
+        self.attempt += 1;
+        self.link = Link::Waiting {
+            due: now + backoff(self.attempt),
+            lost: now,
+            seen_down: false,
+        };
+    }
+}
