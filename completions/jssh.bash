@@ -1313,7 +1313,7 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__up)
-            opts="-d -p -h -V --detach --port --dir --notebook --socket --env --open --timeout --stop-remote --ssh-config --connect-timeout --help --version"
+            opts="-d -p -h -V --all --detach --port --dir --notebook --socket --env --open --timeout --stop-remote --ssh-config --connect-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1413,7 +1413,7 @@ _jssh_with_aliases() {
     local cur="${COMP_WORDS[COMP_CWORD]}"
     [[ $cur == -* || $COMP_CWORD -lt 2 ]] && return 0
     case "${COMP_WORDS[1]}" in
-        setup|up|down|login|status|attach|logs|url|open|jupyter|password|doctor|supervise) ;;
+        setup|login|attach|logs|url|open|jupyter|password|doctor|supervise) ;;
         *) return 0 ;;
     esac
     if [[ $COMP_CWORD -eq 2 || " ${COMPREPLY[*]} " == *" <ALIAS> "* ]]; then

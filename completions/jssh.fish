@@ -30,9 +30,9 @@ complete -c jssh -n "__fish_jssh_needs_command" -s h -l help -d 'Print help (see
 complete -c jssh -n "__fish_jssh_needs_command" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "setup" -d 'Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "up" -d 'Start Jupyter on ALIAS in a detached tmux session and forward it to 127.0.0.1.'
-complete -c jssh -n "__fish_jssh_needs_command" -f -a "down" -d 'Stop the tunnel and (unless --keep-remote) the remote Jupyter'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "down" -d 'Stop the tunnel and (unless --keep-remote) the remote Jupyter.'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "login" -d 'Log in again, on a host that asks for a code or a push: the tunnel resumes.'
-complete -c jssh -n "__fish_jssh_needs_command" -f -a "status" -d 'Show tunnels and servers: up, reconnecting, down, or remote-only'
+complete -c jssh -n "__fish_jssh_needs_command" -f -a "status" -d 'Show tunnels and servers: up, reconnecting, down, or remote-only.'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "attach" -d 'Attach to the remote Jupyter\'s tmux session (detach again with Ctrl-b d)'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "logs" -d 'Show the supervisor\'s log, or the remote Jupyter\'s'
 complete -c jssh -n "__fish_jssh_needs_command" -f -a "url" -d 'Print just the URL (with its token), for scripts'
@@ -61,24 +61,25 @@ complete -c jssh -n "__fish_jssh_using_subcommand setup" -l force -d 'Shadow an 
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l remove -d 'Remove ALIAS\'s block and profile (the key and the server\'s authorized_keys line stay)'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s V -l version -d 'Print version'
-complete -c jssh -n "__fish_jssh_using_subcommand up" -s p -l port -d 'Local port (default: the last one used for ALIAS, else 8888, else any free one)' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -s p -l port -d 'Local port (default: the last one used for ALIAS, else 8888, else any free one; one alias only)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l dir -d 'Jupyter\'s root directory on the remote. Quote a `~` (--dir \'~/project\'): unquoted, your shell replaces it with this machine\'s home' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l env -d 'How the remote finds Jupyter: venv:PATH, conda:NAME, module:NAME[,…] or pre:SHELL-SNIPPET (repeatable, in order; saved for ALIAS)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l timeout -d 'Give up if Jupyter does not answer within this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
-complete -c jssh -n "__fish_jssh_using_subcommand up" -s d -l detach -d 'Run the tunnel in the background; return once the URL answers'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l all -d 'Every alias set up'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -s d -l detach -d 'Run the tunnel in the background; return once the URL answers (implied by several aliases)'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l notebook -d 'The classic Notebook UI instead of JupyterLab'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l socket -d 'Serve Jupyter on a Unix socket (0600, in a 0700 dir) instead of a remote TCP port'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l open -d 'Open the URL in a browser once it answers'
-complete -c jssh -n "__fish_jssh_using_subcommand up" -l stop-remote -d 'In the foreground, stop the remote server too on Ctrl-C'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l stop-remote -d 'In the foreground, stop the remote server too on Ctrl-C (one alias only)'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand down" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand down" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
-complete -c jssh -n "__fish_jssh_using_subcommand down" -l all -d 'Stop every alias'
+complete -c jssh -n "__fish_jssh_using_subcommand down" -l all -d 'Stop every alias that has a tunnel or a server'
 complete -c jssh -n "__fish_jssh_using_subcommand down" -l keep-remote -d 'Leave the remote Jupyter running (only the tunnel stops)'
-complete -c jssh -n "__fish_jssh_using_subcommand down" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand down" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_using_subcommand down" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand login" -l timeout -d 'Give up waiting for the tunnel to be up again after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand login" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
@@ -89,7 +90,7 @@ complete -c jssh -n "__fish_jssh_using_subcommand status" -l ssh-config -d 'The 
 complete -c jssh -n "__fish_jssh_using_subcommand status" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand status" -l json -d 'Print JSON: an array with one object per alias'
 complete -c jssh -n "__fish_jssh_using_subcommand status" -l local -d 'Only what this machine knows, without asking the remotes (instant; servers running remotely with no tunnel are not seen)'
-complete -c jssh -n "__fish_jssh_using_subcommand status" -s h -l help -d 'Print help'
+complete -c jssh -n "__fish_jssh_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_using_subcommand status" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand attach" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand attach" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
@@ -180,9 +181,9 @@ complete -c jssh -n "__fish_jssh_using_subcommand supervise" -s h -l help -d 'Pr
 complete -c jssh -n "__fish_jssh_using_subcommand supervise" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "setup" -d 'Make a key, install it on HOST, and add ALIAS to a jssh-managed ssh config block.'
 complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "up" -d 'Start Jupyter on ALIAS in a detached tmux session and forward it to 127.0.0.1.'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "down" -d 'Stop the tunnel and (unless --keep-remote) the remote Jupyter'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "down" -d 'Stop the tunnel and (unless --keep-remote) the remote Jupyter.'
 complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "login" -d 'Log in again, on a host that asks for a code or a push: the tunnel resumes.'
-complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "status" -d 'Show tunnels and servers: up, reconnecting, down, or remote-only'
+complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "status" -d 'Show tunnels and servers: up, reconnecting, down, or remote-only.'
 complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "attach" -d 'Attach to the remote Jupyter\'s tmux session (detach again with Ctrl-b d)'
 complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "logs" -d 'Show the supervisor\'s log, or the remote Jupyter\'s'
 complete -c jssh -n "__fish_jssh_using_subcommand help; and not __fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor hosts service completions man supervise help" -f -a "url" -d 'Print just the URL (with its token), for scripts'
@@ -202,4 +203,4 @@ complete -c jssh -n "__fish_jssh_using_subcommand help; and __fish_seen_subcomma
 complete -c jssh -n "__fish_jssh_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "run" -d 'What a service runs: the foreground `jssh up ALIAS`, its token kept out of the journal'
 
 # Host aliases come from jssh itself, so they are always current.
-complete -c jssh -n "__fish_seen_subcommand_from setup up down login status attach logs url open jupyter password doctor supervise" -f -a "(jssh hosts --names 2>/dev/null)" -d 'host alias'
+complete -c jssh -n "__fish_seen_subcommand_from setup login attach logs url open jupyter password doctor supervise" -f -a "(jssh hosts --names 2>/dev/null)" -d 'host alias'

@@ -125,21 +125,34 @@ pub(crate) struct SetupArgs {
 /// Reuses a running server. In the foreground it prints one line per event and Ctrl-C stops
 /// the tunnel (the server keeps running); -d returns once the URL answers.
 ///
+/// Several aliases (or --all) start in parallel, all in the background, and print one line
+/// each: the alias and its URL, or why it failed (the exit status is 1 if any did). Hosts
+/// whose logins need a human ask one after another, in the terminal, while the others start.
+///
 /// Examples:
 ///   jssh up gpu -d
 ///   jssh up gpu --dir '~/project' --env venv:~/venvs/ml --open
 ///   jssh up hpc --socket --notebook
+///   jssh up --all
+///   jssh up gpu hpc
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct UpArgs {
-    /// A host alias from `jssh setup`.
-    pub(crate) alias: Alias,
+    /// Host aliases from `jssh setup`.
+    #[arg(required_unless_present = "all", value_name = "ALIAS")]
+    pub(crate) aliases: Vec<Alias>,
 
-    /// Run the tunnel in the background; return once the URL answers.
+    /// Every alias set up.
+    #[arg(long, conflicts_with = "aliases")]
+    pub(crate) all: bool,
+
+    /// Run the tunnel in the background; return once the URL answers (implied by several
+    /// aliases).
     #[arg(long, short = 'd')]
     pub(crate) detach: bool,
 
-    /// Local port (default: the last one used for ALIAS, else 8888, else any free one).
+    /// Local port (default: the last one used for ALIAS, else 8888, else any free one; one
+    /// alias only).
     #[arg(long, short = 'p', value_parser = parse_port)]
     pub(crate) port: Option<u16>,
 
@@ -168,20 +181,28 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) timeout: u64,
 
-    /// In the foreground, stop the remote server too on Ctrl-C.
+    /// In the foreground, stop the remote server too on Ctrl-C (one alias only).
     #[arg(long, conflicts_with = "detach")]
     pub(crate) stop_remote: bool,
 }
 
 /// Stop the tunnel and (unless --keep-remote) the remote Jupyter.
+///
+/// Several aliases (or --all) stop in parallel, each saying what it did on lines of its own.
+///
+/// Examples:
+///   jssh down gpu
+///   jssh down gpu hpc --keep-remote
+///   jssh down --all
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct DownArgs {
-    /// The alias to stop.
-    #[arg(required_unless_present = "all")]
-    pub(crate) alias: Option<Alias>,
+    /// The aliases to stop.
+    #[arg(required_unless_present = "all", value_name = "ALIAS")]
+    pub(crate) aliases: Vec<Alias>,
 
-    /// Stop every alias.
-    #[arg(long, conflicts_with = "alias")]
+    /// Stop every alias that has a tunnel or a server.
+    #[arg(long, conflicts_with = "aliases")]
     pub(crate) all: bool,
 
     /// Leave the remote Jupyter running (only the tunnel stops).
@@ -211,10 +232,20 @@ pub(crate) struct LoginArgs {
 }
 
 /// Show tunnels and servers: up, reconnecting, down, or remote-only.
+///
+/// One alias: its details. Several, or none (every alias): one line each — alias, state,
+/// URL, node, uptime, reconnects, last error — cut to the terminal's width.
+///
+/// Examples:
+///   jssh status
+///   jssh status gpu
+///   jssh status --json | jq -r '.[] | select(.state != "up") | .alias'
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct StatusArgs {
-    /// Only this alias.
-    pub(crate) alias: Option<Alias>,
+    /// Only these aliases (default: every one).
+    #[arg(value_name = "ALIAS")]
+    pub(crate) aliases: Vec<Alias>,
 
     /// Print JSON: an array with one object per alias.
     #[arg(long)]

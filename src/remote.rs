@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use crate::envspec::{EnvSpec, activation, remote_path};
 use crate::jupyter::{self, JupyterInfo};
+use crate::state::Session;
 use crate::target::Alias;
 
 /// Exit status of the launch script when tmux is missing.
@@ -31,6 +32,22 @@ pub(crate) struct JupyterSpec<'a> {
     pub(crate) dir: Option<&'a str>,
     pub(crate) env: &'a [EnvSpec],
     pub(crate) info: &'a JupyterInfo,
+}
+
+impl<'a> JupyterSpec<'a> {
+    /// What runs for `session`: the one place a launch spec is made, for `up`'s first launch
+    /// and the supervisor's relaunch alike. `socket`: whether Jupyter serves on a Unix socket
+    /// (as asked, at the first launch; as it did, at a relaunch).
+    pub(crate) fn of(session: &'a Session, socket: bool) -> Self {
+        Self {
+            session: &session.tmux_name,
+            notebook: session.notebook,
+            socket,
+            dir: session.dir.as_deref(),
+            env: &session.env,
+            info: &session.jupyter,
+        }
+    }
 }
 
 /// A `--dir` that `jssh up` checks on the remote before starting Jupyter there, so that a

@@ -1,33 +1,70 @@
 //! `jssh down`: stop the supervisor (and its ssh), then the remote Jupyter unless kept.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
-use super::{Ctx, login, lookup_profile};
+use super::{Ctx, login, named_profiles};
 use crate::cli::DownArgs;
-use crate::profile::{LoginKind, Profiles};
+use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, LaunchEvent, Marker};
 use crate::state::RunDir;
 use crate::supervisor::handle;
 use crate::target::Alias;
 
 pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
-    let profiles = Profiles::load(&ctx.paths.hosts_file())?;
-    let aliases: Vec<Alias> = match &args.alias {
-        Some(alias) => vec![lookup_profile(&profiles, alias)?.alias],
-        None => profiles
+    let profiles = ctx.profiles()?;
+    let selected: Vec<Profile> = if args.all {
+        profiles
             .iter()
-            .map(|p| p.alias.clone())
-            .filter(|a| RunDir::new(&ctx.paths, a).exists())
-            .collect(),
+            .filter(|p| RunDir::new(&ctx.paths, &p.alias).exists())
+            .cloned()
+            .collect()
+    } else {
+        named_profiles(&profiles, &args.aliases)?
     };
-    let mut first_error = None;
-    for alias in &aliases {
-        if let Err(e) = down(ctx, alias, args.keep_remote) {
-            eprintln!("jssh: error: {e:#}");
-            first_error.get_or_insert(e);
+    // Each alias is its own remote and lock: they stop in parallel. One whose session rides
+    // on a login a human answered may have to ask again: those go one after another, on
+    // this thread, never two prompts at once.
+    let asks = |p: &Profile| {
+        p.login == LoginKind::Prompt
+            || RunDir::new(&ctx.paths, &p.alias)
+                .read_session()
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.login == LoginKind::Prompt)
+    };
+    let (asking, unattended): (Vec<&Profile>, Vec<&Profile>) = selected.iter().partition(|p| asks(p));
+    let results: Vec<(&Alias, Result<()>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = unattended
+            .iter()
+            .map(|p| (&p.alias, scope.spawn(|| down(ctx, &p.alias, args.keep_remote))))
+            .collect();
+        let mut results: Vec<_> = asking
+            .iter()
+            .map(|p| (&p.alias, down(ctx, &p.alias, args.keep_remote)))
+            .collect();
+        for (alias, handle) in handles {
+            results.push((
+                alias,
+                handle.join().unwrap_or_else(|_| Err(anyhow!("stopping it panicked"))),
+            ));
         }
+        results
+    });
+    let total = results.len();
+    let mut failed: Vec<(&Alias, anyhow::Error)> = results
+        .into_iter()
+        .filter_map(|(alias, r)| r.err().map(|e| (alias, e)))
+        .collect();
+    if total == 1 {
+        return failed.pop().map_or(Ok(()), |(_, e)| Err(e));
     }
-    first_error.map_or(Ok(()), Err)
+    for (alias, e) in &failed {
+        eprintln!("jssh: error: {alias}: {e:#}");
+    }
+    if !failed.is_empty() {
+        bail!("{} of {total} aliases did not stop cleanly (see above)", failed.len());
+    }
+    Ok(())
 }
 
 fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {

@@ -1,13 +1,14 @@
 //! `jssh logs`: the supervisor's log, or (`--remote`) the remote Jupyter's, made safe for the
 //! terminal.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use super::Ctx;
+use super::tail::Follower;
 use crate::cli::LogsArgs;
 use crate::remote;
 use crate::sanitize::for_terminal;
@@ -19,7 +20,7 @@ pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         return remote_log(ctx, args);
     }
     let path = RunDir::new(&ctx.paths, &args.alias).log_path();
-    let Ok(mut file) = std::fs::File::open(&path) else {
+    let Ok(mut log) = Follower::open(&path, 0) else {
         bail!(
             "no log for {} yet: it appears with `jssh up {}`",
             args.alias,
@@ -27,23 +28,15 @@ pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         );
     };
     let mut out = std::io::stdout().lock();
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .with_context(|| format!("could not read {}", path.display()))?;
-    out.write_all(for_terminal(&text).as_bytes())?;
+    log.copy_new(&mut out)
+        .with_context(|| format!("could not show {}", path.display()))?;
     if !args.follow {
         return Ok(());
     }
     loop {
         std::thread::sleep(Duration::from_millis(250));
-        let pos = file.stream_position()?;
-        if std::fs::metadata(&path).map_or(0, |m| m.len()) < pos {
-            file.seek(SeekFrom::Start(0))?; // Truncated: start over.
-        }
-        text.clear();
-        file.read_to_string(&mut text)?;
-        out.write_all(for_terminal(&text).as_bytes())?;
-        out.flush()?;
+        log.copy_new(&mut out)
+            .with_context(|| format!("could not show {}", path.display()))?;
     }
 }
 

@@ -12,6 +12,7 @@ mod password;
 mod service;
 mod setup;
 mod status;
+mod tail;
 mod up;
 mod url;
 
@@ -83,9 +84,17 @@ fn supervise(ctx: &Ctx, global: &GlobalArgs, alias: &Alias, foreground: bool) ->
     })
 }
 
-/// The profile for `alias`, or a usage error listing the known ones.
-pub(crate) fn lookup_profile(profiles: &Profiles, alias: &Alias) -> Result<Profile> {
-    profiles.lookup(alias).cloned()
+/// The profiles of `aliases`, in the order named, each once (an unknown one is the usual
+/// usage error): what `up`, `down` and `status` act on when given several.
+pub(crate) fn named_profiles(profiles: &Profiles, aliases: &[Alias]) -> Result<Vec<Profile>> {
+    let mut named: Vec<Profile> = Vec::new();
+    for alias in aliases {
+        let profile = profiles.lookup(alias)?;
+        if !named.iter().any(|p| p.alias == profile.alias) {
+            named.push(profile.clone());
+        }
+    }
+    Ok(named)
 }
 
 /// Opens `url` in a browser through a private redirect page, so the token never shows up in

@@ -243,14 +243,7 @@ impl Supervisor {
                 self.alias
             );
         }
-        let spec = JupyterSpec {
-            session: &self.session.tmux_name,
-            notebook: self.session.notebook,
-            socket: self.session.remote_socket.is_some(),
-            dir: self.session.dir.as_deref(),
-            env: &self.session.env,
-            info: &self.session.jupyter,
-        };
+        let spec = JupyterSpec::of(&self.session, self.session.remote_socket.is_some());
         let ports: Vec<u16> = self.session.remote_port.into_iter().collect();
         let expect = self.session.remote_node.as_deref();
         let sent = Marker::new().and_then(|marker| {
