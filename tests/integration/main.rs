@@ -10,6 +10,7 @@ mod generated;
 mod hops;
 mod hostile;
 mod jupyter;
+mod many;
 mod netns;
 mod otp;
 mod ports;
