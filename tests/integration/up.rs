@@ -10,9 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::util::{
-    Proc, jssh, jssh_at, jssh_std, kill, local_status, mode, process_table, set_up, status, stderr, stdout, venv,
-};
+use crate::util::{Proc, jssh, jssh_at, jssh_std, mode, process_table, set_up, stderr, stdout, venv};
 
 /// A fixture with `alias` set up and its remote environment pointed at the venv.
 pub(crate) fn ready_host(alias: &str) -> (Sshd, Client) {
@@ -172,6 +170,12 @@ fn listen_addresses(port: u16) -> Vec<String> {
     found
 }
 
+pub(crate) fn status(client: &Client, alias: &str) -> serde_json::Value {
+    let out = jssh(client).args(["status", alias, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
 fn remote_sessions(client: &Client, alias: &str) -> String {
     let out = Command::new("ssh")
         .arg("-F")
@@ -199,6 +203,10 @@ pub(crate) fn kill_jupyter_until_logged(client: &Client, alias: &str, line: &str
         assert!(Instant::now() < deadline, "{}", fs::read_to_string(&log_path).unwrap());
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn kill(pid: u32, signal: &str) {
+    Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
 }
 
 #[test]
@@ -233,7 +241,11 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
     assert_eq!(st["url"], url.as_str());
     assert_eq!(st["remote_checked"], true);
     // --local answers from local state alone.
-    let local = &local_status(&client, "nb");
+    let out = jssh(&client)
+        .args(["status", "nb", "--json", "--local"])
+        .output()
+        .unwrap();
+    let local = &serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0];
     assert_eq!(
         (&local["state"], &local["remote_checked"], &local["url"]),
         (&st["state"], &serde_json::Value::Bool(false), &st["url"]),
