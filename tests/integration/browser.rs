@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::fixture::Client;
 use crate::up::{free_port, parse_url, ready_host, up};
-use crate::util::{jssh, stderr};
+use crate::util::{jssh, local_status, stderr};
 
 /// The driver, compiled in: the test binary may run as a user who cannot read the checkout
 /// (`scripts/test-as-user`), so it writes its own copy into the test's temp dir.
@@ -273,19 +273,9 @@ fn kill9(pid: u32) {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL the tunnel's ssh");
 }
 
-/// `jssh status --json --local`: this machine's view of the alias, asking no remote.
-fn local_status(client: &Client) -> Value {
-    let out = jssh(client)
-        .args(["status", ALIAS, "--json", "--local"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "status: {}", stderr(&out));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone()
-}
-
 /// The pid of the ssh master carrying the tunnel right now, as the supervisor reports it.
 fn live_tunnel_ssh(client: &Client) -> Option<u32> {
-    local_status(client)["tunnel_ssh_pid"]
+    local_status(client, ALIAS)["tunnel_ssh_pid"]
         .as_u64()
         .and_then(|pid| u32::try_from(pid).ok())
 }
@@ -318,7 +308,7 @@ fn settle(client: &Client) {
     let mut last = None;
     let mut since = Instant::now();
     loop {
-        let st = local_status(client);
+        let st = local_status(client, ALIAS);
         let mut kids = st["supervisor_pid"]
             .as_u64()
             .map(|pid| children(u32::try_from(pid).unwrap()));

@@ -13,26 +13,13 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::Client;
 use crate::up::{free_port, parse_url, ready_host, up};
-use crate::util::{alive, jssh, process_table, stderr, stdout, venv};
-
-fn status(client: &Client, alias: &str) -> serde_json::Value {
-    let out = jssh(client)
-        .args(["status", alias, "--json", "--local"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
-}
-
-fn kill(pid: u32, signal: &str) {
-    Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
-}
+use crate::util::{alive, jssh, kill, local_status, process_table, stderr, stdout, venv};
 
 /// The pid of the ssh carrying the tunnel, once the supervisor reports one that is not `old`.
 fn live_ssh(client: &Client, alias: &str, old: Option<u64>) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = status(client, alias);
+        let s = local_status(client, alias);
         if let Some(pid) = s["tunnel_ssh_pid"].as_u64()
             && Some(pid) != old
             && s["state"] == "up"
@@ -138,7 +125,7 @@ fn nobody_else_can_take_the_port_while_the_tunnel_heals_and_a_killed_supervisor_
     assert!(squatter.join().unwrap() > 1000, "the squatter spun");
 
     // kill -9 of the supervisor, then `up`: its ssh masters are ended, the port is the same.
-    let sup = u32::try_from(status(&client, "hold")["supervisor_pid"].as_u64().unwrap()).unwrap();
+    let sup = u32::try_from(local_status(&client, "hold")["supervisor_pid"].as_u64().unwrap()).unwrap();
     let old = supervisor_ssh(&client, "hold");
     assert!(!old.is_empty());
     kill(sup, "-KILL");
@@ -168,7 +155,7 @@ fn nobody_else_can_take_the_port_while_the_tunnel_heals_and_a_killed_supervisor_
     }
 
     // `down` after the state dir was deleted: the supervisor notices and stops on its own.
-    let sup = u32::try_from(status(&client, "hold")["supervisor_pid"].as_u64().unwrap()).unwrap();
+    let sup = u32::try_from(local_status(&client, "hold")["supervisor_pid"].as_u64().unwrap()).unwrap();
     let masters = supervisor_ssh(&client, "hold");
     fs::remove_dir_all(client.state_dir().join("hold")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);

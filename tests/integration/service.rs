@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::up::{free_port, get, status};
-use crate::util::{jssh, jssh_std, set_up, snapshot, stderr, stdout, venv};
+use crate::up::{free_port, get};
+use crate::util::{jssh, jssh_std, set_up, snapshot, status, stderr, stdout, venv};
 
 /// Two aliases set up on one sshd, their Jupyter found through the test venv.
 fn two_aliases() -> (Sshd, Client) {

@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::util::{Proc, jssh, jssh_at, jssh_std, mode, process_table, set_up, stderr, stdout, venv};
+use crate::util::{
+    Proc, jssh, jssh_at, jssh_std, kill, local_status, mode, process_table, set_up, status, stderr, stdout, venv,
+};
 
 /// A fixture with `alias` set up and its remote environment pointed at the venv.
 pub(crate) fn ready_host(alias: &str) -> (Sshd, Client) {
@@ -124,7 +126,7 @@ pub(crate) fn tunnel_ssh(client: &Client) -> Vec<(u32, String)> {
 /// The client's supervisors. A child the supervisor is spawning shows its parent's command
 /// line until it execs, so a process whose parent is also listed is not counted (regression:
 /// "one supervisor" saw two once, under load).
-pub(crate) fn supervisors(client: &Client) -> Vec<(u32, String)> {
+fn supervisors(client: &Client) -> Vec<(u32, String)> {
     let root = client.root().display().to_string();
     let found: Vec<Proc> = process_table()
         .into_iter()
@@ -170,12 +172,6 @@ fn listen_addresses(port: u16) -> Vec<String> {
     found
 }
 
-pub(crate) fn status(client: &Client, alias: &str) -> serde_json::Value {
-    let out = jssh(client).args(["status", alias, "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
-}
-
 fn remote_sessions(client: &Client, alias: &str) -> String {
     let out = Command::new("ssh")
         .arg("-F")
@@ -203,10 +199,6 @@ pub(crate) fn kill_jupyter_until_logged(client: &Client, alias: &str, line: &str
         assert!(Instant::now() < deadline, "{}", fs::read_to_string(&log_path).unwrap());
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn kill(pid: u32, signal: &str) {
-    Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
 }
 
 #[test]
@@ -241,11 +233,7 @@ fn up_serves_a_token_protected_loopback_url_and_down_cleans_up() {
     assert_eq!(st["url"], url.as_str());
     assert_eq!(st["remote_checked"], true);
     // --local answers from local state alone.
-    let out = jssh(&client)
-        .args(["status", "nb", "--json", "--local"])
-        .output()
-        .unwrap();
-    let local = &serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0];
+    let local = &local_status(&client, "nb");
     assert_eq!(
         (&local["state"], &local["remote_checked"], &local["url"]),
         (&st["state"], &serde_json::Value::Bool(false), &st["url"]),

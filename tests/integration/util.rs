@@ -158,6 +158,30 @@ pub(crate) fn process_table() -> Vec<Proc> {
         .collect()
 }
 
+/// Sends `signal` (as kill(1) spells it: `-KILL`, `-INT`) to `pid`.
+pub(crate) fn kill(pid: u32, signal: &str) {
+    std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+/// `jssh status ALIAS --json`: the alias's row, the remote asked too.
+pub(crate) fn status(client: &Client, alias: &str) -> serde_json::Value {
+    status_row(client, &["status", alias, "--json"])
+}
+
+/// `jssh status ALIAS --json --local`: this machine's view of the alias, asking no remote.
+pub(crate) fn local_status(client: &Client, alias: &str) -> serde_json::Value {
+    status_row(client, &["status", alias, "--json", "--local"])
+}
+
+fn status_row(client: &Client, args: &[&str]) -> serde_json::Value {
+    let out = jssh(client).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
 /// Whether `pid` runs (and is not a zombie).
 pub(crate) fn alive(pid: u32) -> bool {
     std::process::Command::new("ps")
