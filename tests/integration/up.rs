@@ -126,7 +126,7 @@ pub(crate) fn tunnel_ssh(client: &Client) -> Vec<(u32, String)> {
 /// The client's supervisors. A child the supervisor is spawning shows its parent's command
 /// line until it execs, so a process whose parent is also listed is not counted (regression:
 /// "one supervisor" saw two once, under load).
-fn supervisors(client: &Client) -> Vec<(u32, String)> {
+pub(crate) fn supervisors(client: &Client) -> Vec<(u32, String)> {
     let root = client.root().display().to_string();
     let found: Vec<Proc> = process_table()
         .into_iter()
