@@ -1,8 +1,8 @@
 //! `jssh down`: stop the supervisor (and its ssh), then the remote Jupyter unless kept.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
-use super::{Ctx, login, named_profiles};
+use super::{Ctx, fanout, login, named_profiles};
 use crate::cli::DownArgs;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, LaunchEvent, Marker};
@@ -34,20 +34,13 @@ pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
     };
     let (asking, unattended): (Vec<&Profile>, Vec<&Profile>) = selected.iter().partition(|p| asks(p));
     let results: Vec<(&Alias, Result<()>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = unattended
-            .iter()
-            .map(|p| (&p.alias, scope.spawn(|| down(ctx, &p.alias, args.keep_remote))))
-            .collect();
+        let pool = scope.spawn(|| fanout::each(&unattended, |p| down(ctx, &p.alias, args.keep_remote)));
         let mut results: Vec<_> = asking
             .iter()
             .map(|p| (&p.alias, down(ctx, &p.alias, args.keep_remote)))
             .collect();
-        for (alias, handle) in handles {
-            results.push((
-                alias,
-                handle.join().unwrap_or_else(|_| Err(anyhow!("stopping it panicked"))),
-            ));
-        }
+        let stopped = pool.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        results.extend(unattended.iter().map(|p| &p.alias).zip(stopped));
         results
     });
     let total = results.len();

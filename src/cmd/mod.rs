@@ -3,6 +3,7 @@
 mod attach;
 mod doctor;
 mod down;
+mod fanout;
 mod generate;
 mod hosts;
 mod jupyter;

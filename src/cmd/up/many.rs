@@ -2,22 +2,15 @@
 //! background, then one line each — the alias and its URL, or why it failed.
 
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 use anyhow::Result;
 
 use super::plan::Plan;
 use super::ui::{Progress, Ui};
-use crate::cmd::{Ctx, open_url};
+use crate::cmd::{Ctx, fanout, open_url};
 use crate::profile::{LoginKind, Profile};
 use crate::sanitize::for_terminal;
 use crate::state::RunDir;
-
-/// How many aliases start at once. sshd's default `MaxStartups 10:30:100` refuses some new
-/// connections once more than 10 are still logging in, and many aliases often name one
-/// server: a few at a time keep below that, and each start spends most of its time waiting
-/// for Jupyter, not logging in.
-const AT_ONCE: usize = 8;
 
 /// How one alias's start went, and the notes it would have printed.
 struct Outcome {
@@ -36,41 +29,20 @@ pub(super) fn run(ctx: &Ctx, plan: &Plan) -> ExitCode {
     // prompts at once), while the others start on their own.
     let (asking, unattended): (Vec<&Profile>, Vec<&Profile>) =
         plan.hosts.iter().partition(|p| p.login == LoginKind::Prompt);
-    let queue = Mutex::new(unattended.iter());
-    let outcomes: Mutex<Vec<(&Profile, Outcome)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..unattended.len().min(AT_ONCE))
-            .map(|_| {
-                scope.spawn(|| {
-                    while let Some(profile) = next(&queue) {
-                        let outcome = start_one(ctx, plan, profile);
-                        lock(&outcomes).push((profile, outcome));
-                    }
-                })
-            })
-            .collect();
-        for profile in &asking {
-            let outcome = start_one(ctx, plan, profile);
-            lock(&outcomes).push((profile, outcome));
+    let mut outcomes: Vec<(&Profile, Outcome)> = std::thread::scope(|scope| {
+        let pool = scope.spawn(|| fanout::each(&unattended, |p| start_one(ctx, plan, p)));
+        let mut done: Vec<(&Profile, Outcome)> = asking.iter().map(|p| (*p, start_one(ctx, plan, p))).collect();
+        let progress =
+            (!unattended.is_empty()).then(|| Progress::start(&format!("starting {} tunnels", unattended.len())));
+        let started = pool.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Some(progress) = progress {
+            progress.finish();
         }
-        let progress = Progress::start(&format!("starting {} tunnels", unattended.len()));
-        for worker in workers {
-            // A worker that panicked has said so on stderr; its aliases get no line.
-            let _ = worker.join();
-        }
-        progress.finish();
+        done.extend(unattended.iter().copied().zip(started));
+        done
     });
-    let mut outcomes = outcomes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     outcomes.sort_by_key(|(p, _)| plan.hosts.iter().position(|h| h.alias == p.alias));
     report(ctx, plan, &outcomes)
-}
-
-fn next<'a, I: Iterator<Item = &'a &'a Profile>>(queue: &Mutex<I>) -> Option<&'a Profile> {
-    lock(queue).next().copied()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn start_one(ctx: &Ctx, plan: &Plan, profile: &Profile) -> Outcome {
