@@ -23,7 +23,7 @@ the port), whether any JupyterLab dialog appeared (e.g. "Server Connection Error
 the kernel is the one from before the fault.
 
 Before each run, the subject is made fresh and settled exactly as for the tunnel-level faults
-(bench.py's fresh() and settle()), then the tab is brought back to a working state with a
+(bench_harness.py's fresh() and settle()), then the tab is brought back to a working state with a
 cell that must answer (`x = 41; x + 1`, however long JupyterLab's own reconnect takes): the
 fault always meets a connected notebook.
 
@@ -45,7 +45,7 @@ from jsshbench import SANDBOX, Blackhole, cmdline, log, now, wait_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = ROOT / "tests/browser/notebook.mjs"
-JSSH, TUNED = "jssh", "autossh, tuned"  # as bench.py and report.py name them
+JSSH, TUNED = "jssh", "autossh, tuned"  # as bench_harness.py and report.py name them
 SUBJECTS = [JSSH, TUNED]
 FAULTS = ["ssh SIGKILL", "sshd restart", "blackhole", "Jupyter crash"]
 # JupyterLab's reconnect alone can take 34 s (30 s random wait, up to 1 s, then a 3 s stall).
@@ -77,7 +77,7 @@ def add_arguments(parser):
 class Browser:
     """tests/browser/notebook.mjs: one headless Chromium with one notebook, driven one JSON
     line at a time. Its log (the page's console: JupyterLab logs every reconnect) goes to the
-    sandbox, and bench.py's keep_logs() copies it out."""
+    sandbox, and bench_harness.py's keep_logs() copies it out."""
 
     def __init__(self, name):
         slug = re.sub(r"\W+", "-", name).strip("-")

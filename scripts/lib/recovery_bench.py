@@ -1,0 +1,163 @@
+"""Recovery from faults, for scripts/bench: jssh against autossh as the seeds configure it and
+tuned, each through its own sshd, so a fault for one never touches another's connections. The
+faults: the tunnel's ssh SIGKILLed, sshd restarted, the sshd's port silently blackholed, and
+(jssh only) the remote Jupyter SIGKILLed. Each subject is made fresh and settled first
+(bench_harness.Bench.fresh/settle); each run says when the subject reacted and when its URL
+answered again. measure(bench) fills bench.results["recovery"] (with jssh's log lines of
+each run) and bench.results["logs"].
+"""
+
+import os
+import signal
+import threading
+import time
+
+from bench_harness import SEED, TUNED
+from jsshbench import Blackhole, Ticker, Watch, api_status, cmdline, log, now, wait_ok
+
+FAULTS = ["ssh SIGKILL", "sshd restart", "blackhole", "Jupyter crash"]
+
+
+def log_mark(bench):
+    """Where jssh's supervisor log ends now."""
+    try:
+        return bench.jssh.log_path().stat().st_size
+    except OSError:
+        return 0
+
+
+def log_since(bench, mark):
+    """The supervisor log's lines since log_mark()."""
+    with open(bench.jssh.log_path(), "rb") as f:
+        f.seek(mark)
+        return f.read().decode(errors="replace").splitlines()
+
+
+def fault_kill(bench, name):
+    return sigkill(bench, name, bench.subject(name)[3]())
+
+
+def sigkill(bench, name, pid):
+    """SIGKILLs pid; when the subject reacts and when its URL answers again."""
+    _, port, tok, _, reaction = bench.subject(name)
+    watch = Watch(reaction(), 60)
+    t0 = now()
+    os.kill(pid, signal.SIGKILL)
+    t_ok = wait_ok(port, tok, 60)
+    t_react = watch.stop()
+    return {"recover": t_ok and t_ok - t0, "detect": t_react and t_react - t0}
+
+
+def fault_restart(bench, name):
+    sshd, port, tok, _, reaction = bench.subject(name)
+    watch = Watch(reaction(), 120)
+    t0 = now()
+    sshd.stop()
+    time.sleep(bench.args.outage_secs)
+    t_back = sshd.start()
+    t_ok = wait_ok(port, tok, bench.args.recover_timeout)
+    t_react = watch.stop()
+    return {
+        "recover": t_ok and t_ok - t_back,
+        "total": t_ok and t_ok - t0,
+        "detect": t_react and t_react - t0,
+    }
+
+
+def fault_jupyter(bench, name):
+    pid = bench.jssh.status()["remote_pid"]
+    argv = " ".join(cmdline(pid))
+    if "jupyter" not in argv:
+        raise RuntimeError(f"remote_pid {pid} is not Jupyter: {argv!r}")
+    return sigkill(bench, name, pid)
+
+
+def blackhole_one(bench, name, offset, out):
+    """One subject's blackhole: starts after `offset` s, lasts blackhole_secs."""
+    sshd, port, tok, _, reaction = bench.subject(name)
+    time.sleep(offset)
+    hole = Blackhole(sshd.port)
+    watch = Watch(reaction(), bench.args.blackhole_secs + bench.args.recover_timeout)
+    # A user's open notebook tab keeps talking to the server; without any traffic an idle
+    # ssh connection would not even notice a blackhole shorter than its keepalives.
+    tab = Ticker(lambda: api_status(port, tok, 1.0), 1.0)
+    try:
+        t0 = hole.add()
+        time.sleep(bench.args.blackhole_secs)
+    finally:
+        t_back = hole.remove()
+    tab.stop()
+    t_ok = wait_ok(port, tok, bench.args.recover_timeout)
+    t_react = watch.stop()
+    out[name] = {
+        "recover": t_ok - t_back if t_ok else None,
+        "detect": t_react - t0 if t_react and t_react < t_back else None,
+    }
+
+
+def fault_blackholes(bench, names):
+    """The subjects' blackholes overlap, staggered so that their recoveries do not compete
+    for the CPU (each has its own sshd, so its own port to drop)."""
+    out = {}
+    threads = [
+        threading.Thread(target=blackhole_one, args=(bench, name, i * bench.args.stagger_secs, out))
+        for i, name in enumerate(names)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def measure(bench):
+    """Each fault in bench.args.faults, bench.args.runs times per subject, in a rotating order."""
+    subjects = ["jssh", SEED, TUNED]
+    rec = bench.results["recovery"]
+    logs = bench.results["logs"]
+    plan = [
+        ("ssh SIGKILL", fault_kill, subjects),
+        ("Jupyter crash", fault_jupyter, ["jssh"]),
+        ("sshd restart", fault_restart, subjects),
+    ]
+    for fault, fn, names in plan:
+        if fault not in bench.args.faults:
+            continue
+        runs = bench.args.runs
+        for r in range(runs):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                try:
+                    bench.fresh(name)
+                    bench.settle(name)
+                    mark = log_mark(bench)
+                    res = fn(bench, name)
+                    if name == "jssh":
+                        time.sleep(0.2)
+                        res["log"] = log_since(bench, mark)
+                    rec.setdefault(fault, {}).setdefault(name, []).append(res)
+                    log(f"{fault} {r + 1}/{runs} {name}: {fmt(res)}")
+                except Exception as e:  # noqa: BLE001
+                    bench.error(f"{fault} run {r + 1} {name}", e)
+            bench.save()
+    if "blackhole" in bench.args.faults:
+        for r in range(bench.args.runs):
+            order = subjects[r % 3 :] + subjects[: r % 3]
+            try:
+                for name in order:
+                    bench.fresh(name)
+                    bench.settle(name)
+                mark = log_mark(bench)
+                out = fault_blackholes(bench, order)
+                time.sleep(0.3)  # the supervisor logs its reconnect after its own probe
+                out["jssh"]["log"] = log_since(bench, mark)
+                for name, res in out.items():
+                    rec.setdefault("blackhole", {}).setdefault(name, []).append(res)
+                    log(f"blackhole {r + 1}/{bench.args.runs} {name}: {fmt(res)}")
+            except Exception as e:  # noqa: BLE001
+                bench.error(f"blackhole run {r + 1}", e)
+            bench.save()
+    logs["supervisor"] = bench.jssh.log_path().read_text(errors="replace").splitlines()[-400:]
+
+
+def fmt(res):
+    return ", ".join(f"{k} {v:.3f} s" if isinstance(v, float) else f"{k} {v}" for k, v in res.items() if k != "log")
