@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
 use crate::up::{get, parse_url, supervisors, tunnel_ssh};
-use crate::util::{jssh, set_up, stderr, stdout, venv};
+use crate::util::{client_ssh, jssh, set_up, stderr, stdout, venv};
 
 const HOSTS: usize = 8;
 
@@ -283,20 +283,8 @@ fn parallel_logins(client: &Client, aliases: &[String]) -> Duration {
     let children: Vec<_> = aliases
         .iter()
         .map(|alias| {
-            std::process::Command::new("ssh")
-                .arg("-F")
-                .arg(client.ssh_config())
-                .args([
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "ControlPath=none",
-                    "-o",
-                    "ControlMaster=no",
-                    "--",
-                    alias,
-                    "true",
-                ])
+            client_ssh(client, true)
+                .args(["--", alias, "true"])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())

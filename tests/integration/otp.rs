@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use crate::fixture::{Client, Sshd};
 use crate::pty::Terminal;
 use crate::up::{answers_within, free_port, parse_url};
-use crate::util::{jssh, jssh_std, stderr, stdout, venv};
+use crate::util::{jssh, jssh_std, setup_args, stderr, stdout, venv};
 
 /// The fixture itself: the key alone gets a partial success, BatchMode cannot go further,
 /// and one code on a terminal logs in.
@@ -62,19 +62,9 @@ fn setup_tells_a_second_factor_from_a_refused_key() {
     let client = Client::new(&sshd);
     let key = client.ssh_dir().join("bootstrap_ed25519");
     let args = |alias: &str| -> Vec<String> {
-        [
-            "setup",
-            alias,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &sshd.port().to_string(),
-            "--no-copy-id",
-            "--identity",
-            key.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
+        let mut args = setup_args(&sshd, alias);
+        args.extend(["--no-copy-id", "--identity", key.to_str().unwrap()].map(String::from));
+        args
     };
     let mut cmd = jssh_std(&client);
     cmd.args(args("otp"));

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
 use crate::util::{
-    Proc, jssh, jssh_at, jssh_std, kill, local_status, mode, process_table, set_up, status, stderr, stdout, venv,
+    Proc, client_ssh, jssh, jssh_at, jssh_std, kill, local_status, mode, process_table, set_up, status, stderr, stdout,
+    venv,
 };
 
 /// A fixture with `alias` set up and its remote environment pointed at the venv.
@@ -173,12 +174,8 @@ fn listen_addresses(port: u16) -> Vec<String> {
 }
 
 fn remote_sessions(client: &Client, alias: &str) -> String {
-    let out = Command::new("ssh")
-        .arg("-F")
-        .arg(client.ssh_config())
+    let out = client_ssh(client, false)
         .args([
-            "-o",
-            "BatchMode=yes",
             "--",
             alias,
             "tmux -L jssh list-sessions -F '#{session_name}' 2>/dev/null; true",

@@ -84,6 +84,17 @@ pub(crate) fn venv() -> String {
     venv
 }
 
+/// Plain `ssh` with the client's config, unattended; `own` gives it a connection of its own
+/// (no ControlMaster), as a fresh login.
+pub(crate) fn client_ssh(client: &Client, own: bool) -> std::process::Command {
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-F").arg(client.ssh_config()).args(["-o", "BatchMode=yes"]);
+    if own {
+        cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"]);
+    }
+    cmd
+}
+
 /// `jssh setup ALIAS` arguments for the fixture, unattended.
 pub(crate) fn setup_args(sshd: &Sshd, alias: &str) -> Vec<String> {
     [

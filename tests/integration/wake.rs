@@ -12,7 +12,7 @@ use nix::unistd::geteuid;
 
 use crate::fixture::{Client, Sshd};
 use crate::up::{answers_within, free_port, parse_url, ready_host, up};
-use crate::util::{jssh, jssh_std, process_table, stderr, stdout, venv};
+use crate::util::{client_ssh, jssh, jssh_std, process_table, stderr, stdout, venv};
 
 /// How long the machine "sleeps": 60 s as in the measurement, or
 /// `JSSH_TEST_SLEEP_SECS` (at least 10, so the late wakeup is unmistakable).
@@ -127,17 +127,7 @@ impl Drop for Forgotten {
 /// How long a fresh login to `sshd` takes right now (ssh's own connection, `true`).
 fn login_time(client: &Client, sshd: &Sshd) -> Duration {
     let start = Instant::now();
-    let out = Command::new("ssh")
-        .arg("-F")
-        .arg(client.ssh_config())
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            "ControlPath=none",
-        ])
+    let out = client_ssh(client, true)
         .args(["-p", &sshd.port().to_string(), "--", "127.0.0.1", "true"])
         .output()
         .unwrap();
