@@ -90,7 +90,7 @@ impl Session {
     }
 }
 
-/// What [`RunDir::load_session`] found.
+/// What [`StateDir::load_session`] found.
 #[derive(Debug)]
 pub(crate) enum SessionFile {
     Missing,
@@ -103,13 +103,14 @@ pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// `<state dir>/<alias>/`.
+/// `<state dir>/<alias>/`: this machine's state for one alias (the remote side has its own
+/// run dir, `~/.jssh/run/jssh-<alias>/`, which only the scripts in `remote/` name).
 #[derive(Debug, Clone)]
-pub(crate) struct RunDir {
+pub(crate) struct StateDir {
     dir: PathBuf,
 }
 
-impl RunDir {
+impl StateDir {
     pub(crate) fn new(paths: &Paths, alias: &Alias) -> Self {
         Self {
             dir: paths.state_dir.join(alias.as_str()),
@@ -141,7 +142,7 @@ impl RunDir {
     /// The supervisor's two ssh control sockets (a connection and its standby): in the alias's
     /// dir, unless that path is too long for a socket (see [`CONTROL_PATH_MAX`]); then in a
     /// private dir of this user's under /tmp, named after the alias's dir (see
-    /// [`RunDir::prepare_control_dir`]).
+    /// [`StateDir::prepare_control_dir`]).
     pub(crate) fn control_path(&self, n: u32) -> PathBuf {
         let path = self.dir.join(format!("ctl{n}"));
         if path.as_os_str().len() <= CONTROL_PATH_MAX {
@@ -161,7 +162,7 @@ impl RunDir {
         self.control_path(2)
     }
 
-    /// Makes sure the dir of [`RunDir::control_path`] exists and is this user's alone.
+    /// Makes sure the dir of [`StateDir::control_path`] exists and is this user's alone.
     pub(crate) fn prepare_control_dir(&self) -> Result<()> {
         let control = self.control_path(0);
         let dir = control.parent().context("a control path has no parent")?;
@@ -227,7 +228,7 @@ impl RunDir {
     }
 
     /// The session, or `None` when there is none or it cannot be understood (a file from an
-    /// older jssh, or a damaged one: see [`RunDir::load_session`]).
+    /// older jssh, or a damaged one: see [`StateDir::load_session`]).
     pub(crate) fn read_session(&self) -> Result<Option<Session>> {
         Ok(match self.load_session()? {
             SessionFile::Session(session) => Some(*session),
@@ -341,7 +342,7 @@ pub(crate) fn claimed_ports(paths: &Paths, except: &Alias) -> Vec<u16> {
         .collect()
 }
 
-/// A supervisor's hold on its alias (see [`RunDir::take_lease`]).
+/// A supervisor's hold on its alias (see [`StateDir::take_lease`]).
 #[derive(Debug)]
 pub(crate) struct Lease {
     _lock: Flock<File>,
@@ -363,11 +364,11 @@ mod tests {
 
     #[test]
     fn control_sockets_get_a_short_path_when_the_state_dir_is_deep() {
-        let near = RunDir {
+        let near = StateDir {
             dir: PathBuf::from("/Users/alice/.local/state/jssh/gpu"),
         };
         assert_eq!(near.control_path(1), near.dir.join("ctl1"));
-        let deep = RunDir {
+        let deep = StateDir {
             dir: PathBuf::from(format!("/Users/{}/.local/state/jssh/gpu", "a".repeat(60))),
         };
         let (zero, one) = (deep.control_path(0), deep.control_path(1));
@@ -376,7 +377,7 @@ mod tests {
         assert!(zero.as_os_str().len() <= CONTROL_PATH_MAX, "{}", zero.display());
         assert_ne!(zero, one);
         assert_eq!(deep.control_path(0), zero, "the same every time");
-        let other = RunDir {
+        let other = StateDir {
             dir: deep.dir.with_file_name("cpu"),
         };
         assert_ne!(other.control_path(0), zero, "another alias gets its own");

@@ -97,7 +97,7 @@ name_type!(
 /// the BSDs (107 on Linux). 32 leaves the remote home 42 bytes (`/home/alice` is 11, a
 /// cluster's `/gpfs/home/projects/abc123/alice` 32). The local control sockets do not limit
 /// it: they move to a short directory when the state dir is deep (see
-/// [`crate::state::RunDir::control_path`]).
+/// [`crate::state::StateDir::control_path`]).
 pub(crate) const ALIAS_MAX: usize = 32;
 
 fn validate_alias(s: &str) -> Result<(), String> {

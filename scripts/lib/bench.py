@@ -61,6 +61,7 @@ def main():
     p.add_argument("--stagger-secs", type=float, default=4.0)
     p.add_argument("--settle-secs", type=float, default=1.0)
     p.add_argument("--recover-timeout", type=float, default=60.0)
+    p.add_argument("--sleep-secs", type=float, help="how long a sleep lasts (default 60, 15 with --quick)")
     p.add_argument("--skip-jf", action="store_true", help="leave out jupyter-forward")
     p.add_argument(
         "--only",
@@ -75,6 +76,7 @@ def main():
     args = p.parse_args()
     args.idle_secs = args.idle_secs or (10.0 if args.quick else 60.0)
     args.blackhole_secs = args.blackhole_secs or (8.0 if args.quick else 20.0)
+    args.sleep_secs = args.sleep_secs or (15.0 if args.quick else 60.0)
     args.faults = args.faults.split(",")
     out_dir = ROOT / ("target/bench" if args.quick else "docs")
     args.out = args.out or str(out_dir / "BENCHMARKS.md")

@@ -270,6 +270,7 @@ class Bench:
             "runs": self.args.runs,
             "idle_secs": self.args.idle_secs,
             "blackhole_secs": self.args.blackhole_secs,
+            "sleep_secs": self.args.sleep_secs,
             "outage_secs": self.args.outage_secs,
             "stagger_secs": self.args.stagger_secs,
             "quick": self.args.quick,

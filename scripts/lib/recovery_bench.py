@@ -1,7 +1,8 @@
 """Recovery from faults, for scripts/bench: jssh against autossh as the seeds configure it and
 tuned, each through its own sshd, so a fault for one never touches another's connections. The
-faults: the tunnel's ssh SIGKILLed, sshd restarted, the sshd's port silently blackholed, and
-(jssh only) the remote Jupyter SIGKILLed. Each subject is made fresh and settled first
+faults: the tunnel's ssh SIGKILLed, sshd restarted, the sshd's port silently blackholed, a
+laptop's sleep (the subject's processes frozen while the path forgets their connections, as a
+NAT does; new connections pass), and (jssh only) the remote Jupyter SIGKILLed. Each subject is made fresh and settled first
 (bench_harness.Bench.fresh/settle); each run says when the subject reacted and when its URL
 answered again. measure(bench) fills bench.results["recovery"] (with jssh's log lines of
 each run) and bench.results["logs"].
@@ -9,13 +10,14 @@ each run) and bench.results["logs"].
 
 import os
 import signal
+import subprocess
 import threading
 import time
 
 from bench_harness import SEED, TUNED
-from jsshbench import Blackhole, Ticker, Watch, api_status, cmdline, log, now, wait_ok
+from jsshbench import TAG, Blackhole, Ticker, Watch, api_status, cmdline, descendants, log, now, wait_ok
 
-FAULTS = ["ssh SIGKILL", "sshd restart", "blackhole", "Jupyter crash"]
+FAULTS = ["ssh SIGKILL", "sshd restart", "blackhole", "Jupyter crash", "sleep"]
 
 
 def log_mark(bench):
@@ -62,6 +64,65 @@ def fault_restart(bench, name):
         "total": t_ok and t_ok - t0,
         "detect": t_react and t_react - t0,
     }
+
+
+def frozen_family(bench, name):
+    """The processes a sleep freezes: jssh's supervisor, or autossh, and everything under it."""
+    if name == "jssh":
+        top = bench.jssh.supervisor_pid()
+    else:
+        top = bench.autossh[name]["proc"].pid
+    return [top, *descendants(top)]
+
+
+def established(sshd_port):
+    """Local ports of the established connections to a subject's own sshd (each subject has
+    its own, so these are all the subject's)."""
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( dport = :{sshd_port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    return sorted({int(line.split()[2].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()})
+
+
+def fault_sleep(bench, name):
+    """A laptop's sleep: the subject's processes stopped for sleep_secs while the path forgets
+    every connection they had (both directions dropped, by port pair; a new connection gets a
+    new port and passes), then resumed. Time from resume until the URL answers."""
+    sshd, port, tok, _, reaction = bench.subject(name)
+    pids = frozen_family(bench, name)
+    ports = established(sshd.port)
+    rules = [
+        ["-i", "lo", "-p", "tcp", "--sport", str(a), "--dport", str(b), "-m", "comment", "--comment", TAG, "-j", "DROP"]
+        for local in ports
+        for a, b in ((local, sshd.port), (sshd.port, local))
+    ]
+    added = []
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        for rule in rules:
+            subprocess.run(["iptables", "-I", "INPUT", *rule], check=True, timeout=10)
+            added.append(rule)
+        time.sleep(bench.args.sleep_secs)
+        watch = Watch(reaction(), bench.args.recover_timeout)
+        t0 = now()
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        t_ok = wait_ok(port, tok, bench.args.recover_timeout)
+        t_react = watch.stop()
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        for rule in added:
+            subprocess.run(["iptables", "-D", "INPUT", *rule], check=False, timeout=10)
+    return {"recover": t_ok and t_ok - t0, "detect": t_react and t_react - t0, "connections": len(ports)}
 
 
 def fault_jupyter(bench, name):
@@ -119,6 +180,7 @@ def measure(bench):
         ("ssh SIGKILL", fault_kill, subjects),
         ("Jupyter crash", fault_jupyter, ["jssh"]),
         ("sshd restart", fault_restart, subjects),
+        ("sleep", fault_sleep, subjects),
     ]
     for fault, fn, names in plan:
         if fault not in bench.args.faults:

@@ -34,7 +34,11 @@ FROM = {
     "sshd restart": "sshd accepting again",
     "blackhole": "the path returning",
     "Jupyter crash": "the kill",
+    "sleep": "the resume",
 }
+
+# The faults, in the order the report shows them.
+FAULT_ORDER = ["ssh SIGKILL", "sshd restart", "blackhole", "sleep", "Jupyter crash"]
 
 
 def med(xs):
@@ -250,11 +254,14 @@ def render(res, chart_name):
             "after 60 s of health; `scripts/faults` covers faults in quick succession). The "
             "seed-configured autossh is left running, because a fresh one exits for good when its "
             "first ssh fails within 30 s (AUTOSSH_GATETIME): its backoff grows over the runs, "
-            "which is what its sshd-restart spread shows."
+            "which is what its sshd-restart spread shows. Sleep = the subject's processes "
+            f"(supervisor or autossh, and their ssh) SIGSTOPped for {meta.get('sleep_secs', 60):.0f} s while "
+            "iptables drops every connection they had (by port pair, as a NAT that forgot them; new "
+            "connections pass), then SIGCONTed."
         )
         out.append("")
         rows = []
-        for fault in ["ssh SIGKILL", "sshd restart", "blackhole", "Jupyter crash"]:
+        for fault in FAULT_ORDER:
             if fault not in rec:
                 continue
             by = rec[fault]
@@ -415,7 +422,7 @@ def datapath_section(res):
 
 def chart_data(res):
     data = {}
-    for fault in ["ssh SIGKILL", "sshd restart", "blackhole", "Jupyter crash"]:
+    for fault in FAULT_ORDER:
         by = res["recovery"].get(fault)
         if not by:
             continue

@@ -7,12 +7,12 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::remote;
-use crate::state::RunDir;
+use crate::state::StateDir;
 use crate::target::Alias;
 
 pub(crate) fn run(ctx: &Ctx, alias: &Alias) -> Result<ExitCode> {
     ctx.profile(alias)?;
-    let node = RunDir::new(&ctx.paths, alias)
+    let node = StateDir::new(&ctx.paths, alias)
         .read_session()?
         .and_then(|s| s.remote_node);
     let cmd = ctx

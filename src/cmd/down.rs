@@ -6,7 +6,7 @@ use super::{Ctx, fanout, login, named_profiles};
 use crate::cli::DownArgs;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, LaunchEvent, Marker};
-use crate::state::RunDir;
+use crate::state::StateDir;
 use crate::supervisor::handle;
 use crate::target::Alias;
 
@@ -15,7 +15,7 @@ pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
     let selected: Vec<Profile> = if args.all {
         profiles
             .iter()
-            .filter(|p| RunDir::new(&ctx.paths, &p.alias).exists())
+            .filter(|p| StateDir::new(&ctx.paths, &p.alias).exists())
             .cloned()
             .collect()
     } else {
@@ -26,7 +26,7 @@ pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
     // this thread, never two prompts at once.
     let asks = |p: &Profile| {
         p.login == LoginKind::Prompt
-            || RunDir::new(&ctx.paths, &p.alias)
+            || StateDir::new(&ctx.paths, &p.alias)
                 .read_session()
                 .ok()
                 .flatten()
@@ -61,7 +61,7 @@ pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
 }
 
 fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
-    let run = RunDir::new(&ctx.paths, alias);
+    let run = StateDir::new(&ctx.paths, alias);
     let _lock = run.lock()?;
     if handle::find(&run).is_some() {
         handle::stop(&run)?;
@@ -87,7 +87,7 @@ fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
 /// (a login address leading to several), nothing there is touched, and the user is told
 /// where the server still runs and how to stop it; the session is forgotten all the same,
 /// since this machine cannot reach it.
-pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &RunDir) -> Result<()> {
+pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &StateDir) -> Result<()> {
     let name = remote::session_name(alias);
     let node = run.read_session().ok().flatten().and_then(|s| s.remote_node);
     let login = run.read_session().ok().flatten().map_or(LoginKind::Key, |s| s.login);

@@ -17,7 +17,7 @@ use crate::cli::LoginArgs;
 use crate::process::Cmd;
 use crate::profile::LoginKind;
 use crate::sanitize::ssh_stderr;
-use crate::state::{Phase, RunDir};
+use crate::state::{Phase, StateDir};
 use crate::supervisor::handle;
 use crate::target::Alias;
 
@@ -35,7 +35,7 @@ pub(crate) enum Login {
 
 /// Makes sure the login a human answered for `alias` is connected, asking in the terminal
 /// when it is not: one prompt (or push) per call at most, never in a loop.
-pub(crate) fn log_in(ctx: &Ctx, alias: &Alias, run: &RunDir) -> Result<Login> {
+pub(crate) fn log_in(ctx: &Ctx, alias: &Alias, run: &StateDir) -> Result<Login> {
     if handle::login_alive(run) {
         return Ok(Login::Reused);
     }
@@ -83,7 +83,7 @@ pub(crate) fn log_in(ctx: &Ctx, alias: &Alias, run: &RunDir) -> Result<Login> {
 
 /// Ends the login a human answered, if one is connected: `jssh down`, a failed start, or a
 /// start that found the key enough after all.
-pub(crate) fn end(ctx: &Ctx, alias: &Alias, run: &RunDir) {
+pub(crate) fn end(ctx: &Ctx, alias: &Alias, run: &StateDir) {
     if handle::login_alive(run) {
         let _ = ctx.ssh.exit_master(alias, &run.login_control()).output();
     }
@@ -121,7 +121,7 @@ fn key_was_enough(log: &str) -> bool {
 pub(crate) fn remote_command(
     ctx: &Ctx,
     alias: &Alias,
-    run: &RunDir,
+    run: &StateDir,
     login: LoginKind,
     command: &str,
     batch: bool,
@@ -136,7 +136,7 @@ pub(crate) fn remote_command(
 pub(crate) fn run(ctx: &Ctx, args: &LoginArgs) -> Result<()> {
     let alias = &args.alias;
     ctx.profile(alias)?;
-    let run = RunDir::new(&ctx.paths, alias);
+    let run = StateDir::new(&ctx.paths, alias);
     if handle::find(&run).is_none() {
         bail!("no tunnel runs for {alias}: `jssh up {alias}` starts one, and asks you to log in");
     }

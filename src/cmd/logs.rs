@@ -12,14 +12,14 @@ use super::tail::Follower;
 use crate::cli::LogsArgs;
 use crate::remote;
 use crate::sanitize::for_terminal;
-use crate::state::RunDir;
+use crate::state::StateDir;
 
 pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     ctx.profile(&args.alias)?;
     if args.remote {
         return remote_log(ctx, args);
     }
-    let path = RunDir::new(&ctx.paths, &args.alias).log_path();
+    let path = StateDir::new(&ctx.paths, &args.alias).log_path();
     let Ok(mut log) = Follower::open(&path, 0) else {
         bail!(
             "no log for {} yet: it appears with `jssh up {}`",

@@ -25,7 +25,7 @@ use crate::cli::{Cli, Command, GlobalArgs};
 use crate::paths::Paths;
 use crate::profile::{Profile, Profiles};
 use crate::ssh::Ssh;
-use crate::state::RunDir;
+use crate::state::StateDir;
 use crate::target::Alias;
 
 /// What every subcommand needs: where files are, and how to call OpenSSH.
@@ -100,7 +100,7 @@ pub(crate) fn named_profiles(profiles: &Profiles, aliases: &[Alias]) -> Result<V
 
 /// Opens `url` in a browser through a private redirect page, so the token never shows up in
 /// the browser's (or xdg-open's) argv.
-pub(crate) fn open_url(run: &RunDir, url: &str) -> Result<()> {
+pub(crate) fn open_url(run: &StateDir, url: &str) -> Result<()> {
     let page = format!(
         "<!DOCTYPE html>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"refresh\" content=\"0;url={url}\">\n\
          <title>jssh</title>\n<p><a href=\"{url}\">Open Jupyter</a></p>\n"

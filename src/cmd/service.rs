@@ -12,7 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 use super::Ctx;
 use crate::cli::{GlobalArgs, ServiceAction, ServiceAliases};
 use crate::service::{self, Manager, Program, STOPPED_ON_PURPOSE, ServiceDir};
-use crate::state::{Phase, RunDir};
+use crate::state::{Phase, StateDir};
 use crate::supervisor::handle;
 use crate::target::Alias;
 
@@ -185,7 +185,7 @@ fn status(ctx: &Ctx, dir: &ServiceDir) -> Result<()> {
         return Ok(());
     }
     for alias in &installed {
-        let run = RunDir::new(&ctx.paths, alias);
+        let run = StateDir::new(&ctx.paths, alias);
         let tunnel = match handle::find(&run) {
             Some(pid) => format!("tunnel up (supervisor pid {pid})"),
             None => "tunnel down (it comes back at the next login, or when the service is started)".to_owned(),
@@ -234,7 +234,7 @@ fn stop_signals() -> SigSet {
 /// tunnel was stopped on purpose (`jssh down`, a TERM), 1 when it failed (the manager then
 /// starts it again).
 fn run_unit(ctx: &Ctx, global: &GlobalArgs, alias: &Alias) -> Result<ExitCode> {
-    let run = RunDir::new(&ctx.paths, alias);
+    let run = StateDir::new(&ctx.paths, alias);
     loop {
         if let Some(pid) = handle::find(&run) {
             println!("{alias}: a tunnel already runs (supervisor pid {pid}): waiting for it to end");
@@ -262,7 +262,7 @@ fn run_unit(ctx: &Ctx, global: &GlobalArgs, alias: &Alias) -> Result<ExitCode> {
 
 /// Blocks until the supervisor holding `run`'s lease ends: a shared lock waits for its
 /// exclusive one, without polling.
-fn wait_for_supervisor(run: &RunDir) -> Result<()> {
+fn wait_for_supervisor(run: &StateDir) -> Result<()> {
     let path = run.lease_path();
     let file = std::fs::File::open(&path).with_context(|| format!("could not open {}", path.display()))?;
     let _lock = Flock::lock(file, FlockArg::LockShared)

@@ -12,7 +12,7 @@ use crate::cli::StatusArgs;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, Marker, RemoteSession};
 use crate::sanitize::for_terminal;
-use crate::state::{Phase, RunDir, Session, SessionFile, unix_now};
+use crate::state::{Phase, Session, SessionFile, StateDir, unix_now};
 use crate::target::Alias;
 
 /// What `status` says of an alias, from its supervisor's phase and what runs where.
@@ -98,7 +98,7 @@ fn remote_sessions(ctx: &Ctx, alias: &Alias, login: LoginKind) -> Option<Vec<Rem
     let command = remote::list(&marker);
     let cmd = match login {
         LoginKind::Prompt => {
-            let control = RunDir::new(&ctx.paths, alias).login_control();
+            let control = StateDir::new(&ctx.paths, alias).login_control();
             ctx.ssh.exec_over_only(alias, &control, &command)
         }
         LoginKind::Key => ctx.ssh.exec(alias, &command, true),
@@ -108,7 +108,7 @@ fn remote_sessions(ctx: &Ctx, alias: &Alias, login: LoginKind) -> Option<Vec<Rem
     marker.reply(&out).map(remote::parse_list)
 }
 
-fn row(alias: &Alias, run: &RunDir, file: SessionFile, remote: Option<&[RemoteSession]>) -> Row {
+fn row(alias: &Alias, run: &StateDir, file: SessionFile, remote: Option<&[RemoteSession]>) -> Row {
     let (session, state_file_error) = match file {
         SessionFile::Session(session) => (Some(*session), None),
         SessionFile::Missing => (None, None),
@@ -177,7 +177,7 @@ pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     };
     let mut rows = Vec::new();
     for ((alias, remote), profile) in aliases.iter().zip(&remotes).zip(&selected) {
-        let run = RunDir::new(&ctx.paths, alias);
+        let run = StateDir::new(&ctx.paths, alias);
         let mut row = row(alias, &run, run.load_session()?, remote.as_deref());
         row.login = profile.login;
         rows.push(row);

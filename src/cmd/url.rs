@@ -3,13 +3,13 @@
 use anyhow::{Result, bail};
 
 use super::{Ctx, open_url};
-use crate::state::{RunDir, Session};
+use crate::state::{Session, StateDir};
 use crate::supervisor::handle;
 use crate::target::Alias;
 
 /// The session of a live tunnel, or an error saying how to start one.
-fn live(ctx: &Ctx, alias: &Alias) -> Result<(RunDir, Session)> {
-    let run = RunDir::new(&ctx.paths, alias);
+fn live(ctx: &Ctx, alias: &Alias) -> Result<(StateDir, Session)> {
+    let run = StateDir::new(&ctx.paths, alias);
     match (handle::find(&run), run.read_session()?) {
         (Some(_), Some(session)) => Ok((run, session)),
         _ => bail!("no tunnel for {alias} is running: start one with `jssh up {alias} -d`"),

@@ -18,7 +18,7 @@ use super::policy::{GRACE, STANDBY_STRIKES};
 use crate::platform;
 use crate::process::CleanChild;
 use crate::ssh::{Ssh, parse_resolved};
-use crate::state::RunDir;
+use crate::state::StateDir;
 use crate::target::Alias;
 
 /// One of the supervisor's ssh connections, a private master (see [`crate::ssh::Ssh::tunnel`]).
@@ -170,7 +170,7 @@ impl Supervisor {
 /// control sockets; one still logging in has none yet, so the pids the old supervisor
 /// recorded are signalled too, but only a process whose command line names that control
 /// socket (a private path in this alias's state dir), never one that merely got a reused pid.
-pub(super) fn end_leftover_masters(ssh: &Ssh, alias: &Alias, run: &RunDir) {
+pub(super) fn end_leftover_masters(ssh: &Ssh, alias: &Alias, run: &StateDir) {
     for n in 0..2 {
         let control = run.control_path(n);
         if control.exists() {

@@ -12,7 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::state::RunDir;
+use crate::state::StateDir;
 use crate::target::Alias;
 
 /// What a supervisor is started with.
@@ -66,7 +66,7 @@ impl Args {
 
 /// Starts a supervisor: detached (its own session, output to the log) or in the foreground
 /// (sharing the terminal, so Ctrl-C reaches it).
-pub(crate) fn start(args: &Args, run: &RunDir) -> Result<Child> {
+pub(crate) fn start(args: &Args, run: &StateDir) -> Result<Child> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -90,10 +90,10 @@ fn exe() -> Result<PathBuf> {
     Ok(if helper.is_file() { helper } else { exe })
 }
 
-/// The running supervisor's pid, found by its lease ([`RunDir::take_lease`]): the one way
+/// The running supervisor's pid, found by its lease ([`StateDir::take_lease`]): the one way
 /// jssh finds a supervisor. Only a process holding the lease counts, so a stale or reused
 /// pid can never make jssh signal an unrelated process.
-pub(crate) fn find(run: &RunDir) -> Option<u32> {
+pub(crate) fn find(run: &StateDir) -> Option<u32> {
     let file = File::open(run.lease_path()).ok()?;
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         // Nobody holds it: no supervisor (the lock is dropped again at once).
@@ -106,14 +106,14 @@ pub(crate) fn find(run: &RunDir) -> Option<u32> {
     }
 }
 
-/// Whether the login a human answered ([`RunDir::login_control`]) is still connected: its
+/// Whether the login a human answered ([`StateDir::login_control`]) is still connected: its
 /// master answers on its control socket. Asks only that local socket, never the server.
-pub(crate) fn login_alive(run: &RunDir) -> bool {
+pub(crate) fn login_alive(run: &StateDir) -> bool {
     super::mux::hold(&run.login_control(), Duration::from_secs(1)).is_ok()
 }
 
 /// Tells the running supervisor that a new login is there to ride on (SIGUSR1).
-pub(crate) fn login_arrived(run: &RunDir) -> Result<()> {
+pub(crate) fn login_arrived(run: &StateDir) -> Result<()> {
     let pid = find(run).context("no supervisor runs")?;
     kill(
         Pid::from_raw(i32::try_from(pid).context("pid out of range")?),
@@ -124,7 +124,7 @@ pub(crate) fn login_arrived(run: &RunDir) -> Result<()> {
 
 /// Stops the supervisor holding `run`'s lease: TERM (it stops its ssh and exits), then KILL
 /// after a grace period. Only the lease holder is ever signalled.
-pub(crate) fn stop(run: &RunDir) -> Result<()> {
+pub(crate) fn stop(run: &StateDir) -> Result<()> {
     let Some(pid) = find(run) else { return Ok(()) };
     let target = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
     let _ = kill(target, Signal::SIGTERM);

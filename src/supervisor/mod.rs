@@ -48,7 +48,7 @@ use crate::paths::Paths;
 use crate::platform::{self, NetWatch, Signals};
 use crate::profile::LoginKind;
 use crate::ssh::Ssh;
-use crate::state::{Lease, Phase, RunDir, Session};
+use crate::state::{Lease, Phase, Session, StateDir};
 use crate::target::Alias;
 
 /// Everything one supervisor knows; its methods live in the rooms named above, one `impl`
@@ -56,7 +56,7 @@ use crate::target::Alias;
 struct Supervisor {
     ssh: Ssh,
     alias: Alias,
-    run: RunDir,
+    run: StateDir,
     lease: Lease,
     session: Session,
     log: Log,
@@ -141,7 +141,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         Signal::SIGUSR1,
     ])?;
 
-    let run = RunDir::new(&paths, alias);
+    let run = StateDir::new(&paths, alias);
     let lease = run
         .take_lease()
         .with_context(|| format!("a supervisor already runs for {alias}"))?;

@@ -19,12 +19,12 @@ use crate::target::Alias;
 
 use super::finding::Finding;
 use super::login::ssh_error;
-use super::{LOCAL_LIMIT, Settings};
+use super::{LOCAL_LIMIT, Resolved};
 
 /// What the remote Unix-socket listener says to a connection that reached it.
 const GREETING: &str = "jssh-doctor";
 
-pub(super) fn master_check(ssh: &Ssh, alias: &Alias, settings: &Settings) -> Finding {
+pub(super) fn master_check(ssh: &Ssh, alias: &Alias, settings: &Resolved) -> Finding {
     let out = match ssh.master_check(alias).output_within(LOCAL_LIMIT) {
         Ok(out) => out,
         Err(e) => return Finding::fail(MASTER, format!("{e:#}"), "check your OpenSSH install"),
@@ -39,7 +39,7 @@ pub(super) const MASTER_FIX: &str = "jssh's block sets ControlMaster auto, Contr
 
 /// `ssh -O check`'s answer, read together with the settings that decide whether ssh starts a
 /// new master once the running one exits.
-fn master_verdict(settings: &Settings, running: bool, said: &str) -> Finding {
+fn master_verdict(settings: &Resolved, running: bool, said: &str) -> Finding {
     let path = settings.get("controlpath").map_or("none", String::as_str);
     let mode = settings.get("controlmaster").map_or("false", String::as_str);
     if !running {

@@ -12,7 +12,7 @@ use crate::ssh::{LoginFailure, accepted_key, key_load_error, parse_resolved, par
 use crate::target::Alias;
 
 use super::finding::Finding;
-use super::{Settings, quote_path, setup_command};
+use super::{Resolved, quote_path, setup_command};
 
 /// `ssh -G` against the profile: the same host, port, user and key (and jump), or a config
 /// that shadows jssh's block.
@@ -70,7 +70,7 @@ pub(super) fn resolve_check(paths: &Paths, profile: &Profile, resolved: &str) ->
     )
 }
 
-pub(super) fn keepalive_checks(settings: &Settings) -> Vec<Finding> {
+pub(super) fn keepalive_checks(settings: &Resolved) -> Vec<Finding> {
     let number = |key: &str, default: u64| settings.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
     let (interval, count) = (number("serveraliveinterval", 0), number("serveralivecountmax", 3));
     if interval > 0 {
@@ -99,7 +99,7 @@ pub(super) fn keepalive_checks(settings: &Settings) -> Vec<Finding> {
     ]
 }
 
-pub(super) fn agent_check(alias: &Alias, settings: &Settings) -> Finding {
+pub(super) fn agent_check(alias: &Alias, settings: &Resolved) -> Finding {
     match settings.get("forwardagent").map(String::as_str) {
         None | Some("no") => Finding::ok("agent forwarding", "off"),
         Some(value) => Finding::warn(
@@ -116,7 +116,7 @@ pub(super) fn agent_check(alias: &Alias, settings: &Settings) -> Finding {
 pub(super) const LOGIN: &str = "ssh login (BatchMode)";
 
 /// The known_hosts name of the host (`[host]:port` unless port 22) and the first known_hosts file.
-fn known_host(settings: &Settings) -> (String, String) {
+fn known_host(settings: &Resolved) -> (String, String) {
     let host = settings.get("hostname").map_or("HOST", String::as_str);
     let name = match settings.get("port").map(String::as_str) {
         None | Some("22") => host.to_owned(),
@@ -131,7 +131,7 @@ fn known_host(settings: &Settings) -> (String, String) {
 
 pub(super) fn host_key_check(
     profile: &Profile,
-    settings: &Settings,
+    settings: &Resolved,
     verbose_stderr: &str,
     failure: Option<LoginFailure>,
 ) -> Finding {

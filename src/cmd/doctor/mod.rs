@@ -44,7 +44,7 @@ const QUICK_CONNECT_SECS: u32 = 5;
 /// How long a local ssh call (`-G`, `-O`) may take.
 pub(super) const LOCAL_LIMIT: Duration = Duration::from_secs(5);
 /// `ssh -G`'s answer: lowercase keyword → first value.
-pub(super) type Settings = BTreeMap<String, String>;
+pub(super) type Resolved = BTreeMap<String, String>;
 
 pub(crate) fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<ExitCode> {
     let profiles = ctx.profiles()?;
@@ -245,7 +245,7 @@ fn resolve(ssh: &Ssh, alias: &Alias) -> Result<String, Finding> {
 fn login_findings(
     paths: &Paths,
     profile: &Profile,
-    settings: &Settings,
+    settings: &Resolved,
     login: Result<(Output, Duration)>,
     checks: &mut Vec<Finding>,
 ) -> bool {

@@ -10,7 +10,7 @@ use super::ui::{Progress, Ui};
 use crate::cmd::{Ctx, fanout, open_url};
 use crate::profile::{LoginKind, Profile};
 use crate::sanitize::for_terminal;
-use crate::state::RunDir;
+use crate::state::StateDir;
 
 /// How one alias's start went, and the notes it would have printed.
 struct Outcome {
@@ -46,7 +46,7 @@ pub(super) fn run(ctx: &Ctx, plan: &Plan) -> ExitCode {
 }
 
 fn start_one(ctx: &Ctx, plan: &Plan, profile: &Profile) -> Outcome {
-    let run = RunDir::new(&ctx.paths, &profile.alias);
+    let run = StateDir::new(&ctx.paths, &profile.alias);
     let mut ui = Ui::quiet();
     let url = super::bring_up(ctx, plan, profile, &run, &mut ui).map(|up| up.session().url());
     Outcome {
@@ -85,7 +85,7 @@ fn report(ctx: &Ctx, plan: &Plan, outcomes: &[(&Profile, Outcome)]) -> ExitCode 
     if plan.open {
         for (profile, outcome) in outcomes {
             if let Ok(url) = &outcome.url
-                && let Err(e) = open_url(&RunDir::new(&ctx.paths, &profile.alias), url)
+                && let Err(e) = open_url(&StateDir::new(&ctx.paths, &profile.alias), url)
             {
                 eprintln!("jssh: error: {}: {e:#}", profile.alias);
                 failed = true;

@@ -25,7 +25,7 @@ use crate::cli::UpArgs;
 use crate::fsutil;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, DirCheck, JupyterSpec, Marker};
-use crate::state::{Phase, RunDir, Session, unix_now};
+use crate::state::{Phase, Session, StateDir, unix_now};
 use crate::supervisor::handle;
 
 pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
@@ -54,7 +54,7 @@ pub(crate) fn run(ctx: &Ctx, args: &UpArgs) -> Result<ExitCode> {
 
 /// One alias, in the terminal.
 fn one(ctx: &Ctx, plan: &Plan, profile: &Profile) -> Result<ExitCode> {
-    let run = RunDir::new(&ctx.paths, &profile.alias);
+    let run = StateDir::new(&ctx.paths, &profile.alias);
     let alias = &profile.alias;
     let up = bring_up(ctx, plan, profile, &run, &mut Ui::terminal())?;
     println!("{}", up.session().url());
@@ -109,7 +109,7 @@ impl Up {
 }
 
 /// Brings `profile`'s tunnel up, reusing a running one, under the alias's lock.
-fn bring_up(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &RunDir, ui: &mut Ui) -> Result<Up> {
+fn bring_up(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, ui: &mut Ui) -> Result<Up> {
     let _lock = run.lock()?;
     let deadline = Instant::now() + plan.timeout;
     if let Some(pid) = handle::find(run) {
@@ -139,7 +139,7 @@ fn bring_up(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &RunDir, ui: &mut Ui
 
 /// Where logins need a human and the tunnel waits for one (its login ended), `up` is how the
 /// user comes back: one prompt, handed to the running supervisor.
-fn log_in_again(ctx: &Ctx, run: &RunDir, session: &Session) -> Result<()> {
+fn log_in_again(ctx: &Ctx, run: &StateDir, session: &Session) -> Result<()> {
     if session.login != LoginKind::Prompt || handle::login_alive(run) {
         return Ok(());
     }
@@ -148,7 +148,7 @@ fn log_in_again(ctx: &Ctx, run: &RunDir, session: &Session) -> Result<()> {
 }
 
 /// The warm path: a supervisor already runs for this alias.
-fn reuse(plan: &Plan, run: &RunDir, session: &Session, deadline: Instant) -> Result<()> {
+fn reuse(plan: &Plan, run: &StateDir, session: &Session, deadline: Instant) -> Result<()> {
     if plan.port.is_some_and(|p| p != session.local_port) {
         bail!(
             "{alias} is already up on port {}: `jssh down {alias}` first to move it to --port",
@@ -161,7 +161,7 @@ fn reuse(plan: &Plan, run: &RunDir, session: &Session, deadline: Instant) -> Res
 
 /// Starts (or finds) the remote server and a supervisor, and waits until the URL answers.
 /// On failure nothing this run started is left behind.
-fn start(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &RunDir, deadline: Instant, ui: &mut Ui) -> Result<Up> {
+fn start(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, deadline: Instant, ui: &mut Ui) -> Result<Up> {
     // No spinner before the launch has logged in: ssh may be asking for a passphrase.
     let (launch, session, reused) = start_remote(ctx, plan, profile, run, deadline, ui)?;
     let alias = &profile.alias;
@@ -221,7 +221,7 @@ fn start_remote(
     ctx: &Ctx,
     plan: &Plan,
     profile: &Profile,
-    run: &RunDir,
+    run: &StateDir,
     deadline: Instant,
     ui: &mut Ui,
 ) -> Result<(Launch, Session, bool)> {

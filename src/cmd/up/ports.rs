@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::UsageError;
 use crate::fsutil;
-use crate::state::{self, RunDir};
+use crate::state::{self, StateDir};
 use crate::target::Alias;
 
 /// Where a new server's local port comes from, in order: `--port` (must be free), the port
@@ -44,7 +44,7 @@ fn port_is_free(port: u16) -> bool {
 /// once, in one `up --all` or in several processes, never pick the same one).
 pub(super) fn claim_local(
     paths: &crate::paths::Paths,
-    run: &RunDir,
+    run: &StateDir,
     alias: &Alias,
     explicit: Option<u16>,
 ) -> Result<u16> {

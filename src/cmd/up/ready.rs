@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use crate::cmd::{Ctx, login};
 use crate::remote::{self, LaunchEvent};
 use crate::sanitize::for_terminal;
-use crate::state::{Phase, RunDir, Session};
+use crate::state::{Phase, Session, StateDir};
 use crate::supervisor::handle;
 
 /// Waits until the supervisor reports the tunnel up: it holds the local port and has seen
@@ -22,7 +22,7 @@ pub(super) fn wait(
     deadline: Instant,
     events: Option<&Receiver<LaunchEvent>>,
     mut supervisor: Option<&mut Child>,
-    run: &RunDir,
+    run: &StateDir,
 ) -> Result<()> {
     let mut log_tail = Vec::new();
     loop {
@@ -73,7 +73,7 @@ pub(super) fn wait(
 }
 
 /// The last 20 lines of the remote Jupyter log, for an error message.
-pub(super) fn remote_log_tail(ctx: &Ctx, run: &RunDir, session: &Session) -> Option<String> {
+pub(super) fn remote_log_tail(ctx: &Ctx, run: &StateDir, session: &Session) -> Option<String> {
     let command = remote::log(&session.tmux_name, false);
     let out = login::remote_command(ctx, &session.alias, run, session.login, &command, true)
         .output()

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::cmd::tail::Follower;
-use crate::state::RunDir;
+use crate::state::StateDir;
 use crate::target::Alias;
 
 /// Where one alias's `up` says things: straight to the terminal (one alias), or kept to be
@@ -115,7 +115,7 @@ pub(super) fn all_signals() -> SigSet {
 /// it exits — Ctrl-C reaches it directly, not this process — and returns how it ended.
 pub(super) fn follow_foreground(
     alias: &Alias,
-    run: &RunDir,
+    run: &StateDir,
     supervisor: &mut Child,
     log_start: u64,
 ) -> Result<ExitStatus> {
