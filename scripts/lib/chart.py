@@ -17,6 +17,7 @@ SHORT_FROM = {
     "sshd restart": "sshd back",
     "blackhole": "path back",
     "Jupyter crash": "the kill",
+    "sleep": "the resume",
 }
 LABELS = {
     "jssh": "jssh",

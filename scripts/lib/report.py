@@ -268,7 +268,9 @@ def render(res, chart_name):
             rows.append(
                 (f"{fault}: recovered", FROM[fault], *(spread(field(by.get(n, []), "recover")) for n in SUBJECTS))
             )
-            rows.append((f"{fault}: detected", "the fault", *(spread(field(by.get(n, []), "detect")) for n in SUBJECTS)))
+            # A sleep's fault lasts the whole sleep: its detection counts from the resume.
+            since = FROM[fault] if fault == "sleep" else "the fault"
+            rows.append((f"{fault}: detected", since, *(spread(field(by.get(n, []), "detect")) for n in SUBJECTS)))
             if fault == "sshd restart":
                 rows.append(
                     (
