@@ -9,7 +9,7 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
@@ -260,10 +260,24 @@ impl StateDir {
     /// it. The file keeps this process's pid for [`crate::supervisor::handle::find`].
     pub(crate) fn take_lease(&self) -> Result<Lease> {
         let path = self.lease_path();
-        let file = open_lock(&path)?;
-        let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("another supervisor holds {}", path.display()))?;
+        let mut file = open_lock(&path)?;
+        // `handle::find` asks whether the lease is held by taking it shared for an instant: a
+        // supervisor starting in that instant would think another one runs. A real holder
+        // keeps it for its whole life, so a short retry tells the two apart.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut lock = loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => break lock,
+                Err((back, e)) if Instant::now() >= deadline => {
+                    drop(back);
+                    return Err(e).with_context(|| format!("another supervisor holds {}", path.display()));
+                }
+                Err((back, _)) => {
+                    file = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
         lock.set_len(0).context("could not write the lease")?;
         std::io::Write::write_all(&mut *lock, format!("{}\n", std::process::id()).as_bytes())
             .context("could not write the lease")?;
