@@ -89,8 +89,9 @@ fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
 /// since this machine cannot reach it.
 pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &StateDir) -> Result<()> {
     let name = remote::session_name(alias);
-    let node = run.read_session().ok().flatten().and_then(|s| s.remote_node);
-    let login = run.read_session().ok().flatten().map_or(LoginKind::Key, |s| s.login);
+    let session = run.read_session().ok().flatten();
+    let node = session.as_ref().and_then(|s| s.remote_node.clone());
+    let login = session.map_or(LoginKind::Key, |s| s.login);
     let marker = Marker::new()?;
     let cmd = login::remote_command(
         ctx,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{Ctx, named_profiles};
+use super::{Ctx, login, named_profiles};
 use crate::cli::StatusArgs;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, Marker, RemoteSession};
@@ -96,13 +96,8 @@ const REMOTE_LIMIT: Duration = Duration::from_secs(3);
 fn remote_sessions(ctx: &Ctx, alias: &Alias, login: LoginKind) -> Option<Vec<RemoteSession>> {
     let marker = Marker::new().ok()?;
     let command = remote::list(&marker);
-    let cmd = match login {
-        LoginKind::Prompt => {
-            let control = StateDir::new(&ctx.paths, alias).login_control();
-            ctx.ssh.exec_over_only(alias, &control, &command)
-        }
-        LoginKind::Key => ctx.ssh.exec(alias, &command, true),
-    };
+    let run = StateDir::new(&ctx.paths, alias);
+    let cmd = login::remote_command(ctx, alias, &run, login, &command, true);
     let out = cmd.output_within(REMOTE_LIMIT).ok()?;
     let out = String::from_utf8_lossy(&out.stdout);
     marker.reply(&out).map(remote::parse_list)
