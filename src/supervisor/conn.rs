@@ -57,7 +57,7 @@ impl Supervisor {
     /// forwards, which the gate hands connections to). Where logins need a human, takes the
     /// login the user answered instead, or fails: it never logs in itself.
     pub(super) fn connect(&mut self) -> Result<Conn> {
-        if self.human {
+        if self.human() {
             let control = self.run.login_control();
             let held = mux::hold(&control, GRACE).context("no login to ride on")?;
             return Ok(Conn {
@@ -114,7 +114,7 @@ impl Supervisor {
 
     /// Starts a standby connection unless one runs (or standbys keep dying young).
     pub(super) fn ensure_standby(&mut self) {
-        if self.human {
+        if self.human() {
             return; // It would need a login of its own.
         }
         if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {

@@ -111,7 +111,7 @@ impl Supervisor {
             Link::Connecting { lost, .. } => lost.unwrap_or(now),
             Link::Waiting { lost, .. } => lost,
         };
-        if self.human {
+        if self.human() {
             self.event(&format!("tunnel lost: {why}"));
             self.needs_login(now, lost);
             return Ok(());
@@ -254,7 +254,7 @@ impl Supervisor {
         self.listener_ok = false;
         let conn = match self.connect() {
             Ok(conn) => conn,
-            Err(_) if self.human => {
+            Err(_) if self.human() => {
                 self.needs_login(now, lost);
                 return Ok(());
             }

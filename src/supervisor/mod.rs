@@ -103,9 +103,6 @@ struct Supervisor {
     asleep: Option<Duration>,
     /// When the last sleep or network change was noticed, until the probe it caused.
     changed_at: Option<Instant>,
-    /// Logins need a human ([`LoginKind::Prompt`]): the supervisor rides on the login the user
-    /// answered and never logs in itself (no standby, no reconnect attempts, no reach checks).
-    human: bool,
     /// That login ended and the user has been told to log in again.
     awaiting_login: bool,
 }
@@ -189,12 +186,10 @@ fn supervise(args: &Args) -> Result<Signal> {
         net: NetWatch::open(),
         asleep: platform::asleep(),
         changed_at: None,
-        human: false,
         awaiting_login: false,
     };
-    sup.human = sup.session.login == LoginKind::Prompt;
     // Even a TCP connect to its port shows in the server's log as a client that went away.
-    sup.direct = if sup.human { None } else { sup.direct_address() };
+    sup.direct = if sup.human() { None } else { sup.direct_address() };
     sup.event(&format!(
         "supervising {} (pid {}), holding 127.0.0.1:{}",
         sup.alias,
@@ -219,6 +214,12 @@ fn supervise(args: &Args) -> Result<Signal> {
 }
 
 impl Supervisor {
+    /// Logins need a human ([`LoginKind::Prompt`]): the supervisor rides on the login the user
+    /// answered and never logs in itself (no standby, no reconnect attempts, no reach checks).
+    fn human(&self) -> bool {
+        self.session.login == LoginKind::Prompt
+    }
+
     /// Appends a timestamped line to the log (a foreground `jssh up` shows it from there).
     fn event(&mut self, message: &str) {
         self.log.line(message);

@@ -194,7 +194,7 @@ impl Supervisor {
     fn remote(&self, command: &str) -> crate::process::Cmd {
         match &self.active {
             Some(active) => self.over(&active.control, command),
-            None if self.human => self.ssh.exec_over_only(&self.alias, &self.run.login_control(), command),
+            None if self.human() => self.ssh.exec_over_only(&self.alias, &self.run.login_control(), command),
             None => self.ssh.exec(&self.alias, command, true),
         }
     }
@@ -202,7 +202,7 @@ impl Supervisor {
     /// A remote command over one of the connections; where logins need a human, one that
     /// can never become a login of its own when that connection is gone.
     fn over(&self, control: &Path, command: &str) -> crate::process::Cmd {
-        if self.human {
+        if self.human() {
             self.ssh.exec_over_only(&self.alias, control, command)
         } else {
             self.ssh.exec_over(&self.alias, control, command)
