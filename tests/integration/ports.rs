@@ -65,7 +65,10 @@ fn a_connect_storm_through_ssh_kills_and_standby_switches_is_never_refused() {
     let standby_ready = || {
         let dir = client.state_dir().join("storm");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !(dir.join("ctl0").exists() && dir.join("ctl1").exists()) {
+        // A master killed with SIGKILL leaves its socket file behind: only one that accepts
+        // a connection is a live master.
+        let live = |name: &str| std::os::unix::net::UnixStream::connect(dir.join(name)).is_ok();
+        while !(live("ctl0") && live("ctl1")) {
             assert!(Instant::now() < deadline, "no standby");
             std::thread::sleep(Duration::from_millis(10));
         }
