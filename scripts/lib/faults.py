@@ -75,9 +75,16 @@ class Soak:
     # --- the faults: each returns seconds until the URL answered again, or None ---------------
 
     def kill_ssh(self):
-        ssh = self.jssh.tunnel_ssh(self.sup)
-        if ssh is None:
-            raise RuntimeError("the supervisor has no tunnel ssh")
+        # The session file may still name a master that has just been replaced: read it until
+        # it names a live one (a jssh that never does fails here, after 5 s).
+        deadline = now() + 5
+        while True:
+            ssh = self.jssh.tunnel_ssh(self.sup)
+            if ssh is not None and alive(ssh) or now() > deadline:
+                break
+            time.sleep(0.02)
+        if ssh is None or not alive(ssh):
+            raise RuntimeError(f"the supervisor has no live tunnel ssh (status names {ssh})")
         t0 = now()
         os.kill(ssh, signal.SIGKILL)
         t = wait_ok(self.port, self.token, 15)

@@ -127,6 +127,8 @@ impl Supervisor {
                 deadline: now + TAKEOVER_LIMIT,
             };
             self.next_tick = now;
+            // `jssh status` must not name the master that just died.
+            self.save();
             return Ok(());
         }
         // A link that was up is retried at once; only failed attempts back off.
