@@ -117,6 +117,9 @@ impl Supervisor {
         if self.human() {
             return; // It would need a login of its own.
         }
+        if self.standby_after.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
         if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {
             match self.connect() {
                 Ok(conn) => self.standby = Some(conn),

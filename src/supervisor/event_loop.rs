@@ -14,7 +14,7 @@ use super::Supervisor;
 use super::conn::{Conn, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
-    CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, RUN_DIR_CHECK, TAKEOVER_LIMIT, YOUNG,
+    CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, RUN_DIR_CHECK, TAKEOVER_LIMIT, standby_delay, YOUNG,
     backoff, recheck_timeout,
 };
 use super::probe::Probe;
@@ -293,8 +293,12 @@ impl Supervisor {
                 self.standby_strikes = 0;
                 self.watch_strikes = 0;
                 let down = now.duration_since(lost).as_secs_f64();
-                let attempt = now.duration_since(since).as_secs_f64();
-                self.event(&format!("reconnected in {down:.2} s (this attempt {attempt:.2} s)"));
+                let attempt = now.duration_since(since);
+                self.event(&format!(
+                    "reconnected in {down:.2} s (this attempt {:.2} s)",
+                    attempt.as_secs_f64()
+                ));
+                self.standby_after = Some(now + standby_delay(attempt));
             }
             _ => self.event(&format!(
                 "ready: {}",
@@ -310,6 +314,10 @@ impl Supervisor {
             failures: 0,
         };
         self.next_tick = now + PROBE_EVERY;
+        if let Some(after) = self.standby_after.filter(|&t| t > now) {
+            // The tick that starts the deferred standby (its probe costs a channel, no more).
+            self.next_tick = self.next_tick.min(after);
+        }
         self.ensure_standby();
         self.ensure_watch();
     }

@@ -67,6 +67,9 @@ struct Supervisor {
     /// An authenticated connection, ready to take over.
     standby: Option<Conn>,
     standby_strikes: u32,
+    /// No standby before this: after a reconnect it waits about as long again as the
+    /// reconnect took (see [`policy::standby_delay`]).
+    standby_after: Option<Instant>,
     /// `tmux wait-for` on the remote, over the active connection: ends when Jupyter exits.
     watch: Option<Watch>,
     /// Watches that ended young for no reason (like `standby_strikes`).
@@ -163,6 +166,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         active: None,
         standby: None,
         standby_strikes: 0,
+        standby_after: None,
         watch: None,
         watch_strikes: 0,
         watch_unsupported: false,
