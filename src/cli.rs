@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use clap_complete::Shell;
 
 use crate::envspec::EnvSpec;
+use crate::slurm::SbatchOptions;
 use crate::target::{Alias, Hostname, IdentityPath, Jump, Port, UserName, parse_identity, parse_port};
 
 /// Jupyter on a remote server over your own OpenSSH, as if it were local.
@@ -91,6 +92,15 @@ pub(crate) struct SetupArgs {
     #[arg(long, value_name = "SPEC")]
     pub(crate) env: Vec<EnvSpec>,
 
+    /// Run Jupyter as a Slurm job on a compute node, with these sbatch options (saved for
+    /// ALIAS; e.g. --slurm '--partition=gpu --time=4:00:00 --gres=gpu:1').
+    #[arg(long, value_name = "SBATCH OPTIONS", allow_hyphen_values = true)]
+    pub(crate) slurm: Option<SbatchOptions>,
+
+    /// Forget the saved --slurm: Jupyter runs on the login host itself.
+    #[arg(long, conflicts_with = "slurm")]
+    pub(crate) no_slurm: bool,
+
     /// Jump host(s) to go through: [USER@]HOST[:PORT][,…] (ssh's ProxyJump).
     #[arg(long, short = 'J', value_name = "[USER@]HOST[:PORT][,…]")]
     pub(crate) jump: Option<Jump>,
@@ -116,7 +126,7 @@ pub(crate) struct SetupArgs {
     pub(crate) force: bool,
 
     /// Remove ALIAS's block and profile (the key and the server's authorized_keys line stay).
-    #[arg(long, conflicts_with_all = ["host", "user", "port", "jump", "identity", "no_passphrase", "no_copy_id", "force", "env"])]
+    #[arg(long, conflicts_with_all = ["host", "user", "port", "jump", "identity", "no_passphrase", "no_copy_id", "force", "env", "slurm", "no_slurm"])]
     pub(crate) remove: bool,
 }
 
@@ -184,6 +194,21 @@ pub(crate) struct UpArgs {
     /// In the foreground, stop the remote server too on Ctrl-C (one alias only).
     #[arg(long, conflicts_with = "detach")]
     pub(crate) stop_remote: bool,
+
+    /// Run Jupyter as a Slurm job with these sbatch options, this time (`jssh setup --slurm`
+    /// saves them). A job pending in the queue is waited for without a timeout; with -d, up
+    /// returns after 10 s of waiting and `jssh up` attaches once it runs.
+    #[arg(long, value_name = "SBATCH OPTIONS", allow_hyphen_values = true)]
+    pub(crate) slurm: Option<SbatchOptions>,
+
+    /// Run on the login host even where `jssh setup --slurm` saved sbatch options.
+    #[arg(long, conflicts_with = "slurm")]
+    pub(crate) no_slurm: bool,
+
+    /// Warn this many minutes before a Slurm job's walltime ends (in `jssh status`, the log
+    /// and a desktop notification).
+    #[arg(long, default_value_t = 10, value_name = "MINUTES")]
+    pub(crate) walltime_warning: u64,
 }
 
 /// Stop the tunnel and (unless --keep-remote) the remote Jupyter.

@@ -13,6 +13,7 @@ mod profile;
 mod remote;
 mod sanitize;
 mod service;
+mod slurm;
 mod ssh;
 mod sshconfig;
 mod state;

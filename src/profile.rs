@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::envspec::EnvSpec;
 use crate::fsutil;
 use crate::jupyter::JupyterInfo;
+use crate::slurm::SbatchOptions;
 use crate::target::{ALIAS_MAX, Alias, Hostname, IdentityPath, Jump, Port, UserName};
 
 /// Everything jssh knows about one host alias. Every field is a validated type, the same one
@@ -33,6 +34,9 @@ pub(crate) struct Profile {
     /// Whether a login needs a human after the key (setup found out).
     #[serde(default, skip_serializing_if = "LoginKind::is_key")]
     pub(crate) login: LoginKind,
+    /// Run Jupyter as a Slurm job with these sbatch options (`--slurm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slurm: Option<SbatchOptions>,
 }
 
 /// How a login to the host goes: the key alone, or the key and then a prompt only a human can
@@ -239,6 +243,7 @@ mod tests {
             env: vec!["venv:~/v".parse().unwrap()],
             jupyter: JupyterInfo::default(),
             login: LoginKind::Key,
+            slurm: None,
         }
     }
 

@@ -13,6 +13,23 @@ pub(crate) struct Ssh {
     /// `-F` target; `None` means OpenSSH's default config.
     config: Option<PathBuf>,
     connect_timeout: u32,
+    /// Every command goes to a Slurm job's compute node instead, through the login host.
+    hop: Option<NodeHop>,
+}
+
+/// How ssh reaches a compute node through the login host (the alias): `HostName` becomes the
+/// node, the connection is carried over the login host (`ssh -W`, riding on the login a human
+/// answered where there is one, so no second code is asked), and the node's host key is
+/// looked up in jssh's own file first, then the user's. A node never seen before is trusted on
+/// first use (`accept-new`) and written to jssh's file: it is reached through the login host,
+/// which was verified, and a cluster has too many nodes to ask about each; a node whose key
+/// *changed* is still refused.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeHop {
+    pub(crate) alias: Alias,
+    pub(crate) node: String,
+    pub(crate) login_control: Option<PathBuf>,
+    pub(crate) known_hosts: Vec<String>,
 }
 
 impl Ssh {
@@ -20,6 +37,7 @@ impl Ssh {
         Self {
             config: config.map(Path::to_path_buf),
             connect_timeout,
+            hop: None,
         }
     }
 
@@ -42,7 +60,77 @@ impl Ssh {
             Some(file) => cmd.arg("-F").arg(file),
             None => cmd,
         };
-        cmd.arg("-o").arg(format!("ConnectTimeout={}", self.connect_timeout))
+        let cmd = cmd.arg("-o").arg(format!("ConnectTimeout={}", self.connect_timeout));
+        match &self.hop {
+            Some(hop) => cmd.args(self.hop_options(hop)),
+            None => cmd,
+        }
+    }
+
+    /// The same settings, every command going to `hop`'s node.
+    pub(crate) fn to_node(&self, hop: NodeHop) -> Self {
+        Self {
+            hop: Some(hop),
+            ..self.clone()
+        }
+    }
+
+    /// The `-o` options that send a command for the alias to the node instead (see
+    /// [`NodeHop`]). Command-line options come first, so they win over the alias's own.
+    fn hop_options(&self, hop: &NodeHop) -> Vec<String> {
+        // The ProxyCommand is run by `sh -c` after ssh expands its `%` tokens: every word is
+        // shell-quoted, then its `%` doubled; only `%h:%p` is for ssh to fill in.
+        let mut words: Vec<String> = vec!["ssh".into()];
+        if let Some(config) = &self.config {
+            words.extend(["-F".into(), config.to_string_lossy().into_owned()]);
+        }
+        words.extend(
+            [
+                format!("ConnectTimeout={}", self.connect_timeout),
+                "BatchMode=yes".into(),
+                "ControlMaster=no".into(),
+                "LogLevel=ERROR".into(),
+            ]
+            .into_iter()
+            .flat_map(|o| ["-o".to_owned(), o]),
+        );
+        if let Some(control) = &hop.login_control {
+            // Never a login of its own: that one needs a human.
+            words.extend(["-o".into(), "ProxyCommand=false".into(), "-S".into()]);
+            words.push(control.to_string_lossy().into_owned());
+        }
+        let escape = |w: &str| shell_words::quote(w).replace('%', "%%");
+        let mut proxy: Vec<String> = words.iter().map(|w| escape(w)).collect();
+        proxy.extend(["-W".into(), "%h:%p".into(), "--".into(), escape(hop.alias.as_str())]);
+        let known: Vec<String> = hop
+            .known_hosts
+            .iter()
+            .map(|f| format!("\"{}\"", f.replace('%', "%%")))
+            .collect();
+        [
+            format!("HostName={}", hop.node),
+            "Port=22".into(),
+            format!("HostKeyAlias={}", hop.node),
+            "StrictHostKeyChecking=accept-new".into(),
+            format!("UserKnownHostsFile={}", known.join(" ")),
+            format!("ProxyCommand={}", proxy.join(" ")),
+        ]
+        .into_iter()
+        .flat_map(|o| ["-o".to_owned(), o])
+        .collect()
+    }
+
+    /// The known_hosts files ssh reads for `alias` (`ssh -G`), for a [`NodeHop`].
+    pub(crate) fn user_known_hosts(&self, alias: &Alias) -> Vec<String> {
+        let out = self
+            .resolve(alias)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let resolved = parse_resolved(&out.unwrap_or_default());
+        resolved
+            .get("userknownhostsfile")
+            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 
     /// `ssh -G ALIAS`: the configuration ssh would use, without connecting.

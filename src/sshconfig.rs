@@ -380,6 +380,7 @@ mod tests {
             env: Vec::new(),
             jupyter: crate::jupyter::JupyterInfo::default(),
             login: crate::profile::LoginKind::Key,
+            slurm: None,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::fsutil::{self, PRIVATE_FILE};
 use crate::jupyter::JupyterInfo;
 use crate::paths::Paths;
 use crate::profile::LoginKind;
+use crate::slurm::Job;
 use crate::ssh::RemoteEnd;
 use crate::target::Alias;
 
@@ -37,6 +38,9 @@ pub(crate) enum Phase {
     NeedsLogin,
     /// The tunnel was stopped; the remote server may still run.
     Stopped,
+    /// The Slurm job Jupyter ran as has ended (walltime, scancel, a node failure): see
+    /// `last_error`. Nothing is resubmitted.
+    JobEnded,
 }
 
 /// One alias's server and tunnel, shared by `up`, the supervisor, `status`, `url` and `down`.
@@ -69,6 +73,9 @@ pub(crate) struct Session {
     pub(crate) reconnects: u32,
     pub(crate) restarts: u32,
     pub(crate) last_error: Option<String>,
+    /// The Slurm job Jupyter runs as (`--slurm`); then `remote_node` is its compute node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) job: Option<Job>,
 }
 
 impl Session {
@@ -123,6 +130,12 @@ impl StateDir {
 
     pub(crate) fn exists(&self) -> bool {
         self.dir.exists()
+    }
+
+    /// Host keys of Slurm compute nodes, trusted on first use (see [`crate::ssh::NodeHop`]):
+    /// one file beside the aliases' dirs, as a cluster's nodes serve several aliases.
+    pub(crate) fn node_known_hosts(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("slurm_known_hosts")
     }
 
     pub(crate) fn log_path(&self) -> PathBuf {

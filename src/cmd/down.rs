@@ -6,7 +6,7 @@ use super::{Ctx, fanout, login, named_profiles};
 use crate::cli::DownArgs;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, LaunchEvent, Marker};
-use crate::state::StateDir;
+use crate::state::{Session, StateDir};
 use crate::supervisor::handle;
 use crate::target::Alias;
 
@@ -90,6 +90,9 @@ fn down(ctx: &Ctx, alias: &Alias, keep_remote: bool) -> Result<()> {
 pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &StateDir) -> Result<()> {
     let name = remote::session_name(alias);
     let session = run.read_session().ok().flatten();
+    if let Some(session) = session.as_ref().filter(|s| s.job.is_some()) {
+        return cancel_job(ctx, alias, run, session);
+    }
     let node = session.as_ref().and_then(|s| s.remote_node.clone());
     let login = session.map_or(LoginKind::Key, |s| s.login);
     let marker = Marker::new()?;
@@ -126,6 +129,29 @@ pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &StateDir) -> Result<()
         }
         _ => println!("{alias}: no Jupyter was running"),
     }
+    run.clear();
+    Ok(())
+}
+
+/// `scancel` of the session's Slurm job, confirmed by squeue, and the token's run dir removed.
+fn cancel_job(ctx: &Ctx, alias: &Alias, run: &StateDir, session: &Session) -> Result<()> {
+    let Some(id) = session.job.as_ref().and_then(|j| j.id.clone()) else {
+        println!("{alias}: no Slurm job was submitted");
+        run.clear();
+        return Ok(());
+    };
+    let said = super::up::slurm::cancel(ctx, alias, run, session).with_context(|| {
+        format!("could not cancel Slurm job {id} on {alias}: `jssh status {alias}`, or `scancel {id}` there")
+    })?;
+    match said.split_once(' ') {
+        Some(("still", state)) => bail!(
+            "Slurm job {id} on {alias} is still {state} 15 s after scancel: `squeue -j {id}` there \
+             (`jssh down {alias}` again retries)"
+        ),
+        Some((_, state)) => println!("{alias}: cancelled Slurm job {id} ({state}) and removed its token"),
+        None => println!("{alias}: cancelled Slurm job {id}"),
+    }
+    super::login::end(ctx, alias, run);
     run.clear();
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::cli::StatusArgs;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, Marker, RemoteSession};
 use crate::sanitize::for_terminal;
+use crate::slurm::{self, Job};
 use crate::state::{Phase, Session, SessionFile, StateDir, unix_now};
 use crate::target::Alias;
 
@@ -29,6 +30,10 @@ enum State {
     Running,
     /// A server with no tunnel.
     RemoteOnly,
+    /// A Slurm job that ended (see `last_error` and `job`).
+    JobEnded,
+    /// A Slurm job still in the queue (`up -d` returned): `jssh up` attaches once it runs.
+    Queued,
     Down,
 }
 
@@ -39,6 +44,7 @@ impl State {
             Phase::Starting => Self::Starting,
             Phase::Failed => Self::Failed,
             Phase::NeedsLogin => Self::NeedsLogin,
+            Phase::JobEnded => Self::JobEnded,
             Phase::Reconnecting | Phase::Stopped => Self::Reconnecting,
         }
     }
@@ -52,6 +58,8 @@ impl State {
             Self::NeedsLogin => "needs-login",
             Self::Running => "running",
             Self::RemoteOnly => "remote-only",
+            Self::JobEnded => "job-ended",
+            Self::Queued => "queued",
             Self::Down => "down",
         }
     }
@@ -84,6 +92,36 @@ struct Row {
     state_file_error: Option<String>,
     /// `key`, or `prompt` where logins need a human (then nothing logs in on its own).
     login: LoginKind,
+    /// The Slurm job Jupyter runs as, as last seen.
+    job: Option<JobRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct JobRow {
+    id: Option<String>,
+    node: Option<String>,
+    state: Option<String>,
+    reason: Option<String>,
+    /// Until the walltime ends, when known.
+    walltime_left_secs: Option<i64>,
+    /// Whether the walltime warning was given.
+    walltime_warned: bool,
+    /// How the tunnel reaches the node.
+    reach: String,
+}
+
+impl JobRow {
+    fn of(job: &Job) -> Self {
+        Self {
+            id: job.id.clone(),
+            node: job.node.clone(),
+            state: job.state.clone(),
+            reason: job.reason.clone(),
+            walltime_left_secs: job.walltime_left(unix_now()),
+            walltime_warned: job.warned,
+            reach: job.reach.clone(),
+        }
+    }
 }
 
 /// How long `status` waits for a remote's answer: over a ControlMaster it takes
@@ -117,6 +155,14 @@ fn row(alias: &Alias, run: &StateDir, file: SessionFile, remote: Option<&[Remote
         // The lease says a supervisor runs; only its phase is unknown.
         (Some(_), None, _) if state_file_error.is_some() => State::Running,
         (None, _, Some(_)) => State::RemoteOnly,
+        (None, Some(s), None) if s.phase == Phase::JobEnded => State::JobEnded,
+        (None, Some(s), None)
+            if s.job
+                .as_ref()
+                .is_some_and(|j| j.node.is_none() && j.state.as_deref().is_some_and(slurm::is_live)) =>
+        {
+            State::Queued
+        }
         _ => State::Down,
     };
     let live = supervisor.is_some();
@@ -141,6 +187,7 @@ fn row(alias: &Alias, run: &StateDir, file: SessionFile, remote: Option<&[Remote
             .as_ref()
             .filter(|_| live)
             .map(|s| unix_now().saturating_sub(s.started_unix)),
+        job: session.as_ref().and_then(|s| s.job.as_ref()).map(JobRow::of),
         reconnects: session.as_ref().map_or(0, |s| s.reconnects),
         restarts: session.as_ref().map_or(0, |s| s.restarts),
         last_error: session.and_then(|s| s.last_error),
@@ -285,6 +332,27 @@ fn details(out: &mut impl Write, r: &Row, local: bool) -> Result<()> {
             r.remote_pid.map_or("-".into(), |p| p.to_string())
         )?;
     }
+    if let Some(job) = &r.job {
+        let said = slurm::describe(
+            job.state.as_deref().unwrap_or("?"),
+            job.reason.as_deref().unwrap_or_default(),
+        );
+        let node = job.node.as_ref().map_or(String::new(), |n| format!(" on {n}"));
+        let left = job.walltime_left_secs.map_or(String::new(), |s| {
+            let warned = if job.walltime_warned { " (warned)" } else { "" };
+            format!(
+                ", walltime left {}h{:02}m{warned}",
+                s.max(0) / 3600,
+                s.max(0) % 3600 / 60
+            )
+        });
+        writeln!(
+            out,
+            "  slurm job:  {} {said}{node}{left}",
+            job.id.as_deref().unwrap_or("(not submitted)")
+        )?;
+        writeln!(out, "  reached by: {}", job.reach)?;
+    }
     if let Some(up) = r.uptime_secs {
         writeln!(
             out,
@@ -364,6 +432,7 @@ mod tests {
             remote_checked: true,
             state_file_error: None,
             login: LoginKind::Key,
+            job: None,
         }
     }
 

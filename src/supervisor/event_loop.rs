@@ -14,8 +14,8 @@ use super::Supervisor;
 use super::conn::{Conn, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
-    CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, RUN_DIR_CHECK, TAKEOVER_LIMIT, standby_delay, YOUNG,
-    backoff, recheck_timeout,
+    CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, RUN_DIR_CHECK, TAKEOVER_LIMIT, YOUNG,
+    backoff, recheck_timeout, standby_delay,
 };
 use super::probe::Probe;
 use super::remote_jupyter::Relaunch;
@@ -153,6 +153,7 @@ impl Supervisor {
     /// One tick: observe what the link's state calls for, let [`link::on_tick`] decide, then
     /// do what it says (which may move the state further).
     fn tick(&mut self) -> Result<()> {
+        self.job_tick(matches!(self.link, Link::Waiting { .. }))?;
         let now = Instant::now();
         let seen = match self.link {
             Link::Waiting { .. } => {

@@ -22,6 +22,7 @@ mod conn;
 mod event_loop;
 mod gate;
 pub(crate) mod handle;
+mod job;
 mod link;
 mod log;
 mod login;
@@ -55,6 +56,10 @@ use crate::target::Alias;
 /// block each.
 struct Supervisor {
     ssh: Ssh,
+    /// For the login host, where [`Supervisor::ssh`] goes to a Slurm job's node.
+    login_ssh: Ssh,
+    /// When Slurm was last asked about the job (see [`job`]).
+    job_checked: Instant,
     alias: Alias,
     run: StateDir,
     lease: Lease,
@@ -155,8 +160,18 @@ fn supervise(args: &Args) -> Result<Signal> {
     let log = Log::open(&run.log_path())?;
     let now = Instant::now();
     let prober = Prober::new(&session.token);
+    // A Slurm job's Jupyter is on its compute node: every connection goes there, through
+    // the login host.
+    let login_ssh = ssh.clone();
+    let ssh = match session.job.as_ref().and_then(|j| j.node.as_deref()) {
+        Some(node) => crate::slurm::node_ssh(&ssh, alias, &run, session.login, node),
+        None => ssh,
+    };
     let mut sup = Supervisor {
         ssh,
+        login_ssh,
+        // The first question to Slurm (the walltime's end) a few seconds in, over the tunnel.
+        job_checked: now.checked_sub(job::FIRST_JOB_CHECK).unwrap_or(now),
         alias: alias.clone(),
         run,
         lease,
@@ -202,7 +217,13 @@ fn supervise(args: &Args) -> Result<Signal> {
     ));
     let result = sup.run_loop(&mut signals);
     sup.stop_all();
-    if let Err(e) = &result {
+    if let Err(e) = &result
+        && let Some(ended) = e.downcast_ref::<job::JobEnded>()
+    {
+        sup.session.phase = Phase::JobEnded;
+        sup.session.last_error = Some(ended.to_string());
+        sup.event(&format!("{ended}: the tunnel stops (nothing is resubmitted)"));
+    } else if let Err(e) = &result {
         sup.session.phase = Phase::Failed;
         sup.session.last_error = Some(format!("{e:#}"));
         sup.event(&format!("giving up: {e:#}"));
@@ -220,8 +241,9 @@ fn supervise(args: &Args) -> Result<Signal> {
 impl Supervisor {
     /// Logins need a human ([`LoginKind::Prompt`]): the supervisor rides on the login the user
     /// answered and never logs in itself (no standby, no reconnect attempts, no reach checks).
+    /// (A Slurm job's tunnel makes its own connections to the node, riding on that login.)
     fn human(&self) -> bool {
-        self.session.login == LoginKind::Prompt
+        self.session.login == LoginKind::Prompt && self.session.job.is_none()
     }
 
     /// Appends a timestamped line to the log (a foreground `jssh up` shows it from there).

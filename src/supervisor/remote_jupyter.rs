@@ -154,7 +154,12 @@ impl Supervisor {
             return;
         }
         let Some(active) = &self.active else { return };
-        let cmd = self.over(&active.control, &remote::watch(&self.session.tmux_name));
+        let script = match (&self.session.job, self.session.remote_pid) {
+            (Some(_), Some(pid)) => crate::slurm::watch(pid),
+            (Some(_), None) => return,
+            (None, _) => remote::watch(&self.session.tmux_name),
+        };
+        let cmd = self.over(&active.control, &script);
         match Watch::spawn(&cmd, self.log.fd()) {
             Ok(watch) => self.watch = Some(watch),
             Err(e) => self.event(&format!("could not start the remote watch: {e:#}")),
@@ -167,6 +172,11 @@ impl Supervisor {
     /// are reported as Jupyter's exit.
     pub(super) fn watch_ended(&mut self, ended: Ended, young: bool) -> Result<()> {
         match ended {
+            // A job's Jupyter is the job: it is not restarted, Slurm says why it ended.
+            Ended::Exited(0 | remote::EXIT_GONE) if self.session.job.is_some() => {
+                self.event("the job's Jupyter exited");
+                self.job_check()?;
+            }
             Ended::Exited(code @ (0 | remote::EXIT_GONE)) => {
                 if self.link.is_up() {
                     self.event(if code == 0 {
@@ -201,7 +211,7 @@ impl Supervisor {
 
     /// A remote command over one of the connections; where logins need a human, one that
     /// can never become a login of its own when that connection is gone.
-    fn over(&self, control: &Path, command: &str) -> crate::process::Cmd {
+    pub(super) fn over(&self, control: &Path, command: &str) -> crate::process::Cmd {
         if self.human() {
             self.ssh.exec_over_only(&self.alias, control, command)
         } else {
@@ -226,6 +236,11 @@ impl Supervisor {
     /// Starts the remote Jupyter again unless it still runs (the launch script then reuses
     /// it), within the restart budget, and only on the machine it ran on.
     pub(super) fn relaunch(&mut self) -> Result<Relaunch> {
+        if self.session.job.is_some() {
+            // Never resubmitted silently: if the job still runs, so may Jupyter.
+            self.job_check()?;
+            return Ok(Relaunch::Running);
+        }
         let now = Instant::now();
         while self
             .restarts

@@ -140,6 +140,11 @@ fn new_profile(ctx: &Ctx, args: &SetupArgs, existing: Option<Profile>) -> Result
         },
         // Verification below finds out again.
         login: LoginKind::Key,
+        slurm: match (&args.slurm, args.no_slurm) {
+            (Some(options), _) => Some(options.clone()),
+            (None, true) => None,
+            (None, false) => existing.as_ref().and_then(|p| p.slurm.clone()),
+        },
         jupyter: existing.map(|p| p.jupyter).unwrap_or_default(),
     })
 }

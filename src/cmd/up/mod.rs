@@ -9,6 +9,7 @@ mod many;
 mod plan;
 mod ports;
 mod ready;
+pub(crate) mod slurm;
 mod ui;
 
 use std::process::{Child, ExitCode};
@@ -57,12 +58,21 @@ fn one(ctx: &Ctx, plan: &Plan, profile: &Profile) -> Result<ExitCode> {
     let run = StateDir::new(&ctx.paths, &profile.alias);
     let alias = &profile.alias;
     let up = bring_up(ctx, plan, profile, &run, &mut Ui::terminal())?;
+    if let Up::Queued { session } = &up {
+        let id = session.job.as_ref().and_then(|j| j.id.as_deref()).unwrap_or("?");
+        println!(
+            "Slurm job {id} waits in the queue on {alias}: `jssh up {alias}` attaches once it runs \
+             (`jssh status {alias}` shows its state, `jssh down {alias}` cancels it)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{}", up.session().url());
     if plan.open {
         open_url(&run, &up.session().url())?;
     }
     match up {
         _ if plan.detach => Ok(ExitCode::SUCCESS),
+        Up::Queued { .. } => Ok(ExitCode::SUCCESS),
         Up::Running { pid, .. } => {
             println!("(the tunnel already runs in the background, pid {pid}; `jssh down {alias}` stops it)");
             Ok(ExitCode::SUCCESS)
@@ -98,12 +108,14 @@ enum Up {
         supervisor: Child,
         log_start: u64,
     },
+    /// `-d` with a Slurm job that still waits in the queue: nothing runs here yet.
+    Queued { session: Session },
 }
 
 impl Up {
     fn session(&self) -> &Session {
         match self {
-            Self::Running { session, .. } | Self::Started { session, .. } => session,
+            Self::Running { session, .. } | Self::Started { session, .. } | Self::Queued { session } => session,
         }
     }
 }
@@ -163,7 +175,22 @@ fn reuse(plan: &Plan, run: &StateDir, session: &Session, deadline: Instant) -> R
 /// On failure nothing this run started is left behind.
 fn start(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, deadline: Instant, ui: &mut Ui) -> Result<Up> {
     // No spinner before the launch has logged in: ssh may be asking for a passphrase.
-    let (launch, session, reused) = start_remote(ctx, plan, profile, run, deadline, ui)?;
+    let (launch, session, reused, deadline) = if let Some(options) = plan.slurm(profile) {
+        let job = slurm::JobPlan {
+            options,
+            detach: plan.detach,
+            warn_minutes: plan.walltime_warning,
+        };
+        let session = new_session(ctx, plan, profile, run)?;
+        match slurm::start(ctx, profile, &job, run, session, ui)? {
+            slurm::JobStart::Queued(session) => return Ok(Up::Queued { session }),
+            // A queue's wait is not Jupyter's: the timeout counts from here.
+            slurm::JobStart::Listening(session, reused) => (None, session, reused, Instant::now() + plan.timeout),
+        }
+    } else {
+        let (launch, session, reused) = start_remote(ctx, plan, profile, run, deadline, ui)?;
+        (Some(launch), session, reused, deadline)
+    };
     let alias = &profile.alias;
     let progress = ui.progress(&format!(
         "starting Jupyter on {alias}, forwarding it to 127.0.0.1:{}",
@@ -179,9 +206,17 @@ fn start(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, deadline: In
         },
         run,
     )?;
-    let ready = ready::wait(&session, deadline, Some(launch.events()), Some(&mut supervisor), run);
+    let ready = ready::wait(
+        &session,
+        deadline,
+        launch.as_ref().map(Launch::events),
+        Some(&mut supervisor),
+        run,
+    );
     progress.finish();
-    launch.end();
+    if let Some(launch) = launch {
+        launch.end();
+    }
     if session.login != profile.login {
         // The key was enough this time: the supervisor makes its own connections.
         login::end(ctx, alias, run);
@@ -198,7 +233,11 @@ fn start(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, deadline: In
             message = format!("{message}\n{tail}");
         }
         // Leave nothing half-started behind: a server this run started goes too.
-        if !reused {
+        if !reused && session.job.is_some() {
+            let _ = slurm::cancel(ctx, alias, run, &session);
+            login::end(ctx, alias, run);
+            run.clear();
+        } else if !reused {
             if let Ok(marker) = Marker::new() {
                 let stop = remote::stop(&marker, &session.tmux_name, session.remote_node.as_deref());
                 let _ = login::remote_command(ctx, alias, run, session.login, &stop, true).output();
@@ -226,34 +265,21 @@ fn start_remote(
     ui: &mut Ui,
 ) -> Result<(Launch, Session, bool)> {
     let alias = &profile.alias;
-    let tmux_name = remote::session_name(alias);
-    let previous = run.read_session()?.filter(|s| s.tmux_name == tmux_name);
+    let previous = run
+        .read_session()?
+        .filter(|s| s.tmux_name == remote::session_name(alias));
     let mut ports = ports::remote_candidates()?;
     if let Some(port) = previous.as_ref().and_then(|s| s.remote_port) {
         ports.insert(0, port);
     }
-    // The session holds the facts the launch spec is made of; the launch adds the rest.
-    let mut session = Session {
-        alias: alias.clone(),
-        tmux_name,
-        local_port: ports::claim_local(&ctx.paths, run, alias, plan.port)?,
-        remote_port: None,
-        remote_socket: None,
-        remote_pid: None,
-        ssh_pid: None,
-        remote_node: None,
-        token: fsutil::random_hex(24)?,
-        notebook: plan.notebook,
-        dir: plan.dir.clone(),
-        env: profile.env.clone(),
-        jupyter: profile.jupyter.clone(),
-        phase: Phase::Starting,
-        login: profile.login,
-        started_unix: unix_now(),
-        reconnects: 0,
-        restarts: 0,
-        last_error: None,
-    };
+    let mut session = new_session(ctx, plan, profile, run)?;
+    if let Some(previous) = previous.as_ref().filter(|s| s.job.is_some()) {
+        bail!(
+            "{alias} last ran Jupyter as Slurm job {}: `jssh down {alias}` first (it cancels the job), \
+             or leave out --no-slurm",
+            previous.job.as_ref().and_then(|j| j.id.as_deref()).unwrap_or("?")
+        );
+    }
     let expect = previous.as_ref().and_then(|s| s.remote_node.as_deref());
     let check = plan.dir.as_deref().map(DirCheck::new);
     let marker = Marker::new()?;
@@ -312,4 +338,32 @@ fn start_remote(
     }
     run.write_session(&session)?;
     Ok((launch, session, started.reused))
+}
+
+/// A new session for `profile`: its local port claimed, a fresh token; the remote start adds
+/// where Jupyter runs.
+fn new_session(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir) -> Result<Session> {
+    let alias = &profile.alias;
+    Ok(Session {
+        alias: alias.clone(),
+        tmux_name: remote::session_name(alias),
+        local_port: ports::claim_local(&ctx.paths, run, alias, plan.port)?,
+        remote_port: None,
+        remote_socket: None,
+        remote_pid: None,
+        ssh_pid: None,
+        remote_node: None,
+        token: fsutil::random_hex(24)?,
+        notebook: plan.notebook,
+        dir: plan.dir.clone(),
+        env: profile.env.clone(),
+        jupyter: profile.jupyter.clone(),
+        phase: Phase::Starting,
+        login: profile.login,
+        started_unix: unix_now(),
+        reconnects: 0,
+        restarts: 0,
+        last_error: None,
+        job: None,
+    })
 }

@@ -10,6 +10,7 @@ use crate::UsageError;
 use crate::cli::UpArgs;
 use crate::cmd::named_profiles;
 use crate::profile::{Profile, Profiles};
+use crate::slurm::SbatchOptions;
 
 /// What `jssh up` is to do.
 #[derive(Debug)]
@@ -31,6 +32,28 @@ pub(super) struct Plan {
     /// How long each alias may take to answer.
     pub(super) timeout: Duration,
     pub(super) stop_remote: bool,
+    /// `--slurm` for this run (else each profile's own), or `--no-slurm`.
+    pub(super) slurm: SlurmChoice,
+    pub(super) walltime_warning: u64,
+}
+
+/// Whether this run submits a Slurm job.
+#[derive(Debug, Clone)]
+pub(super) enum SlurmChoice {
+    Profile,
+    With(SbatchOptions),
+    Without,
+}
+
+impl Plan {
+    /// The sbatch options for `profile`'s run, if it runs as a job.
+    pub(super) fn slurm<'a>(&'a self, profile: &'a Profile) -> Option<&'a SbatchOptions> {
+        match &self.slurm {
+            SlurmChoice::Profile => profile.slurm.as_ref(),
+            SlurmChoice::With(options) => Some(options),
+            SlurmChoice::Without => None,
+        }
+    }
 }
 
 impl Plan {
@@ -78,6 +101,12 @@ impl Plan {
             open: args.open,
             timeout: Duration::from_secs(args.timeout),
             stop_remote: args.stop_remote,
+            slurm: match (&args.slurm, args.no_slurm) {
+                (Some(options), _) => SlurmChoice::With(options.clone()),
+                (None, true) => SlurmChoice::Without,
+                (None, false) => SlurmChoice::Profile,
+            },
+            walltime_warning: args.walltime_warning,
         };
         Ok((plan, changed))
     }

@@ -1,0 +1,338 @@
+//! `up` for a Slurm profile: submit Jupyter as a job over the one login to the login host (or
+//! find the job a previous `up` submitted), learn from the job itself when it runs and when
+//! Jupyter listens, and make sure the node can be reached before the supervisor takes over.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::ui::{Progress, Ui, all_signals};
+use crate::cmd::Ctx;
+use crate::cmd::login::{self, Login};
+use crate::profile::{LoginKind, Profile};
+use crate::remote::{self, JupyterSpec, Marker};
+use crate::sanitize::{for_terminal, ssh_stderr};
+use crate::slurm::{self, Job, Query, SbatchOptions, WaitEvent};
+use crate::state::{Phase, Session, StateDir};
+use crate::target::Alias;
+
+/// With `-d`, how long `up` waits for a queued job before it returns (the job stays queued
+/// and `jssh up` attaches once it runs).
+const DETACHED_WAIT: Duration = Duration::from_secs(10);
+
+/// What [`start`] ended with.
+pub(super) enum JobStart {
+    /// Jupyter listens on the node: the supervisor can take over. Whether the job was found
+    /// running (not submitted by this run).
+    Listening(Session, bool),
+    /// `-d`, and the job still waits in the queue.
+    Queued(Session),
+}
+
+/// What the user asked of the job.
+pub(super) struct JobPlan<'a> {
+    pub(super) options: &'a SbatchOptions,
+    pub(super) detach: bool,
+    pub(super) warn_minutes: u64,
+}
+
+/// Submits (or finds) `session`'s job and waits until Jupyter listens on its node.
+pub(super) fn start(
+    ctx: &Ctx,
+    profile: &Profile,
+    plan: &JobPlan<'_>,
+    run: &StateDir,
+    mut session: Session,
+    ui: &mut Ui,
+) -> Result<JobStart> {
+    let alias = &profile.alias;
+    if profile.login == LoginKind::Prompt && login::log_in(ctx, alias, run)? == Login::KeyOnly {
+        ui.note(format!("note: the key alone logged in to {alias} this time"));
+        session.login = LoginKind::Key;
+    }
+    let previous = run
+        .read_session()?
+        .filter(|s| s.tmux_name == session.tmux_name && s.job.as_ref().is_some_and(|j| j.id.is_some()));
+    let mut reused = false;
+    if let Some(previous) = previous {
+        let id = previous.job.as_ref().and_then(|j| j.id.clone()).unwrap_or_default();
+        match query(ctx, alias, run, session.login, &id)? {
+            Query::State { state, .. } if slurm::is_live(&state) => {
+                ui.note(format!("attaching to {alias}'s Slurm job {id} ({state})"));
+                session.token = previous.token;
+                session.job = previous.job;
+                reused = true;
+            }
+            Query::Unknown => bail!(
+                "Slurm on {alias} did not answer about job {id} (squeue failed): nothing was submitted; try again"
+            ),
+            ended => {
+                let said = match ended {
+                    Query::State { state, reason, .. } => slurm::describe(&state, &reason),
+                    _ => "gone".to_owned(),
+                };
+                ui.note(format!(
+                    "{alias}'s last Slurm job {id} ended ({said}): submitting a new one"
+                ));
+            }
+        }
+    }
+    if !reused {
+        submit(ctx, plan.options, run, &mut session, plan.warn_minutes)?;
+    }
+    let id = session.job.as_ref().and_then(|j| j.id.clone()).unwrap_or_default();
+    match wait(ctx, run, &mut session, &id, plan.detach)? {
+        Waited::Queued => return Ok(JobStart::Queued(session)),
+        Waited::Listening(hop_check) => {
+            if let Err(e) = hop_check
+                .recv()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the check did not finish")))
+            {
+                if !reused {
+                    cancel(ctx, alias, run, &session);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(JobStart::Listening(session, reused))
+}
+
+/// `sbatch` over the login: the job is recorded by name before, and by id the moment sbatch
+/// answers. The token goes on the command's stdin into a 0600 file in the shared home.
+fn submit(ctx: &Ctx, options: &SbatchOptions, run: &StateDir, session: &mut Session, warn_minutes: u64) -> Result<()> {
+    let alias = session.alias.clone();
+    session.job = Some(Job {
+        name: session.tmux_name.clone(),
+        reach: slurm::REACH.to_owned(),
+        warn_minutes,
+        ..Job::default()
+    });
+    session.phase = Phase::Starting;
+    run.write_session(session)?;
+    let ports = super::ports::remote_candidates()?;
+    let jupyter = remote::jupyter_script(&JupyterSpec::of(session, false));
+    let script = slurm::job_script(&session.tmux_name, &ports, remote::LOGIN, &jupyter);
+    let marker = Marker::new()?;
+    let command = slurm::submit(&marker, &session.tmux_name, options);
+    let stdin = format!("{}\n{script}", session.token).into_bytes();
+    let out = login::remote_command(ctx, &alias, run, session.login, &command, true)
+        .stdin_bytes(stdin)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let reply = marker.reply(&text).unwrap_or_default();
+    let line = reply.lines().next().unwrap_or_default();
+    if let Some(id) = line.strip_prefix("job ").map(str::trim)
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    {
+        if let Some(job) = session.job.as_mut() {
+            job.id = Some(id.to_owned());
+            job.state = Some("PENDING".into());
+        }
+        run.write_session(session)?;
+        return Ok(());
+    }
+    run.clear();
+    match line.split_once(' ') {
+        Some(("refused", why)) => bail!("sbatch on {alias} refused the job: {}", for_terminal(why)),
+        _ if line == "nosbatch" => {
+            bail!("sbatch is not on the login PATH of {alias}: is it a Slurm login node? (`jssh doctor {alias}`)")
+        }
+        _ => bail!(
+            "could not submit the job on {alias}: {}",
+            ssh_stderr(&out.stderr).join("; ")
+        ),
+    }
+}
+
+enum Waited {
+    Queued,
+    /// Jupyter listens; the check that the node can be reached reports on this channel.
+    Listening(Receiver<Result<()>>),
+}
+
+/// Follows the job's report (one long-lived command on the login host) until Jupyter
+/// listens; shows the queue state on the spinner meanwhile.
+fn wait(ctx: &Ctx, run: &StateDir, session: &mut Session, id: &str, detach: bool) -> Result<Waited> {
+    let alias = session.alias.clone();
+    let marker = Marker::new()?;
+    let name = session.tmux_name.clone();
+    let cmd = login::remote_command(ctx, &alias, run, session.login, &slurm::wait(&marker, &name, id), true);
+    let mut child = cmd.spawn(Stdio::null(), Stdio::piped(), Stdio::piped())?;
+    let events = read_events(&mut child, marker);
+    let begun = Instant::now();
+    let mut progress = Some(Progress::start(&format!("job {id} submitted on {alias}")));
+    let mut hop_check = None;
+    let mut log = Vec::new();
+    let result = loop {
+        let event = match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => {
+                if detach && hop_check.is_none() && begun.elapsed() >= DETACHED_WAIT {
+                    break Ok(Waited::Queued);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break Err(lost(&mut child, &alias, id)),
+        };
+        match event {
+            WaitEvent::Waiting { state, reason, start } => {
+                if let Some(p) = progress.take() {
+                    p.finish();
+                }
+                let start = if start.is_empty() || start == "N/A" {
+                    String::new()
+                } else {
+                    format!(", expected to start {start}")
+                };
+                progress = Some(Progress::start(&format!(
+                    "job {id} on {alias}: {}{start}",
+                    slurm::describe(&state, &reason)
+                )));
+                if let Some(job) = session.job.as_mut() {
+                    job.state = Some(state);
+                    job.reason = Some(reason);
+                }
+                let _ = run.write_session(session);
+            }
+            WaitEvent::Running { node, pid, port } => {
+                if !node.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+                    break Err(anyhow::anyhow!(
+                        "job {id} reported an odd node name: {}",
+                        for_terminal(&node)
+                    ));
+                }
+                if let Some(p) = progress.take() {
+                    p.finish();
+                }
+                progress = Some(Progress::start(&format!("job {id} runs on {node}: starting Jupyter")));
+                session.remote_node = Some(node.clone());
+                session.remote_pid = Some(pid);
+                session.remote_port = Some(port);
+                if let Some(job) = session.job.as_mut() {
+                    job.node = Some(node.clone());
+                    job.state = Some("RUNNING".into());
+                    job.reason = None;
+                }
+                run.write_session(session)?;
+                hop_check = Some(check_node(ctx, run, session, &node));
+            }
+            WaitEvent::Ready => {
+                break Ok(Waited::Listening(
+                    hop_check
+                        .take()
+                        .context("the job said ready before it said where it runs")?,
+                ));
+            }
+            WaitEvent::Log(line) => log.push(for_terminal(&line)),
+            WaitEvent::Ended { state, reason } => {
+                // The log lines follow the end line: give them a moment.
+                while let Ok(WaitEvent::Log(line)) = events.recv_timeout(Duration::from_millis(500)) {
+                    log.push(for_terminal(&line));
+                }
+                if let Some(job) = session.job.as_mut() {
+                    job.state = Some(state.clone());
+                    job.reason = Some(reason.clone());
+                }
+                let _ = run.write_session(session);
+                let said = slurm::describe(&state, &reason);
+                break Err(if log.is_empty() {
+                    anyhow::anyhow!("job {id} on {alias} ended before Jupyter answered: {said}")
+                } else {
+                    anyhow::anyhow!(
+                        "job {id} on {alias} ended before Jupyter answered: {said}; its log ends:\n{}",
+                        log.join("\n")
+                    )
+                });
+            }
+        }
+    };
+    if let Some(p) = progress.take() {
+        p.finish();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// The wait's connection ended before the job reported.
+fn lost(child: &mut Child, alias: &Alias, id: &str) -> anyhow::Error {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    anyhow::anyhow!(
+        "lost the connection to {alias} while waiting for job {id} (the job stays: `jssh up {alias}` \
+         attaches, `jssh down {alias}` cancels it): {}",
+        ssh_stderr(stderr.as_bytes()).join("; ")
+    )
+}
+
+fn read_events(child: &mut Child, marker: Marker) -> Receiver<WaitEvent> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let _ = all_signals().thread_block();
+            let lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            for line in lines.skip_while(|l| !marker.is(l)).skip(1) {
+                if let Some(event) = WaitEvent::parse(&line)
+                    && tx.send(event).is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Checks, while Jupyter starts, that ssh reaches the node through the login host (mode a of
+/// issue 12): the supervisor's tunnel goes that way.
+fn check_node(ctx: &Ctx, run: &StateDir, session: &Session, node: &str) -> Receiver<Result<()>> {
+    let (tx, rx) = mpsc::channel();
+    let ssh = slurm::node_ssh(&ctx.ssh, &session.alias, run, session.login, node);
+    let alias = session.alias.clone();
+    let node = node.to_owned();
+    std::thread::spawn(move || {
+        let _ = all_signals().thread_block();
+        let result = ssh.exec(&alias, "true", true).output().and_then(|out| {
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "the job runs on {node}, but ssh cannot reach {node} through {alias} ({}): jssh \
+                     reaches Jupyter on a compute node with ssh through the login host, and never \
+                     on the node's network. The job was cancelled; `jssh doctor {alias}` says more",
+                    ssh_stderr(&out.stderr).join("; ")
+                ))
+            }
+        });
+        let _ = tx.send(result);
+    });
+    rx
+}
+
+/// `squeue` for the job, over the login.
+pub(crate) fn query(ctx: &Ctx, alias: &Alias, run: &StateDir, login: LoginKind, id: &str) -> Result<Query> {
+    let marker = Marker::new()?;
+    let out = login::remote_command(ctx, alias, run, login, &slurm::query(&marker, id), true).output()?;
+    Ok(Query::parse(
+        marker.reply(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default(),
+    ))
+}
+
+/// `scancel`, confirmed; what Slurm said last (`cancelled STATE` or `still STATE`).
+pub(crate) fn cancel(ctx: &Ctx, alias: &Alias, run: &StateDir, session: &Session) -> Option<String> {
+    let id = session.job.as_ref()?.id.as_deref()?;
+    let marker = Marker::new().ok()?;
+    let command = slurm::cancel(&marker, &session.tmux_name, id);
+    let out = login::remote_command(ctx, alias, run, session.login, &command, true)
+        .output()
+        .ok()?;
+    let said = marker.reply(&String::from_utf8_lossy(&out.stdout))?.trim().to_owned();
+    Some(said)
+}
