@@ -165,7 +165,7 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
 
 /// Runs `script` in the user's login shell (so conda/module init in their profile applies);
 /// shells that are not POSIX-like (fish, csh) get `sh -l`.
-const LOGIN: &str = include_str!("../remote/login.sh").trim_ascii_end();
+pub(crate) const LOGIN: &str = include_str!("../remote/login.sh").trim_ascii_end();
 
 /// The remote command that runs `script` in the login shell, its reply starting at `marker`
 /// (printed after the login shell's own startup files, which may print anything).
@@ -584,7 +584,7 @@ mod tests {
     #[test]
     fn remote_scripts_parse_and_pass_shellcheck() {
         let scripts = remote_files("sh");
-        assert_eq!(scripts.len(), 11, "{scripts:?}");
+        assert_eq!(scripts.len(), 18, "{scripts:?}");
         for script in &scripts {
             let out = std::process::Command::new("sh").arg("-n").arg(script).output().unwrap();
             assert!(

@@ -19,6 +19,7 @@ mod robust;
 mod service;
 mod setup;
 mod slurm;
+mod slurm_doctor;
 mod up;
 mod util;
 mod wake;

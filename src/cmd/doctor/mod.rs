@@ -5,7 +5,8 @@
 //! handshake time) while a first command runs through the alias's ControlMaster; then, in
 //! parallel through that master: the master itself, a real TCP and a real Unix-socket
 //! forward, and Jupyter in the profile's environment. The first command also reports tmux and
-//! jssh's Jupyter config, so a healthy host costs two handshakes and a few mux sessions.
+//! jssh's Jupyter config, so a healthy host costs two handshakes and a few mux sessions. A
+//! `--slurm` profile adds the Slurm checks (`slurm.rs`) beside them, over the same master.
 
 mod facts;
 mod finding;
@@ -14,6 +15,7 @@ mod hops;
 mod local;
 mod login;
 mod remote_jupyter;
+mod slurm;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +41,7 @@ use hops::hop_checks;
 use local::{local_checks, openssh_check};
 use login::{LOGIN, agent_check, host_key_check, keepalive_checks, login_check, resolve_check, ssh_error};
 use remote_jupyter::{config_check, jupyter_check};
+use slurm::slurm_checks;
 /// Doctor's cap on `--connect-timeout`: a dead host should be reported, not waited for.
 const QUICK_CONNECT_SECS: u32 = 5;
 /// How long a local ssh call (`-G`, `-O`) may take.
@@ -216,15 +219,18 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
         }
     };
 
-    let (master, tcp, unix, jupyter) = thread::scope(|scope| {
+    let (master, tcp, unix, jupyter, slurm) = thread::scope(|scope| {
         let master = scope.spawn(|| master_check(ssh, alias, &settings));
         let tcp = scope.spawn(|| tcp_forward_check(ssh, alias, facts.server, limit));
         let unix = scope.spawn(|| unix_forward_check(ssh, alias, limit));
+        let slurm = (profile.slurm.as_ref())
+            .map(|options| scope.spawn(move || slurm_checks(paths, ssh, profile, options, limit)));
         let jupyter = jupyter_check(ssh, profile, limit);
-        (join(master), join(tcp), join(unix), jupyter)
+        (join(master), join(tcp), join(unix), jupyter, slurm.map(join))
     });
     checks.extend([master, tcp, unix, tmux_check(alias, &facts.tmux), jupyter]);
     checks.push(config_check(alias, facts.config.as_ref()));
+    checks.extend(slurm.into_iter().flatten());
     checks
 }
 
@@ -291,6 +297,7 @@ mod test_fixtures {
             env: vec!["venv:~/v".parse().unwrap()],
             jupyter: JupyterInfo::default(),
             login: crate::profile::LoginKind::Key,
+            slurm: None,
         }
     }
 }
