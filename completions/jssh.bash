@@ -1152,7 +1152,7 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__setup)
-            opts="-l -p -J -i -n -h -V --host --user --port --env --jump --identity --no-passphrase --no-copy-id --dry-run --force --remove --ssh-config --connect-timeout --help --version"
+            opts="-l -p -J -i -n -h -V --host --user --port --env --slurm --no-slurm --jump --identity --no-passphrase --no-copy-id --dry-run --force --remove --ssh-config --connect-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1179,6 +1179,10 @@ _jssh() {
                     return 0
                     ;;
                 --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --slurm)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1313,7 +1317,7 @@ _jssh() {
             return 0
             ;;
         jssh__subcmd__up)
-            opts="-d -p -h -V --all --detach --port --dir --notebook --socket --env --open --timeout --stop-remote --ssh-config --connect-timeout --help --version"
+            opts="-d -p -h -V --all --detach --port --dir --notebook --socket --env --open --timeout --stop-remote --slurm --no-slurm --walltime-warning --ssh-config --connect-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1336,6 +1340,14 @@ _jssh() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --slurm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --walltime-warning)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

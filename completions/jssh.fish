@@ -50,10 +50,12 @@ complete -c jssh -n "__fish_jssh_using_subcommand setup" -l host -d 'The server\
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s l -l user -d 'Remote login name (default: your local login name)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s p -l port -d 'Remote sshd port (default 22)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l env -d 'How the remote finds Jupyter (saved for ALIAS): venv:PATH, conda:NAME, module:NAME[,…], pre:SNIPPET' -r
+complete -c jssh -n "__fish_jssh_using_subcommand setup" -l slurm -d 'Run Jupyter as a Slurm job on a compute node, with these sbatch options (saved for ALIAS; e.g. --slurm \'--partition=gpu --time=4:00:00 --gres=gpu:1\')' -r
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s J -l jump -d 'Jump host(s) to go through: [USER@]HOST[:PORT][,…] (ssh\'s ProxyJump)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s i -l identity -d 'Private key to use (created if missing; default: jssh_ed25519 beside the ssh config)' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand setup" -l no-slurm -d 'Forget the saved --slurm: Jupyter runs on the login host itself'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l no-passphrase -d 'Create a new key without a passphrase (for unattended use; otherwise ssh-keygen asks)'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -l no-copy-id -d 'Do not install the key on the server (it is already in authorized_keys)'
 complete -c jssh -n "__fish_jssh_using_subcommand setup" -s n -l dry-run -d 'Print the diff of what would change and the commands that would run; touch nothing'
@@ -65,6 +67,8 @@ complete -c jssh -n "__fish_jssh_using_subcommand up" -s p -l port -d 'Local por
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l dir -d 'Jupyter\'s root directory on the remote. Quote a `~` (--dir \'~/project\'): unquoted, your shell replaces it with this machine\'s home' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l env -d 'How the remote finds Jupyter: venv:PATH, conda:NAME, module:NAME[,…] or pre:SHELL-SNIPPET (repeatable, in order; saved for ALIAS)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l timeout -d 'Give up if Jupyter does not answer within this many seconds' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l slurm -d 'Run Jupyter as a Slurm job with these sbatch options, this time (`jssh setup --slurm` saves them). A job pending in the queue is waited for without a timeout; with -d, up returns after 10 s of waiting and `jssh up` attaches once it runs' -r
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l walltime-warning -d 'Warn this many minutes before a Slurm job\'s walltime ends (in `jssh status`, the log and a desktop notification)' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l connect-timeout -d 'Give up connecting to a host after this many seconds' -r
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l all -d 'Every alias set up'
@@ -73,6 +77,7 @@ complete -c jssh -n "__fish_jssh_using_subcommand up" -l notebook -d 'The classi
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l socket -d 'Serve Jupyter on a Unix socket (0600, in a 0700 dir) instead of a remote TCP port'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l open -d 'Open the URL in a browser once it answers'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -l stop-remote -d 'In the foreground, stop the remote server too on Ctrl-C (one alias only)'
+complete -c jssh -n "__fish_jssh_using_subcommand up" -l no-slurm -d 'Run on the login host even where `jssh setup --slurm` saved sbatch options'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jssh -n "__fish_jssh_using_subcommand up" -s V -l version -d 'Print version'
 complete -c jssh -n "__fish_jssh_using_subcommand down" -l ssh-config -d 'The OpenSSH client config jssh edits (default ~/.ssh/config); passed to ssh as `-F` when not the default. jssh\'s key and its managed `config.d/jssh` live beside it' -r -F
