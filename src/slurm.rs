@@ -71,7 +71,13 @@ impl fmt::Display for SbatchOptions {
         let words: Vec<String> = self
             .0
             .iter()
-            .map(|w| if plain(w) { w.clone() } else { shell_words::quote(w).into_owned() })
+            .map(|w| {
+                if plain(w) {
+                    w.clone()
+                } else {
+                    shell_words::quote(w).into_owned()
+                }
+            })
             .collect();
         f.write_str(&words.join(" "))
     }
