@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::LoginKind;
-use crate::remote::{Marker, marked, sh};
+use crate::remote::{Marker, in_login_shell, sh};
 use crate::ssh::{NodeHop, Ssh};
 use crate::state::StateDir;
 use crate::target::Alias;
@@ -157,12 +157,18 @@ const QUERY: &str = include_str!("../remote/slurm_query.sh");
 const CANCEL: &str = include_str!("../remote/slurm_cancel.sh");
 const WATCH: &str = include_str!("../remote/slurm_watch.sh");
 
+/// `script` with `args`, in the user's login shell: Slurm's commands are often on the PATH
+/// only there (an `module load slurm` in the profile), and the reply starts at `marker`.
+fn on_login_node(marker: &Marker, script: &str, args: &[&str]) -> String {
+    in_login_shell(marker, &sh(script, args))
+}
+
 /// Submits the job: stdin is the token's line, then [`job_script`]. Says `job ID`, `refused
 /// WHY` or `nosbatch`.
 pub(crate) fn submit(marker: &Marker, name: &str, options: &SbatchOptions) -> String {
     let mut args = vec![name];
     args.extend(options.words().iter().map(String::as_str));
-    marked(marker, SUBMIT, &args)
+    on_login_node(marker, SUBMIT, &args)
 }
 
 /// The job script (sbatch's stdin, so its values are quoted into it): the port candidates on
@@ -179,15 +185,15 @@ pub(crate) fn job_script(name: &str, ports: &[u16], login: &str, jupyter: &str) 
 }
 
 pub(crate) fn wait(marker: &Marker, name: &str, job: &str) -> String {
-    marked(marker, WAIT, &[name, job])
+    on_login_node(marker, WAIT, &[name, job])
 }
 
 pub(crate) fn query(marker: &Marker, job: &str) -> String {
-    marked(marker, QUERY, &[job])
+    on_login_node(marker, QUERY, &[job])
 }
 
 pub(crate) fn cancel(marker: &Marker, name: &str, job: &str) -> String {
-    marked(marker, CANCEL, &[name, job])
+    on_login_node(marker, CANCEL, &[name, job])
 }
 
 /// Runs on the node over the tunnel's connection until the job's Jupyter (`pid`) exits.

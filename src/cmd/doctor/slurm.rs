@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use crate::paths::Paths;
-use crate::profile::Profile;
+use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, Marker};
-use crate::slurm::SbatchOptions;
-use crate::ssh::{NodeHop, Ssh};
+use crate::slurm::{self, SbatchOptions};
+use crate::ssh::Ssh;
 use crate::state::StateDir;
 use crate::target::Alias;
 
@@ -271,15 +271,8 @@ fn cut(text: &str, max: usize) -> String {
 /// ssh to the running job's node through the login host, as the tunnel goes.
 fn node_check(ssh: &Ssh, run: &StateDir, profile: &Profile, job: &JobSeen, limit: Duration) -> Finding {
     let (alias, node, id) = (&profile.alias, &job.node, &job.id);
-    let mut known_hosts = vec![run.node_known_hosts().to_string_lossy().into_owned()];
-    known_hosts.extend(ssh.user_known_hosts(alias));
-    let to_node = ssh.to_node(NodeHop {
-        alias: alias.clone(),
-        node: node.clone(),
-        // Doctor runs these for key logins only: it asks nothing of a host that needs a human.
-        login_control: None,
-        known_hosts,
-    });
+    // Doctor runs these for key logins only: it asks nothing of a host that needs a human.
+    let to_node = slurm::node_ssh(ssh, alias, run, LoginKind::Key, node);
     let start = Instant::now();
     let how = format!("ssh through {alias} (`ssh -W %h:%p {alias}`)");
     match to_node.exec(alias, "true", true).output_within(limit) {

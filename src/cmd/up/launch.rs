@@ -45,7 +45,7 @@ impl Launch {
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(token.as_bytes()).context("could not send the token")?;
         }
-        let events = read_events(&mut child, marker);
+        let events = read_events(&mut child, marker, LaunchEvent::parse);
         Ok(Self { child, events })
     }
 
@@ -98,17 +98,21 @@ impl Launch {
     }
 }
 
-/// Lines from the launch script after its marker (whatever the login shell printed before
-/// is not the script's), read on a thread so waiting can also watch the tunnel.
-fn read_events(launch: &mut Child, marker: Marker) -> Receiver<LaunchEvent> {
+/// Events from a remote script's lines after its marker (whatever the login shell printed
+/// before is not the script's), read on a thread so waiting can also watch the tunnel.
+pub(super) fn read_events<T: Send + 'static>(
+    child: &mut Child,
+    marker: Marker,
+    parse: fn(&str) -> Option<T>,
+) -> Receiver<T> {
     let (tx, rx) = mpsc::channel();
-    if let Some(stdout) = launch.stdout.take() {
+    if let Some(stdout) = child.stdout.take() {
         std::thread::spawn(move || {
             // Signals are for the main thread (a foreground `up` waits out Ctrl-C there).
             let _ = all_signals().thread_block();
             let lines = BufReader::new(stdout).lines().map_while(Result::ok);
             for line in lines.skip_while(|l| !marker.is(l)).skip(1) {
-                if let Some(event) = LaunchEvent::parse(&line)
+                if let Some(event) = parse(&line)
                     && tx.send(event).is_err()
                 {
                     break;

@@ -2,13 +2,13 @@
 //! find the job a previous `up` submitted), learn from the job itself when it runs and when
 //! Jupyter listens, and make sure the node can be reached before the supervisor takes over.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::launch::read_events;
 use super::ui::{Progress, Ui, all_signals};
 use crate::cmd::Ctx;
 use crate::cmd::login::{self, Login};
@@ -163,7 +163,7 @@ fn wait(ctx: &Ctx, run: &StateDir, session: &mut Session, id: &str, detach: bool
     let name = session.tmux_name.clone();
     let cmd = login::remote_command(ctx, &alias, run, session.login, &slurm::wait(&marker, &name, id), true);
     let mut child = cmd.spawn(Stdio::null(), Stdio::piped(), Stdio::piped())?;
-    let events = read_events(&mut child, marker);
+    let events = read_events(&mut child, marker, WaitEvent::parse);
     let begun = Instant::now();
     let mut progress = Some(Progress::start(&format!("job {id} submitted on {alias}")));
     let mut hop_check = None;
@@ -270,24 +270,6 @@ fn lost(child: &mut Child, alias: &Alias, id: &str) -> anyhow::Error {
          attaches, `jssh down {alias}` cancels it): {}",
         ssh_stderr(stderr.as_bytes()).join("; ")
     )
-}
-
-fn read_events(child: &mut Child, marker: Marker) -> Receiver<WaitEvent> {
-    let (tx, rx) = mpsc::channel();
-    if let Some(stdout) = child.stdout.take() {
-        std::thread::spawn(move || {
-            let _ = all_signals().thread_block();
-            let lines = BufReader::new(stdout).lines().map_while(Result::ok);
-            for line in lines.skip_while(|l| !marker.is(l)).skip(1) {
-                if let Some(event) = WaitEvent::parse(&line)
-                    && tx.send(event).is_err()
-                {
-                    break;
-                }
-            }
-        });
-    }
-    rx
 }
 
 /// Checks, while Jupyter starts, that ssh reaches the node through the login host (mode a of
