@@ -1,7 +1,7 @@
 login=$1 name=$2 job=$3
 shift 3
-# Run on the login node by `jssh doctor` for a --slurm profile, in plain sh as `jssh up` runs
-# sbatch. "$@" are the profile's sbatch options, $login the login-shell wrapper, $job the id of
+# Run on the login node by `jssh doctor` for a --slurm profile, in plain sh (`jssh up` runs
+# Slurm's commands in the login shell). "$@" are the profile's sbatch options, $login the login-shell wrapper, $job the id of
 # the alias's last job (or empty) and $name its job name, for a running job of this user when
 # Slurm does not know that id. Lines: `sbatch PATH` (on this PATH), `loginsbatch PATH` (only
 # in the login shell; its PATH then serves the rest), or `nosbatch PATH`; `squeue PATH` or

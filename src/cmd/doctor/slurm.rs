@@ -169,7 +169,8 @@ pub(super) fn slurm_checks(
 /// `setup` is the `jssh setup` command line that makes the profile again.
 fn report_findings(alias: &Alias, options: &SbatchOptions, setup: &str, report: &Report) -> Vec<Finding> {
     let commands = match &report.sbatch {
-        Sbatch::Found(path) => match &report.squeue {
+        // `jssh up` runs Slurm's commands in the login shell, as the user does.
+        Sbatch::Found(path) | Sbatch::LoginOnly(path) => match &report.squeue {
             Some(squeue) => Finding::ok(COMMANDS, format!("{} ({path}, {squeue})", report.version)),
             None => Finding::fail(
                 COMMANDS,
@@ -177,17 +178,6 @@ fn report_findings(alias: &Alias, options: &SbatchOptions, setup: &str, report: 
                 format!("ask {alias}'s admins for the Slurm client commands (squeue, scancel)"),
             ),
         },
-        Sbatch::LoginOnly(path) => Finding::fail(
-            COMMANDS,
-            format!(
-                "{path} is only on the login shell's PATH, and `jssh up` runs sbatch and squeue in a command \
-                 over ssh, which does not read the login shell's startup files"
-            ),
-            format!(
-                "put its directory on the PATH in a file that ssh commands read too on {alias} (~/.bashrc for \
-                 bash)"
-            ),
-        ),
         Sbatch::Missing(path) => Finding::fail(
             COMMANDS,
             format!("sbatch not found on {alias} (PATH={path}), nor in its login shell"),
@@ -362,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn sbatch_missing_or_only_in_the_login_shell_fails() {
+    fn sbatch_missing_fails_and_one_in_the_login_shell_is_found() {
         let missing = findings("nosbatch /usr/bin:/bin\n");
         assert_eq!(missing.len(), 1, "nothing more to check: {missing:?}");
         assert_eq!(missing[0].status, Status::Fail);
@@ -373,7 +363,8 @@ mod tests {
         let login = findings("loginsbatch /opt/slurm/bin/sbatch\nsqueue /opt/slurm/bin/squeue\ntest 0\n");
         assert_eq!(
             login.iter().map(|c| c.status).collect::<Vec<_>>(),
-            [Status::Fail, Status::Ok]
+            [Status::Ok, Status::Ok],
+            "up runs Slurm's commands in the login shell too"
         );
         assert_eq!(findings("")[0].status, Status::Warn, "no answer");
         let no_squeue = findings("sbatch /usr/bin/sbatch\nnosqueue\ntest 0\n");
