@@ -225,10 +225,15 @@ fn alias_checks(paths: &Paths, ssh: &Ssh, profile: &Profile, limit: Duration) ->
         let unix = scope.spawn(|| unix_forward_check(ssh, alias, limit));
         let slurm = (profile.slurm.as_ref())
             .map(|options| scope.spawn(move || slurm_checks(paths, ssh, profile, options, limit)));
-        let jupyter = jupyter_check(ssh, profile, limit);
+        // A Slurm job runs Jupyter on a compute node, without tmux: the login host needs
+        // neither (the job's own start is checked by `jssh up`, which shows its log).
+        let jupyter = profile.slurm.is_none().then(|| jupyter_check(ssh, profile, limit));
         (join(master), join(tcp), join(unix), jupyter, slurm.map(join))
     });
-    checks.extend([master, tcp, unix, tmux_check(alias, &facts.tmux), jupyter]);
+    checks.extend([master, tcp, unix]);
+    if let Some(jupyter) = jupyter {
+        checks.extend([tmux_check(alias, &facts.tmux), jupyter]);
+    }
     checks.push(config_check(alias, facts.config.as_ref()));
     checks.extend(slurm.into_iter().flatten());
     checks
