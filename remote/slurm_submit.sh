@@ -11,7 +11,7 @@ rm -f "$d/job" "$d/ready" "$d/port" "$d/pid"
 IFS= read -r tok || exit 93
 case $tok in *[!0-9a-f]*) exit 93 ;; esac
 [ "${#tok}" -ge 32 ] || exit 93
-printf '%s\n' "$tok" > "$d/token" || exit 1
+printf '%s' "$tok" > "$d/token" || exit 1
 : > "$d/jupyter.log"
 if out=$(sbatch --parsable --job-name="$name" --output="$d/jupyter.log" "$@" 2>"$d/sbatch.err"); then
     echo "job ${out%%;*}"
