@@ -1,4 +1,4 @@
-# shellcheck disable=SC2154 # name, ports, login and script: set by the lines jssh puts first
+# shellcheck disable=SC2154 # name, ports, login, script, listen: set by the lines jssh puts first
 # The job on the compute node (sbatch runs it; the lines before this set name, ports, login
 # and script). It picks a free port on the node's loopback, says where it runs, starts a
 # watcher that says `ready` once Jupyter (this very process, after the exec) listens there,
@@ -15,7 +15,28 @@ done
 [ -n "$port" ] || port=${ports%% *}
 echo "$port" > "$d/port"
 echo "$$" > "$d/pid"
-echo "running $(uname -n) $$ $port" > "$d/job.new" && mv -f "$d/job.new" "$d/job"
+echo "running $(uname -n) $$ $port $listen" > "$d/job.new" && mv -f "$d/job.new" "$d/job"
+# Where Jupyter listens: the node's loopback (reached by ssh to the node), or, where the
+# cluster refuses that, every interface; `ask`: `jssh up` tries ssh to the node, then says.
+if [ "$listen" = ask ]; then
+    i=0
+    while [ ! -s "$d/reach" ] && [ $i -lt 1200 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    listen=$(cat "$d/reach" 2>/dev/null)
+fi
+case $listen in
+    loopback) ;;
+    interface)
+        JSSH_LISTEN=0.0.0.0
+        export JSSH_LISTEN
+        ;;
+    *)
+        echo "jssh: jssh up never said where Jupyter should listen: stopping" >&2
+        exit 1
+        ;;
+esac
 (
     h=$(printf ':%04X' "$port")
     while :; do

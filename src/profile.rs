@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::envspec::EnvSpec;
 use crate::fsutil;
 use crate::jupyter::JupyterInfo;
-use crate::slurm::SbatchOptions;
+use crate::slurm::{Reach, SbatchOptions};
 use crate::target::{ALIAS_MAX, Alias, Hostname, IdentityPath, Jump, Port, UserName};
 
 /// Everything jssh knows about one host alias. Every field is a validated type, the same one
@@ -37,6 +37,9 @@ pub(crate) struct Profile {
     /// Run Jupyter as a Slurm job with these sbatch options (`--slurm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) slurm: Option<SbatchOptions>,
+    /// How the cluster let `jssh up` reach a job's node (learned at the first job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slurm_reach: Option<Reach>,
 }
 
 /// How a login to the host goes: the key alone, or the key and then a prompt only a human can
@@ -244,6 +247,7 @@ mod tests {
             jupyter: JupyterInfo::default(),
             login: LoginKind::Key,
             slurm: None,
+            slurm_reach: None,
         }
     }
 

@@ -32,6 +32,9 @@ pub(crate) struct JupyterSpec<'a> {
     pub(crate) dir: Option<&'a str>,
     pub(crate) env: &'a [EnvSpec],
     pub(crate) info: &'a JupyterInfo,
+    /// A Slurm job's Jupyter: it listens where the job says (`JSSH_LISTEN`, set only where
+    /// ssh to the node is refused), else on the loopback.
+    pub(crate) job: bool,
 }
 
 impl<'a> JupyterSpec<'a> {
@@ -46,6 +49,7 @@ impl<'a> JupyterSpec<'a> {
             dir: session.dir.as_deref(),
             env: &session.env,
             info: &session.jupyter,
+            job: session.job.is_some(),
         }
     }
 }
@@ -156,6 +160,14 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
         let _ = writeln!(
             s,
             "JUPYTER_PORT=$(cat {run}/port) JUPYTER_PORT_RETRIES=0; export JUPYTER_PORT JUPYTER_PORT_RETRIES"
+        );
+    }
+    if spec.job {
+        // Every interface, and requests for any Host header (the browser's is 127.0.0.1:LOCAL
+        // on the laptop): only where the cluster refuses ssh to the node.
+        let _ = writeln!(
+            s,
+            "[ -z \"${{JSSH_LISTEN:-}}\" ] || set -- \"$@\" --{app}.ip=\"$JSSH_LISTEN\" --{app}.allow_remote_access=True"
         );
     }
     let ui = if notebook_ui { "notebook" } else { "lab" };
@@ -425,6 +437,7 @@ mod tests {
             dir,
             env,
             info: &MODERN,
+            job: false,
         }
     }
 

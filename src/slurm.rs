@@ -121,18 +121,57 @@ pub(crate) struct Job {
     /// Whether the walltime warning was given.
     #[serde(default)]
     pub(crate) warned: bool,
-    /// How the laptop reaches Jupyter on the node (see [`REACH`]).
+    /// How the laptop reaches Jupyter on the node.
     #[serde(default)]
-    pub(crate) reach: String,
+    pub(crate) reach: Reach,
     /// How long before the walltime ends to warn (`--walltime-warning`, minutes).
     #[serde(default)]
     pub(crate) warn_minutes: u64,
 }
 
-/// Mode a of issue 12: Jupyter on the node's loopback, reached by ssh to the node through the
-/// login node (where `pam_slurm_adopt` or an open node lets the user in). Nothing about the
-/// notebook is on any network interface.
-pub(crate) const REACH: &str = "ssh through the login node to the node's loopback";
+/// How the laptop reaches Jupyter on a compute node, the first the cluster allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Reach {
+    /// Jupyter on the node's loopback, reached by ssh to the node through the login host
+    /// (where `pam_slurm_adopt` or an open node lets the user in): nothing about the notebook
+    /// is on any network interface.
+    #[default]
+    NodeSsh,
+    /// The last resort, where ssh to the node is refused: Jupyter on the node's network
+    /// interface, forwarded from the login host. Other users of the cluster can reach the port
+    /// (the token still protects it); jssh says so when it starts this way.
+    NodePort,
+}
+
+impl Reach {
+    /// From a job's `listen` word.
+    pub(crate) fn of_listen(word: &str) -> Option<Self> {
+        match word {
+            "loopback" => Some(Self::NodeSsh),
+            "interface" => Some(Self::NodePort),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::NodeSsh => "ssh through the login host to the node's loopback (private)",
+            Self::NodePort => {
+                "the login host to the node's network interface (other cluster users can reach the port; \
+                 the token protects it)"
+            }
+        }
+    }
+
+    /// What the job script binds: the node's loopback or its interface.
+    pub(crate) fn listen(self) -> &'static str {
+        match self {
+            Self::NodeSsh => "loopback",
+            Self::NodePort => "interface",
+        }
+    }
+}
 
 impl Job {
     /// Seconds until the walltime ends (negative once it has), when known.
@@ -172,15 +211,17 @@ pub(crate) fn submit(marker: &Marker, name: &str, options: &SbatchOptions) -> St
 }
 
 /// The job script (sbatch's stdin, so its values are quoted into it): the port candidates on
-/// the node, the login-shell wrapper and the Jupyter script to exec.
-pub(crate) fn job_script(name: &str, ports: &[u16], login: &str, jupyter: &str) -> String {
+/// the node, the login-shell wrapper, the Jupyter script to exec, and where Jupyter listens:
+/// `reach` when known, else the job asks (`jssh up` tries ssh to the node first).
+pub(crate) fn job_script(name: &str, ports: &[u16], login: &str, jupyter: &str, reach: Option<Reach>) -> String {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     format!(
-        "#!/bin/sh\nname={}\nports={}\nlogin={}\nscript={}\n{JOB}",
+        "#!/bin/sh\nname={}\nports={}\nlogin={}\nscript={}\nlisten={}\n{JOB}",
         shell_words::quote(name),
         shell_words::quote(&ports.join(" ")),
         shell_words::quote(login),
         shell_words::quote(jupyter),
+        reach.map_or("ask", Reach::listen),
     )
 }
 
@@ -226,6 +267,9 @@ pub(crate) enum WaitEvent {
         node: String,
         pid: u32,
         port: u16,
+        /// `loopback` or `interface`; `ask`: the job waits for `jssh up` to say (a line on the
+        /// wait's stdin).
+        listen: String,
     },
     Ready,
     Ended {
@@ -252,6 +296,7 @@ impl WaitEvent {
                     node: f.next()?.to_owned(),
                     pid: f.next()?.parse().ok()?,
                     port: f.next()?.parse().ok()?,
+                    listen: f.next().unwrap_or("loopback").to_owned(),
                 }
             }
             "ready" => Self::Ready,
@@ -347,11 +392,12 @@ mod tests {
             })
         );
         assert_eq!(
-            WaitEvent::parse("running node1 4242 8890"),
+            WaitEvent::parse("running node1 4242 8890 ask"),
             Some(WaitEvent::Running {
                 node: "node1".into(),
                 pid: 4242,
-                port: 8890
+                port: 8890,
+                listen: "ask".into(),
             })
         );
         assert_eq!(
@@ -378,8 +424,8 @@ mod tests {
 
     #[test]
     fn the_job_script_quotes_every_value() {
-        let s = job_script("jssh-a+b", &[8890, 8891], "exec sh", "echo '$(x)'");
+        let s = job_script("jssh-a+b", &[8890, 8891], "exec sh", "echo '$(x)'", None);
         assert!(s.starts_with("#!/bin/sh\nname=jssh-a+b\nports='8890 8891'\n"), "{s}");
-        assert!(s.contains("script='echo '\\''$(x)'\\'''\n"), "{s}");
+        assert!(s.contains("script='echo '\\''$(x)'\\'''\nlisten=ask\n"), "{s}");
     }
 }

@@ -198,6 +198,8 @@ impl Ssh {
 pub(crate) enum RemoteEnd {
     Port(u16),
     Socket(String),
+    /// A port on another machine the remote reaches (a Slurm job's node, [`crate::slurm::Reach::NodePort`]).
+    Host(String, u16),
 }
 
 impl Ssh {

@@ -381,6 +381,7 @@ mod tests {
             jupyter: crate::jupyter::JupyterInfo::default(),
             login: crate::profile::LoginKind::Key,
             slurm: None,
+            slurm_reach: None,
         }
     }
 

@@ -20,7 +20,7 @@ use crate::fsutil::{self, PRIVATE_FILE};
 use crate::jupyter::JupyterInfo;
 use crate::paths::Paths;
 use crate::profile::LoginKind;
-use crate::slurm::Job;
+use crate::slurm::{Job, Reach};
 use crate::ssh::RemoteEnd;
 use crate::target::Alias;
 
@@ -80,6 +80,12 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn remote_end(&self) -> RemoteEnd {
+        // The login host resolves the node's name, as for its own connections to it.
+        if let Some(job) = self.job.as_ref().filter(|j| j.reach == Reach::NodePort)
+            && let (Some(node), Some(port)) = (&job.node, self.remote_port)
+        {
+            return RemoteEnd::Host(node.clone(), port);
+        }
         match (&self.remote_socket, self.remote_port) {
             (Some(sock), _) => RemoteEnd::Socket(sock.clone()),
             (None, port) => RemoteEnd::Port(port.unwrap_or_default()),

@@ -12,7 +12,7 @@ use crate::cli::StatusArgs;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, Marker, RemoteSession};
 use crate::sanitize::for_terminal;
-use crate::slurm::{self, Job};
+use crate::slurm::{self, Job, Reach};
 use crate::state::{Phase, Session, SessionFile, StateDir, unix_now};
 use crate::target::Alias;
 
@@ -107,7 +107,7 @@ struct JobRow {
     /// Whether the walltime warning was given.
     walltime_warned: bool,
     /// How the tunnel reaches the node.
-    reach: String,
+    reach: Reach,
 }
 
 impl JobRow {
@@ -119,7 +119,7 @@ impl JobRow {
             reason: job.reason.clone(),
             walltime_left_secs: job.walltime_left(unix_now()),
             walltime_warned: job.warned,
-            reach: job.reach.clone(),
+            reach: job.reach,
         }
     }
 }
@@ -351,7 +351,7 @@ fn details(out: &mut impl Write, r: &Row, local: bool) -> Result<()> {
             "  slurm job:  {} {said}{node}{left}",
             job.id.as_deref().unwrap_or("(not submitted)")
         )?;
-        writeln!(out, "  reached by: {}", job.reach)?;
+        writeln!(out, "  reached by: {}", job.reach.describe())?;
     }
     if let Some(up) = r.uptime_secs {
         writeln!(

@@ -20,6 +20,7 @@ use super::policy::{
 use super::probe::Probe;
 use super::remote_jupyter::Relaunch;
 use crate::platform::{self, Signals};
+use crate::profile::LoginKind;
 use crate::state::Phase;
 
 impl Supervisor {
@@ -112,6 +113,13 @@ impl Supervisor {
             Link::Waiting { lost, .. } => lost,
         };
         if self.human() {
+            self.event(&format!("tunnel lost: {why}"));
+            self.needs_login(now, lost);
+            return Ok(());
+        }
+        // A job's node is reached through the login a human answered: once that has ended,
+        // no attempt can succeed (nor does one reach the server) until the user logs in.
+        if self.session.login == LoginKind::Prompt && !super::handle::login_alive(&self.run) {
             self.event(&format!("tunnel lost: {why}"));
             self.needs_login(now, lost);
             return Ok(());

@@ -43,7 +43,7 @@ impl Supervisor {
 
     /// `jssh login` says a new login is there: take it now rather than at the next check.
     pub(super) fn login_arrived(&mut self) {
-        if self.human()
+        if (self.human() || self.awaiting_login)
             && self.active.is_none()
             && let Link::Waiting { lost, .. } = self.link
         {

@@ -48,6 +48,7 @@ use self::remote_jupyter::Watch;
 use crate::paths::Paths;
 use crate::platform::{self, NetWatch, Signals};
 use crate::profile::LoginKind;
+use crate::slurm::Reach;
 use crate::ssh::Ssh;
 use crate::state::{Lease, Phase, Session, StateDir};
 use crate::target::Alias;
@@ -160,13 +161,8 @@ fn supervise(args: &Args) -> Result<Signal> {
     let log = Log::open(&run.log_path())?;
     let now = Instant::now();
     let prober = Prober::new(&session.token);
-    // A Slurm job's Jupyter is on its compute node: every connection goes there, through
-    // the login host.
     let login_ssh = ssh.clone();
-    let ssh = match session.job.as_ref().and_then(|j| j.node.as_deref()) {
-        Some(node) => crate::slurm::node_ssh(&ssh, alias, &run, session.login, node),
-        None => ssh,
-    };
+    let ssh = job_ssh(ssh, alias, &run, &session);
     let mut sup = Supervisor {
         ssh,
         login_ssh,
@@ -238,12 +234,24 @@ fn supervise(args: &Args) -> Result<Signal> {
     result
 }
 
+/// A Slurm job's Jupyter on its node's loopback: every connection goes to the node, through
+/// the login host.
+fn job_ssh(ssh: Ssh, alias: &Alias, run: &StateDir, session: &Session) -> Ssh {
+    match session.job.as_ref().filter(|j| j.reach == Reach::NodeSsh) {
+        Some(crate::slurm::Job { node: Some(node), .. }) => {
+            crate::slurm::node_ssh(&ssh, alias, run, session.login, node)
+        }
+        _ => ssh,
+    }
+}
+
 impl Supervisor {
     /// Logins need a human ([`LoginKind::Prompt`]): the supervisor rides on the login the user
     /// answered and never logs in itself (no standby, no reconnect attempts, no reach checks).
-    /// (A Slurm job's tunnel makes its own connections to the node, riding on that login.)
+    /// (A Slurm job's tunnel to the node's loopback makes its own connections to the node,
+    /// riding on that login.)
     fn human(&self) -> bool {
-        self.session.login == LoginKind::Prompt && self.session.job.is_none()
+        self.session.login == LoginKind::Prompt && self.session.job.as_ref().is_none_or(|j| j.reach == Reach::NodePort)
     }
 
     /// Appends a timestamped line to the log (a foreground `jssh up` shows it from there).

@@ -78,6 +78,7 @@ pub(crate) fn forward(control: &Path, end: &RemoteEnd, socket: BorrowedFd<'_>) -
     let (host, port) = match end {
         RemoteEnd::Port(port) => ("127.0.0.1", u32::from(*port)),
         RemoteEnd::Socket(path) => (path.as_str(), PORT_STREAMLOCAL),
+        RemoteEnd::Host(host, port) => (host.as_str(), u32::from(*port)),
     };
     let mut out = packet(&[MUX_MSG_HELLO, MUX_VERSION], &[]);
     let mut request = Vec::new();

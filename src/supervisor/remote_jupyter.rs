@@ -54,8 +54,17 @@ impl Watch {
 impl Supervisor {
     /// Whether anything carrying the token (a probe, a browser's request) may go to the
     /// remote end: a socket in the user's 0700 dir always, a TCP port once checked.
+    /// (A job's Jupyter on the node's interface cannot be asked from here: the job itself
+    /// checked that Jupyter listens there before it said `ready`.)
     pub(super) fn trusted(&self) -> bool {
-        self.listener_ok || self.session.remote_socket.is_some() || self.session.remote_port.is_none()
+        self.listener_ok
+            || self.session.remote_socket.is_some()
+            || self.session.remote_port.is_none()
+            || self
+                .session
+                .job
+                .as_ref()
+                .is_some_and(|j| j.reach == crate::slurm::Reach::NodePort)
     }
 
     /// A probe while connecting, after making sure the remote TCP port is this Jupyter's: a
@@ -155,8 +164,9 @@ impl Supervisor {
         }
         let Some(active) = &self.active else { return };
         let script = match (&self.session.job, self.session.remote_pid) {
-            (Some(_), Some(pid)) => crate::slurm::watch(pid),
-            (Some(_), None) => return,
+            // The connection goes to the node only for Reach::NodeSsh.
+            (Some(job), Some(pid)) if job.reach == crate::slurm::Reach::NodeSsh => crate::slurm::watch(pid),
+            (Some(_), _) => return,
             (None, _) => remote::watch(&self.session.tmux_name),
         };
         let cmd = self.over(&active.control, &script);

@@ -303,6 +303,7 @@ mod test_fixtures {
             jupyter: JupyterInfo::default(),
             login: crate::profile::LoginKind::Key,
             slurm: None,
+            slurm_reach: None,
         }
     }
 }

@@ -145,6 +145,7 @@ fn new_profile(ctx: &Ctx, args: &SetupArgs, existing: Option<Profile>) -> Result
             (None, true) => None,
             (None, false) => existing.as_ref().and_then(|p| p.slurm.clone()),
         },
+        slurm_reach: existing.as_ref().and_then(|p| p.slurm_reach),
         jupyter: existing.map(|p| p.jupyter).unwrap_or_default(),
     })
 }

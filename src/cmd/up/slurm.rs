@@ -2,6 +2,7 @@
 //! find the job a previous `up` submitted), learn from the job itself when it runs and when
 //! Jupyter listens, and make sure the node can be reached before the supervisor takes over.
 
+use std::io::Write as _;
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use crate::cmd::login::{self, Login};
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, JupyterSpec, Marker};
 use crate::sanitize::{for_terminal, ssh_stderr};
-use crate::slurm::{self, Job, Query, SbatchOptions, WaitEvent};
+use crate::slurm::{self, Job, Query, Reach, SbatchOptions, WaitEvent};
 use crate::state::{Phase, Session, StateDir};
 use crate::target::Alias;
 
@@ -81,12 +82,12 @@ pub(super) fn start(
         }
     }
     if !reused {
-        submit(ctx, plan.options, run, &mut session, plan.warn_minutes)?;
+        submit(ctx, plan, run, &mut session, profile.slurm_reach)?;
     }
     let id = session.job.as_ref().and_then(|j| j.id.clone()).unwrap_or_default();
     match wait(ctx, run, &mut session, &id, plan.detach)? {
         Waited::Queued => return Ok(JobStart::Queued(session)),
-        Waited::Listening(hop_check) => {
+        Waited::Listening(hop_check, learned) => {
             if let Err(e) = hop_check
                 .recv()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the check did not finish")))
@@ -94,7 +95,26 @@ pub(super) fn start(
                 if !reused {
                     cancel(ctx, alias, run, &session);
                 }
-                return Err(e);
+                // The next `up` asks again: the cluster may have changed its mind.
+                remember(ctx, profile, None)?;
+                let cancelled = if reused { "" } else { "; the job was cancelled" };
+                bail!(
+                    "{e:#}{cancelled}. The next `jssh up {alias}` tries ssh to the node again, and \
+                     where it stays refused forwards the node's port from {alias} instead"
+                );
+            }
+            if let Some(learned) = learned {
+                remember(ctx, profile, Some(learned.reach))?;
+                if let Some(why) = learned.why {
+                    ui.note(format!(
+                        "warning: {why}. So Jupyter on {} listens on its network interface, port {}, \
+                         where other users of the cluster can reach it (the token still protects it); \
+                         jssh forwards it from {alias}. jssh remembers this for {alias}: `jssh doctor \
+                         {alias}` shows why ssh to the node fails",
+                        session.remote_node.as_deref().unwrap_or("the node"),
+                        session.remote_port.unwrap_or_default()
+                    ));
+                }
             }
         }
     }
@@ -103,21 +123,21 @@ pub(super) fn start(
 
 /// `sbatch` over the login: the job is recorded by name before, and by id the moment sbatch
 /// answers. The token goes on the command's stdin into a 0600 file in the shared home.
-fn submit(ctx: &Ctx, options: &SbatchOptions, run: &StateDir, session: &mut Session, warn_minutes: u64) -> Result<()> {
+fn submit(ctx: &Ctx, plan: &JobPlan<'_>, run: &StateDir, session: &mut Session, reach: Option<Reach>) -> Result<()> {
     let alias = session.alias.clone();
     session.job = Some(Job {
         name: session.tmux_name.clone(),
-        reach: slurm::REACH.to_owned(),
-        warn_minutes,
+        reach: reach.unwrap_or_default(),
+        warn_minutes: plan.warn_minutes,
         ..Job::default()
     });
     session.phase = Phase::Starting;
     run.write_session(session)?;
     let ports = super::ports::remote_candidates()?;
     let jupyter = remote::jupyter_script(&JupyterSpec::of(session, false));
-    let script = slurm::job_script(&session.tmux_name, &ports, remote::LOGIN, &jupyter);
+    let script = slurm::job_script(&session.tmux_name, &ports, remote::LOGIN, &jupyter, reach);
     let marker = Marker::new()?;
-    let command = slurm::submit(&marker, &session.tmux_name, options);
+    let command = slurm::submit(&marker, &session.tmux_name, plan.options);
     let stdin = format!("{}\n{script}", session.token).into_bytes();
     let out = login::remote_command(ctx, &alias, run, session.login, &command, true)
         .stdin_bytes(stdin)
@@ -151,8 +171,29 @@ fn submit(ctx: &Ctx, options: &SbatchOptions, run: &StateDir, session: &mut Sess
 
 enum Waited {
     Queued,
-    /// Jupyter listens; the check that the node can be reached reports on this channel.
-    Listening(Receiver<Result<()>>),
+    /// Jupyter listens; the check that the node can be reached reports on this channel, and
+    /// what this job taught about reaching the cluster's nodes.
+    Listening(Receiver<Result<()>>, Option<Learned>),
+}
+
+/// How the job's node was reached, found out this time; why ssh to it failed, if it did.
+struct Learned {
+    reach: Reach,
+    why: Option<String>,
+}
+
+/// Saves (or, with `None`, forgets) how `profile`'s cluster lets jssh reach a node.
+fn remember(ctx: &Ctx, profile: &Profile, reach: Option<Reach>) -> Result<()> {
+    let mut profiles = ctx.profiles()?;
+    let Ok(mut saved) = profiles.lookup(&profile.alias).cloned() else {
+        return Ok(());
+    };
+    if saved.slurm_reach != reach {
+        saved.slurm_reach = reach;
+        profiles.upsert(saved);
+        profiles.save(&ctx.paths.hosts_file())?;
+    }
+    Ok(())
 }
 
 /// Follows the job's report (one long-lived command on the login host) until Jupyter
@@ -162,11 +203,13 @@ fn wait(ctx: &Ctx, run: &StateDir, session: &mut Session, id: &str, detach: bool
     let marker = Marker::new()?;
     let name = session.tmux_name.clone();
     let cmd = login::remote_command(ctx, &alias, run, session.login, &slurm::wait(&marker, &name, id), true);
-    let mut child = cmd.spawn(Stdio::null(), Stdio::piped(), Stdio::piped())?;
+    let mut child = cmd.spawn(Stdio::piped(), Stdio::piped(), Stdio::piped())?;
+    let mut answer = child.stdin.take();
     let events = read_events(&mut child, marker, WaitEvent::parse);
     let begun = Instant::now();
     let mut progress = Some(Progress::start(&format!("job {id} submitted on {alias}")));
     let mut hop_check = None;
+    let mut learned = None;
     let mut log = Vec::new();
     let result = loop {
         let event = match events.recv_timeout(Duration::from_millis(200)) {
@@ -184,22 +227,19 @@ fn wait(ctx: &Ctx, run: &StateDir, session: &mut Session, id: &str, detach: bool
                 if let Some(p) = progress.take() {
                     p.finish();
                 }
-                let start = if start.is_empty() || start == "N/A" {
-                    String::new()
-                } else {
-                    format!(", expected to start {start}")
-                };
-                progress = Some(Progress::start(&format!(
-                    "job {id} on {alias}: {}{start}",
-                    slurm::describe(&state, &reason)
-                )));
+                progress = Some(Progress::start(&queued(&alias, id, &state, &reason, &start)));
                 if let Some(job) = session.job.as_mut() {
                     job.state = Some(state);
                     job.reason = Some(reason);
                 }
                 let _ = run.write_session(session);
             }
-            WaitEvent::Running { node, pid, port } => {
+            WaitEvent::Running {
+                node,
+                pid,
+                port,
+                listen,
+            } => {
                 if !node.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
                     break Err(anyhow::anyhow!(
                         "job {id} reported an odd node name: {}",
@@ -218,15 +258,16 @@ fn wait(ctx: &Ctx, run: &StateDir, session: &mut Session, id: &str, detach: bool
                     job.state = Some("RUNNING".into());
                     job.reason = None;
                 }
+                let (check, found) = reach_node(ctx, run, session, &node, &listen, answer.take());
+                hop_check = Some(check);
+                learned = found;
                 run.write_session(session)?;
-                hop_check = Some(check_node(ctx, run, session, &node));
             }
             WaitEvent::Ready => {
-                break Ok(Waited::Listening(
-                    hop_check
-                        .take()
-                        .context("the job said ready before it said where it runs")?,
-                ));
+                let check = hop_check
+                    .take()
+                    .context("the job said ready before it said where it runs")?;
+                break Ok(Waited::Listening(check, learned.take()));
             }
             WaitEvent::Log(line) => log.push(for_terminal(&line)),
             WaitEvent::Ended { state, reason } => {
@@ -259,6 +300,16 @@ fn wait(ctx: &Ctx, run: &StateDir, session: &mut Session, id: &str, detach: bool
     result
 }
 
+/// The spinner's line while the job waits: its state, why, and Slurm's expected start.
+fn queued(alias: &Alias, id: &str, state: &str, reason: &str, start: &str) -> String {
+    let start = if start.is_empty() || start == "N/A" {
+        String::new()
+    } else {
+        format!(", expected to start {start}")
+    };
+    format!("job {id} on {alias}: {}{start}", slurm::describe(state, reason))
+}
+
 /// The wait's connection ended before the job reported.
 fn lost(child: &mut Child, alias: &Alias, id: &str) -> anyhow::Error {
     let mut stderr = String::new();
@@ -270,6 +321,46 @@ fn lost(child: &mut Child, alias: &Alias, id: &str) -> anyhow::Error {
          attaches, `jssh down {alias}` cancels it): {}",
         ssh_stderr(stderr.as_bytes()).join("; ")
     )
+}
+
+/// How the tunnel will reach the job's node, from the job's `listen` word: `loopback` (ssh to
+/// the node, checked while Jupyter starts), `interface` (through the login host, nothing to
+/// check), or `ask`: ssh to the node is tried now, and the answer goes to the job on the
+/// wait's stdin. Returns the check's channel, and what was learned when the job asked.
+fn reach_node(
+    ctx: &Ctx,
+    run: &StateDir,
+    session: &mut Session,
+    node: &str,
+    listen: &str,
+    answer: Option<std::process::ChildStdin>,
+) -> (Receiver<Result<()>>, Option<Learned>) {
+    let done = || {
+        let (tx, rx) = mpsc::channel();
+        let _ = tx.send(Ok(()));
+        rx
+    };
+    let (reach, check, learned) = match Reach::of_listen(listen) {
+        Some(Reach::NodeSsh) => (Reach::NodeSsh, check_node(ctx, run, session, node), None),
+        Some(Reach::NodePort) => (Reach::NodePort, done(), None),
+        None => {
+            let tried = check_node(ctx, run, session, node)
+                .recv()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the check did not finish")));
+            let (reach, why) = match tried {
+                Ok(()) => (Reach::NodeSsh, None),
+                Err(e) => (Reach::NodePort, Some(format!("{e:#}"))),
+            };
+            if let Some(mut stdin) = answer {
+                let _ = writeln!(stdin, "{}", reach.listen());
+            }
+            (reach, done(), Some(Learned { reach, why }))
+        }
+    };
+    if let Some(job) = session.job.as_mut() {
+        job.reach = reach;
+    }
+    (check, learned)
 }
 
 /// Checks, while Jupyter starts, that ssh reaches the node through the login host (mode a of
@@ -286,9 +377,7 @@ fn check_node(ctx: &Ctx, run: &StateDir, session: &Session, node: &str) -> Recei
                 Ok(())
             } else {
                 Err(anyhow::anyhow!(
-                    "the job runs on {node}, but ssh cannot reach {node} through {alias} ({}): jssh \
-                     reaches Jupyter on a compute node with ssh through the login host, and never \
-                     on the node's network. The job was cancelled; `jssh doctor {alias}` says more",
+                    "ssh cannot reach {node} through {alias} ({})",
                     ssh_stderr(&out.stderr).join("; ")
                 ))
             }
