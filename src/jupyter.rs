@@ -149,17 +149,25 @@ pub(crate) fn configure_script(env: &[EnvSpec], request: &Request) -> String {
 
 /// Extra Jupyter arguments for `jssh up`: jssh's config file when it exists, and the listen
 /// address (loopback unless remote access was allowed with a password).
-pub(crate) fn up_arguments(info: &JupyterInfo, classic: bool) -> String {
+/// A Slurm `job`'s Jupyter listens where the job says (`JSSH_LISTEN`, set only where the
+/// cluster refuses ssh to the node), with requests for any Host header (the browser's is
+/// `127.0.0.1:LOCAL` on the laptop).
+pub(crate) fn up_arguments(info: &JupyterInfo, classic: bool, job: bool) -> String {
     let app = names(classic).app;
     let ip = if info.allow_remote_access && info.password {
         "0.0.0.0"
     } else {
         "127.0.0.1"
     };
-    format!(
-        "[ -f {CONFIG_FILE_SH} ] && set -- \"$@\" --config={CONFIG_FILE_SH}\n\
-         set -- \"$@\" --{app}.ip={ip}\n"
-    )
+    let listen = if job {
+        format!(
+            "set -- \"$@\" --{app}.ip=\"${{JSSH_LISTEN:-{ip}}}\"\n\
+             [ -z \"${{JSSH_LISTEN:-}}\" ] || set -- \"$@\" --{app}.allow_remote_access=True\n"
+        )
+    } else {
+        format!("set -- \"$@\" --{app}.ip={ip}\n")
+    };
+    format!("[ -f {CONFIG_FILE_SH} ] && set -- \"$@\" --config={CONFIG_FILE_SH}\n{listen}")
 }
 
 #[cfg(test)]
@@ -192,7 +200,7 @@ mod tests {
         );
         assert_eq!(names(false).password, ("PasswordIdentityProvider", "hashed_password"));
         assert_eq!(names(true).app, "NotebookApp");
-        assert!(up_arguments(&classic, true).contains("--NotebookApp.ip=127.0.0.1"));
+        assert!(up_arguments(&classic, true, false).contains("--NotebookApp.ip=127.0.0.1"));
     }
 
     #[test]
@@ -202,9 +210,9 @@ mod tests {
             allow_remote_access: true,
             ..Default::default()
         };
-        assert!(up_arguments(&info, false).contains("--ServerApp.ip=127.0.0.1"));
+        assert!(up_arguments(&info, false, false).contains("--ServerApp.ip=127.0.0.1"));
         info.password = true;
-        assert!(up_arguments(&info, false).contains("--ServerApp.ip=0.0.0.0"));
+        assert!(up_arguments(&info, false, false).contains("--ServerApp.ip=0.0.0.0"));
     }
 
     #[test]

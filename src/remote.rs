@@ -144,7 +144,7 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
          set --\n\
          [ \"$(id -u)\" = 0 ] && { echo 'jssh: running as root: passing --allow-root' >&2; set -- --allow-root; }\n",
     );
-    s.push_str(&jupyter::up_arguments(spec.info, classic));
+    s.push_str(&jupyter::up_arguments(spec.info, classic, spec.job));
     if let Some(dir) = spec.dir {
         let _ = writeln!(s, "set -- \"$@\" --{app}.{}={}", names.root_dir, remote_path(dir));
     }
@@ -160,14 +160,6 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
         let _ = writeln!(
             s,
             "JUPYTER_PORT=$(cat {run}/port) JUPYTER_PORT_RETRIES=0; export JUPYTER_PORT JUPYTER_PORT_RETRIES"
-        );
-    }
-    if spec.job {
-        // Every interface, and requests for any Host header (the browser's is 127.0.0.1:LOCAL
-        // on the laptop): only where the cluster refuses ssh to the node.
-        let _ = writeln!(
-            s,
-            "[ -z \"${{JSSH_LISTEN:-}}\" ] || set -- \"$@\" --{app}.ip=\"$JSSH_LISTEN\" --{app}.allow_remote_access=True"
         );
     }
     let ui = if notebook_ui { "notebook" } else { "lab" };
