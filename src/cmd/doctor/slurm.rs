@@ -245,9 +245,10 @@ fn no_node(alias: &Alias, job: Option<&JobSeen>, report: &Report) -> Finding {
         NODE,
         format!(
             "not checked: {now}; jssh reaches Jupyter on the job's node with ssh through {alias} \
-             (`ssh -W %h:%p {alias}`), which needs the node to let you in while your job runs; {nodes}{prolog}"
+             (`ssh -W %h:%p {alias}`), which needs the node to let you in while your job runs, else \
+             it forwards the node's port from {alias}; {nodes}{prolog}"
         ),
-        format!("`jssh up {alias}` checks it when the job starts; `jssh doctor {alias}` tries it while one runs"),
+        format!("`jssh up {alias}` tries it when the job starts; `jssh doctor {alias}` tries it while one runs"),
     )
 }
 
@@ -280,8 +281,10 @@ fn node_check(ssh: &Ssh, run: &StateDir, profile: &Profile, job: &JobSeen, limit
                 ssh_error(&out.stderr)
             ),
             format!(
-                "jssh reaches Jupyter on a node only by {how}: ask {alias}'s admins whether users may ssh to \
-                 nodes that run their jobs (pam_slurm_adopt); `ssh -J {alias} {node}` shows the error"
+                "jssh then forwards the node's port from {alias}, where other users of the cluster can \
+                 reach it (the token still protects it): ask {alias}'s admins whether users may ssh to \
+                 nodes that run their jobs (pam_slurm_adopt), which keeps it private; `ssh -J {alias} {node}` \
+                 shows the error"
             ),
         ),
         Err(e) => Finding::fail(
