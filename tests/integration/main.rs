@@ -20,6 +20,7 @@ mod service;
 mod setup;
 mod slurm;
 mod slurm_doctor;
+mod slurm_reach;
 mod slurm_up;
 mod up;
 mod util;
