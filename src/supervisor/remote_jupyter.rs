@@ -247,8 +247,9 @@ impl Supervisor {
     /// it), within the restart budget, and only on the machine it ran on.
     pub(super) fn relaunch(&mut self) -> Result<Relaunch> {
         if self.session.job.is_some() {
-            // Never resubmitted silently: if the job still runs, so may Jupyter.
-            self.job_check()?;
+            // Never resubmitted silently: if the job still runs, so may Jupyter (it may be
+            // starting: Slurm is asked every few seconds, not at every closed probe).
+            self.job_tick(true)?;
             return Ok(Relaunch::Running);
         }
         let now = Instant::now();

@@ -97,6 +97,32 @@ fn one(ctx: &Ctx, plan: &Plan, profile: &Profile) -> Result<ExitCode> {
     }
 }
 
+/// How long a Slurm job's Jupyter may take to start, at least (see `--timeout`).
+const JOB_START_LIMIT: std::time::Duration = std::time::Duration::from_mins(5);
+
+/// What follows the remote start while the tunnel comes up: the launch script, or the job's
+/// report.
+enum Following {
+    Launch(Launch),
+    Job(slurm::JobWait),
+}
+
+impl Following {
+    fn events(&self) -> &std::sync::mpsc::Receiver<crate::remote::LaunchEvent> {
+        match self {
+            Self::Launch(launch) => launch.events(),
+            Self::Job(job) => job.events(),
+        }
+    }
+
+    fn end(self) {
+        match self {
+            Self::Launch(launch) => launch.end(),
+            Self::Job(job) => job.end(),
+        }
+    }
+}
+
 /// A tunnel that answers.
 enum Up {
     /// A supervisor already ran for the alias.
@@ -184,12 +210,18 @@ fn start(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, deadline: In
         let session = new_session(ctx, plan, profile, run)?;
         match slurm::start(ctx, profile, &job, run, session, ui)? {
             slurm::JobStart::Queued(session) => return Ok(Up::Queued { session }),
-            // A queue's wait is not Jupyter's: the timeout counts from here.
-            slurm::JobStart::Listening(session, reused) => (None, session, reused, Instant::now() + plan.timeout),
+            // A queue's wait is not Jupyter's: the timeout counts from here, and a node (a
+            // cold conda environment, a busy shared filesystem) gets at least 5 minutes.
+            slurm::JobStart::Running(session, reused, job) => (
+                Following::Job(job),
+                session,
+                reused,
+                Instant::now() + plan.timeout.max(JOB_START_LIMIT),
+            ),
         }
     } else {
         let (launch, session, reused) = start_remote(ctx, plan, profile, run, deadline, ui)?;
-        (Some(launch), session, reused, deadline)
+        (Following::Launch(launch), session, reused, deadline)
     };
     let alias = &profile.alias;
     let progress = ui.progress(&format!(
@@ -206,17 +238,9 @@ fn start(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, deadline: In
         },
         run,
     )?;
-    let ready = ready::wait(
-        &session,
-        deadline,
-        launch.as_ref().map(Launch::events),
-        Some(&mut supervisor),
-        run,
-    );
+    let ready = ready::wait(&session, deadline, Some(launch.events()), Some(&mut supervisor), run);
     progress.finish();
-    if let Some(launch) = launch {
-        launch.end();
-    }
+    launch.end();
     if session.login != profile.login {
         // The key was enough this time: the supervisor makes its own connections.
         login::end(ctx, alias, run);

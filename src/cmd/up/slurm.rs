@@ -7,14 +7,14 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::launch::read_events;
 use super::ui::{Progress, Ui, all_signals};
 use crate::cmd::Ctx;
 use crate::cmd::login::{self, Login};
 use crate::profile::{LoginKind, Profile};
-use crate::remote::{self, JupyterSpec, Marker};
+use crate::remote::{self, JupyterSpec, LaunchEvent, Marker};
 use crate::sanitize::{for_terminal, ssh_stderr};
 use crate::slurm::{self, Job, Query, Reach, SbatchOptions, WaitEvent};
 use crate::state::{Phase, Session, StateDir};
@@ -26,9 +26,10 @@ const DETACHED_WAIT: Duration = Duration::from_secs(10);
 
 /// What [`start`] ended with.
 pub(super) enum JobStart {
-    /// Jupyter listens on the node: the supervisor can take over. Whether the job was found
-    /// running (not submitted by this run).
-    Listening(Session, bool),
+    /// The job runs and its node can be reached: the supervisor can take over while Jupyter
+    /// starts. Whether the job was found running (not submitted by this run); its report,
+    /// still followed.
+    Running(Session, bool, JobWait),
     /// `-d`, and the job still waits in the queue.
     Queued(Session),
 }
@@ -40,7 +41,7 @@ pub(super) struct JobPlan<'a> {
     pub(super) warn_minutes: u64,
 }
 
-/// Submits (or finds) `session`'s job and waits until Jupyter listens on its node.
+/// Submits (or finds) `session`'s job and waits until it runs and its node can be reached.
 pub(super) fn start(
     ctx: &Ctx,
     profile: &Profile,
@@ -86,12 +87,13 @@ pub(super) fn start(
     }
     let id = session.job.as_ref().and_then(|j| j.id.clone()).unwrap_or_default();
     match wait(ctx, run, &mut session, &id, plan.detach)? {
-        Waited::Queued => return Ok(JobStart::Queued(session)),
-        Waited::Listening(hop_check, learned) => {
+        Waited::Queued => Ok(JobStart::Queued(session)),
+        Waited::Running(hop_check, learned, job_wait) => {
             if let Err(e) = hop_check
                 .recv()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the check did not finish")))
             {
+                job_wait.end();
                 if !reused {
                     cancel(ctx, alias, run, &session);
                 }
@@ -116,9 +118,9 @@ pub(super) fn start(
                     ));
                 }
             }
+            Ok(JobStart::Running(session, reused, job_wait))
         }
     }
-    Ok(JobStart::Listening(session, reused))
 }
 
 /// `sbatch` over the login: the job is recorded by name before, and by id the moment sbatch
@@ -171,9 +173,51 @@ fn submit(ctx: &Ctx, plan: &JobPlan<'_>, run: &StateDir, session: &mut Session, 
 
 enum Waited {
     Queued,
-    /// Jupyter listens; the check that the node can be reached reports on this channel, and
-    /// what this job taught about reaching the cluster's nodes.
-    Listening(Receiver<Result<()>>, Option<Learned>),
+    /// The job runs; the check that the node can be reached reports on this channel; what
+    /// this job taught about reaching the cluster's nodes; the wait, still following it.
+    Running(Receiver<Result<()>>, Option<Learned>, JobWait),
+}
+
+/// The job's report, still followed while the supervisor connects: its end and its log, as
+/// the launch events `up` waits with (a job that ends is Jupyter that exited).
+pub(super) struct JobWait {
+    child: Child,
+    events: Receiver<LaunchEvent>,
+}
+
+impl JobWait {
+    fn follow(child: Child, waited: Receiver<WaitEvent>) -> Self {
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = all_signals().thread_block();
+            for event in waited {
+                let sent = match event {
+                    WaitEvent::Log(line) => tx.send(LaunchEvent::Log(line)),
+                    WaitEvent::Ended { state, reason } => tx
+                        .send(LaunchEvent::Log(format!(
+                            "(the Slurm job ended: {})",
+                            slurm::describe(&state, &reason)
+                        )))
+                        .and_then(|()| tx.send(LaunchEvent::Exited)),
+                    _ => Ok(()),
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, events }
+    }
+
+    pub(super) fn events(&self) -> &Receiver<LaunchEvent> {
+        &self.events
+    }
+
+    /// Stops following.
+    pub(super) fn end(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// How the job's node was reached, found out this time; why ssh to it failed, if it did.
@@ -208,14 +252,12 @@ fn wait(ctx: &Ctx, run: &StateDir, session: &mut Session, id: &str, detach: bool
     let events = read_events(&mut child, marker, WaitEvent::parse);
     let begun = Instant::now();
     let mut progress = Some(Progress::start(&format!("job {id} submitted on {alias}")));
-    let mut hop_check = None;
-    let mut learned = None;
     let mut log = Vec::new();
     let result = loop {
         let event = match events.recv_timeout(Duration::from_millis(200)) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) => {
-                if detach && hop_check.is_none() && begun.elapsed() >= DETACHED_WAIT {
+                if detach && begun.elapsed() >= DETACHED_WAIT {
                     break Ok(Waited::Queued);
                 }
                 continue;
@@ -258,17 +300,16 @@ fn wait(ctx: &Ctx, run: &StateDir, session: &mut Session, id: &str, detach: bool
                     job.state = Some("RUNNING".into());
                     job.reason = None;
                 }
-                let (check, found) = reach_node(ctx, run, session, &node, &listen, answer.take());
-                hop_check = Some(check);
-                learned = found;
+                let (check, learned) = reach_node(ctx, run, session, &node, &listen, answer.take());
                 run.write_session(session)?;
+                // The supervisor connects while Jupyter starts: the rest of the job's report
+                // (its end, its log) is watched while waiting for the tunnel.
+                if let Some(p) = progress.take() {
+                    p.finish();
+                }
+                return Ok(Waited::Running(check, learned, JobWait::follow(child, events)));
             }
-            WaitEvent::Ready => {
-                let check = hop_check
-                    .take()
-                    .context("the job said ready before it said where it runs")?;
-                break Ok(Waited::Listening(check, learned.take()));
-            }
+            WaitEvent::Ready => {}
             WaitEvent::Log(line) => log.push(for_terminal(&line)),
             WaitEvent::Ended { state, reason } => {
                 // The log lines follow the end line: give them a moment.
