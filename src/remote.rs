@@ -589,7 +589,7 @@ mod tests {
     #[test]
     fn remote_scripts_parse_and_pass_shellcheck() {
         let scripts = remote_files("sh");
-        assert_eq!(scripts.len(), 18, "{scripts:?}");
+        assert_eq!(scripts.len(), 19, "{scripts:?}");
         for script in &scripts {
             let out = std::process::Command::new("sh").arg("-n").arg(script).output().unwrap();
             assert!(

@@ -195,6 +195,7 @@ const WAIT: &str = include_str!("../remote/slurm_wait.sh");
 const QUERY: &str = include_str!("../remote/slurm_query.sh");
 const CANCEL: &str = include_str!("../remote/slurm_cancel.sh");
 const WATCH: &str = include_str!("../remote/slurm_watch.sh");
+const FIND: &str = include_str!("../remote/slurm_find.sh");
 
 /// `script` with `args`, in the user's login shell: Slurm's commands are often on the PATH
 /// only there (an `module load slurm` in the profile), and the reply starts at `marker`.
@@ -227,6 +228,11 @@ pub(crate) fn job_script(name: &str, ports: &[u16], login: &str, jupyter: &str, 
 
 pub(crate) fn wait(marker: &Marker, name: &str, job: &str) -> String {
     on_login_node(marker, WAIT, &[name, job])
+}
+
+/// Looks for the job by name: says `job ID`, `none` or `error`.
+pub(crate) fn find(marker: &Marker, name: &str) -> String {
+    on_login_node(marker, FIND, &[name])
 }
 
 pub(crate) fn query(marker: &Marker, job: &str) -> String {

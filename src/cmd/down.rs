@@ -135,12 +135,22 @@ pub(crate) fn stop_remote(ctx: &Ctx, alias: &Alias, run: &StateDir) -> Result<()
 
 /// `scancel` of the session's Slurm job, confirmed by squeue, and the token's run dir removed.
 fn cancel_job(ctx: &Ctx, alias: &Alias, run: &StateDir, session: &Session) -> Result<()> {
-    let Some(id) = session.job.as_ref().and_then(|j| j.id.clone()) else {
+    let mut session = session.clone();
+    let known = session.job.as_ref().and_then(|j| j.id.clone());
+    // sbatch's answer never came back: the job, if any, goes by its name.
+    let found = match known {
+        Some(id) => Some(id),
+        None => super::up::slurm::find(ctx, alias, run, &session)?,
+    };
+    let Some(id) = found else {
         println!("{alias}: no Slurm job was submitted");
         run.clear();
         return Ok(());
     };
-    let said = super::up::slurm::cancel(ctx, alias, run, session).with_context(|| {
+    if let Some(job) = session.job.as_mut() {
+        job.id = Some(id.clone());
+    }
+    let said = super::up::slurm::cancel(ctx, alias, run, &session).with_context(|| {
         format!("could not cancel Slurm job {id} on {alias}: `jssh status {alias}`, or `scancel {id}` there")
     })?;
     match said.split_once(' ') {

@@ -69,3 +69,35 @@ fn where_ssh_to_the_node_is_refused_the_nodes_port_is_forwarded_from_the_login_h
     let down = jssh_std(&hpc.client).args(["down", "open"]).output().unwrap();
     assert!(down.status.success(), "down: {}{}", stdout(&down), stderr(&down));
 }
+
+/// Issue 12, "no job is ever left running that jssh does not know about": a submission whose
+/// answer never came back (the session has the job's name, not its id) is found by name.
+/// `down` cancels it; `up` would attach to it rather than submit a second.
+#[test]
+fn a_job_whose_sbatch_answer_was_lost_is_found_by_its_name() {
+    let Some(hpc) = Hpc::start("lost", "--time=5") else {
+        return;
+    };
+    // Queued, so that nothing runs and the session keeps the job at PENDING.
+    hpc.cluster.scontrol(&["update", "PartitionName=debug", "State=DOWN"]);
+    let out = jssh_std(&hpc.client)
+        .args(["up", "lost", "-d", "--env", &hpc.env])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "up: {}{}", stdout(&out), stderr(&out));
+    let session_path = hpc.client.state_dir().join("lost/session.json");
+    let mut session: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&session_path).unwrap()).unwrap();
+    let id = session["job"]["id"].as_str().expect("the job's id").to_owned();
+    // As if the connection had dropped between sbatch and its answer.
+    session["job"]["id"] = serde_json::Value::Null;
+    std::fs::write(&session_path, serde_json::to_string(&session).unwrap()).unwrap();
+
+    let st = status(&hpc.client, "lost");
+    assert_eq!(st["job"]["id"], serde_json::Value::Null, "{st}");
+    let down = jssh_std(&hpc.client).args(["down", "lost"]).output().unwrap();
+    let said = format!("{}{}", stdout(&down), stderr(&down));
+    assert!(down.status.success(), "down: {said}");
+    assert!(said.contains(&format!("cancelled Slurm job {id}")), "{said}");
+    assert_eq!(hpc.cluster.job_state(&id).as_deref(), Some("CANCELLED"));
+}

@@ -57,7 +57,10 @@ pub(super) fn start(
     }
     let previous = run
         .read_session()?
-        .filter(|s| s.tmux_name == session.tmux_name && s.job.as_ref().is_some_and(|j| j.id.is_some()));
+        .filter(|s| s.tmux_name == session.tmux_name && s.job.is_some())
+        .map(|s| adopt_unanswered(ctx, alias, run, s))
+        .transpose()?
+        .filter(|s| s.job.as_ref().is_some_and(|j| j.id.is_some()));
     let mut reused = false;
     if let Some(previous) = previous {
         let id = previous.job.as_ref().and_then(|j| j.id.clone()).unwrap_or_default();
@@ -120,6 +123,41 @@ pub(super) fn start(
             }
             Ok(JobStart::Running(session, reused, job_wait))
         }
+    }
+}
+
+/// A session whose submission never got sbatch's answer (the connection dropped): the job, if
+/// it was queued, is found by its name, so it is attached to (or cancelled), never left behind.
+fn adopt_unanswered(ctx: &Ctx, alias: &Alias, run: &StateDir, mut session: Session) -> Result<Session> {
+    if session.job.as_ref().is_none_or(|j| j.id.is_some()) {
+        return Ok(session);
+    }
+    if let Some(id) = find(ctx, alias, run, &session)? {
+        if let Some(job) = session.job.as_mut() {
+            job.id = Some(id);
+        }
+        run.write_session(&session)?;
+    }
+    Ok(session)
+}
+
+/// The newest job of the session's name that Slurm knows (see [`adopt_unanswered`]).
+pub(crate) fn find(ctx: &Ctx, alias: &Alias, run: &StateDir, session: &Session) -> Result<Option<String>> {
+    let marker = Marker::new()?;
+    let command = slurm::find(&marker, &session.tmux_name);
+    let out = login::remote_command(ctx, alias, run, session.login, &command, true).output()?;
+    let said = marker
+        .reply(&String::from_utf8_lossy(&out.stdout))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    match said.split_once(' ') {
+        Some(("job", id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(id.to_owned())),
+        _ if said == "none" => Ok(None),
+        _ => bail!(
+            "Slurm on {alias} did not say whether a job named {} exists (squeue failed): try again",
+            session.tmux_name
+        ),
     }
 }
 
