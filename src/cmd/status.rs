@@ -12,7 +12,7 @@ use crate::cli::StatusArgs;
 use crate::profile::{LoginKind, Profile};
 use crate::remote::{self, Marker, RemoteSession};
 use crate::sanitize::for_terminal;
-use crate::slurm::{self, Job, Reach};
+use crate::slurm::{self, Job, Query, Reach};
 use crate::state::{Phase, Session, SessionFile, StateDir, unix_now};
 use crate::target::Alias;
 
@@ -141,6 +141,32 @@ fn remote_sessions(ctx: &Ctx, alias: &Alias, login: LoginKind) -> Option<Vec<Rem
     marker.reply(&out).map(remote::parse_list)
 }
 
+/// A job left queued by `up -d` has no supervisor to follow it: Slurm is asked, over the
+/// login, what it is now (running: `jssh up` attaches).
+fn refresh_queued(ctx: &Ctx, run: &StateDir, row: &mut Row) {
+    let Some(job) = row.job.as_mut().filter(|_| row.state == State::Queued) else {
+        return;
+    };
+    let (Some(id), Ok(marker)) = (job.id.clone(), Marker::new()) else {
+        return;
+    };
+    let cmd = login::remote_command(ctx, &row.alias, run, row.login, &slurm::query(&marker, &id), true);
+    let Ok(out) = cmd.output_within(REMOTE_LIMIT) else {
+        return;
+    };
+    match Query::parse(marker.reply(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default()) {
+        Query::State {
+            state, reason, node, ..
+        } => {
+            job.node = (!node.is_empty() && node != "(null)").then_some(node);
+            job.state = Some(state);
+            job.reason = Some(reason);
+        }
+        Query::Gone => job.state = Some("gone".into()),
+        Query::Unknown => {}
+    }
+}
+
 fn row(alias: &Alias, run: &StateDir, file: SessionFile, remote: Option<&[RemoteSession]>) -> Row {
     let (session, state_file_error) = match file {
         SessionFile::Session(session) => (Some(*session), None),
@@ -222,6 +248,9 @@ pub(crate) fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
         let run = StateDir::new(&ctx.paths, alias);
         let mut row = row(alias, &run, run.load_session()?, remote.as_deref());
         row.login = profile.login;
+        if !args.local {
+            refresh_queued(ctx, &run, &mut row);
+        }
         rows.push(row);
     }
     let mut out = std::io::stdout().lock();
@@ -371,6 +400,13 @@ fn details(out: &mut impl Write, r: &Row, local: bool) -> Result<()> {
             out,
             "  state file: unreadable{supervisor}: {why}; `jssh up {}` rewrites it",
             r.alias
+        )?;
+    }
+    if r.state == State::Queued {
+        writeln!(
+            out,
+            "  no tunnel yet: `jssh up {}` attaches once the job runs, `jssh down {}` cancels it",
+            r.alias, r.alias
         )?;
     }
     if r.state == State::RemoteOnly {
