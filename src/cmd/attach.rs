@@ -3,7 +3,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::Ctx;
 use crate::remote;
@@ -12,9 +12,15 @@ use crate::target::Alias;
 
 pub(crate) fn run(ctx: &Ctx, alias: &Alias) -> Result<ExitCode> {
     ctx.profile(alias)?;
-    let node = StateDir::new(&ctx.paths, alias)
-        .read_session()?
-        .and_then(|s| s.remote_node);
+    let session = StateDir::new(&ctx.paths, alias).read_session()?;
+    if let Some(session) = session.as_ref().filter(|s| s.job.is_some()) {
+        let id = session.job.as_ref().and_then(|j| j.id.as_deref()).unwrap_or("?");
+        bail!(
+            "{alias}'s Jupyter runs as Slurm job {id}, not in a tmux session: `jssh logs {alias} --remote -f` \
+             follows its log"
+        );
+    }
+    let node = session.and_then(|s| s.remote_node);
     let cmd = ctx
         .ssh
         .exec_tty(alias, &remote::attach(&remote::session_name(alias), node.as_deref()));

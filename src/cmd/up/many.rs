@@ -48,7 +48,14 @@ pub(super) fn run(ctx: &Ctx, plan: &Plan) -> ExitCode {
 fn start_one(ctx: &Ctx, plan: &Plan, profile: &Profile) -> Outcome {
     let run = StateDir::new(&ctx.paths, &profile.alias);
     let mut ui = Ui::quiet();
-    let url = super::bring_up(ctx, plan, profile, &run, &mut ui).map(|up| up.session().url());
+    let url = super::bring_up(ctx, plan, profile, &run, &mut ui).map(|up| match &up {
+        super::Up::Queued { session } => format!(
+            "queued: Slurm job {} waits; `jssh up {}` attaches once it runs",
+            session.job.as_ref().and_then(|j| j.id.as_deref()).unwrap_or("?"),
+            profile.alias
+        ),
+        _ => up.session().url(),
+    });
     Outcome {
         url,
         notes: ui.into_notes(),
