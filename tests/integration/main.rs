@@ -19,6 +19,7 @@ mod robust;
 mod service;
 mod setup;
 mod slurm;
+mod slurm_bench;
 mod slurm_doctor;
 mod slurm_reach;
 mod slurm_up;

@@ -256,7 +256,7 @@ impl Hpc {
 /// bind from this process's namespace, and a symlink through `/proc/PID/root` is not enough:
 /// node's own `realpath` reads that link as `/` and loops, so `jupyter lab`'s `yarn config`
 /// never ends.)
-fn venv_on_cluster(cluster: &Cluster) -> String {
+pub(crate) fn venv_on_cluster(cluster: &Cluster) -> String {
     let venv = venv();
     let home = User::from_uid(geteuid()).unwrap().unwrap().dir;
     let mut needed = vec![PathBuf::from(&venv)];

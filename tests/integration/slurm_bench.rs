@@ -1,0 +1,692 @@
+//! Issue 12's acceptance, run by `scripts/bench-slurm`: on the real Slurm of `slurm.rs`,
+//! `jssh up ALIAS --slurm '--time=5'` beside jupyter-forward's `--launch-command 'sbatch
+//! --time=5'`, alternating, `JSSH_BENCH_RUNS` (5) counted runs each after one warm-up of each.
+//! The goal: jssh's URL answers within sbatch → RUNNING + Jupyter's own start + 0.5 s (medians).
+//!
+//! Every run is cut at the same points for both tools, taken from outside them:
+//! - t0: the tool is started, with nothing running (the previous job is gone from `squeue`);
+//! - RUNNING: slurmctld's `sched: Allocate JobId=…` log line (millisecond timestamps), the
+//!   moment the job's state becomes RUNNING;
+//! - Jupyter listens: a new listening socket in the node's network namespace, read every 5 ms
+//!   from `/proc/PID/net/tcp{,6}` of a `sleep` this test keeps on the node (Jupyter is the only
+//!   process there that listens);
+//! - URL: the first `200` from `/api/status` with the token, through the URL the tool printed
+//!   (polled every 10 ms from the moment it is printed; `jssh up` prints it once it answers).
+//!
+//! For jssh, the job's own reports are read too: `~/.jssh/run/jssh-ALIAS/job` (written when
+//! the job's script starts) and `…/ready` (touched once its watcher, which looks every 0.1 s,
+//! sees Jupyter listen), by their mtimes in the shared home.
+//!
+//! jupyter-forward (`JSSH_BENCH_JF`: its executable; unset, it is left out) runs with `HOME`
+//! in a temp dir holding only an ssh config for the login host, the test client's key and its
+//! `known_hosts`. It needs `--conda-env` (without it this release exits 1 after `which
+//! jupyter`): a file `activate` in the cluster's home, which its `source activate NAME` finds
+//! (bash's `source` looks in the working directory, the home), sources the test venv. Jupyter
+//! refuses to run as root without `--allow-root`, which jupyter-forward cannot pass: the login
+//! session's `$JUPYTER_CONFIG_DIR/jupyter_server_config.json` allows root, for both tools (jssh
+//! passes `--allow-root` as root anyway).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::fixture::Client;
+use crate::slurm::Cluster;
+use crate::slurm_up::venv_on_cluster;
+use crate::up::{free_port, get, parse_url};
+use crate::util::{client_ssh, jssh_std, set_up_at, stderr, stdout};
+
+const ALIAS: &str = "bench";
+/// The job's options, the same for both tools.
+const TIME: &str = "--time=5";
+/// How long one tool may take from its start to an answering URL before the run fails.
+const RUN_LIMIT: Duration = Duration::from_mins(2);
+/// jupyter-forward's `--conda-env`: any name, the `activate` shim ignores it.
+const JF_ENV: &str = "bench";
+
+/// `scripts/bench-slurm`: the table of medians (min–max) of both tools, the ratio of their
+/// times to a working URL, and whether jssh meets issue 12's goal.
+#[test]
+#[ignore = "a benchmark: run by scripts/bench-slurm"]
+fn bench_slurm_up_against_jupyter_forward() {
+    let runs: usize = std::env::var("JSSH_BENCH_RUNS").map_or(5, |n| n.parse().expect("JSSH_BENCH_RUNS: a number"));
+    let load = loadavg();
+    let Some(bench) = Bench::start() else {
+        return;
+    };
+    let mut jf = std::env::var_os("JSSH_BENCH_JF").map(PathBuf::from);
+    if jf.is_none() {
+        println!("jupyter-forward left out: JSSH_BENCH_JF is not set (scripts/bench-slurm sets it)");
+    }
+    // The cluster's first job waits ~3 s for Slurm's first schedule, and the first Jupyter
+    // start reads a cold venv: one uncounted round of each.
+    eprintln!("warm-up (uncounted)");
+    let warm = bench.jssh_round();
+    eprintln!("  jssh: {}", warm.describe());
+    if let Some(exe) = &jf {
+        match bench.jf_round(exe) {
+            Ok(run) => eprintln!("  jupyter-forward: {}", run.describe()),
+            Err(e) => {
+                println!("jupyter-forward left out: its warm-up run failed: {e}");
+                jf = None;
+            }
+        }
+    }
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..runs {
+        // Alternating who goes first, so that neither always follows the other's cleanup.
+        for jssh_turn in [round % 2 == 0, round % 2 == 1] {
+            if jssh_turn {
+                let run = bench.jssh_round();
+                eprintln!("run {}: jssh: {}", round + 1, run.describe());
+                ours.push(run);
+            } else if let Some(exe) = &jf {
+                match bench.jf_round(exe) {
+                    Ok(run) => {
+                        eprintln!("run {}: jupyter-forward: {}", round + 1, run.describe());
+                        theirs.push(run);
+                    }
+                    Err(e) => println!("run {}: jupyter-forward failed: {e}", round + 1),
+                }
+            }
+        }
+    }
+    print!("{}", report(&ours, &theirs, jf.is_some()));
+    // Other processes on the machine slow Jupyter's start far more than anything measured here.
+    println!(
+        "load average (1, 5, 15 min) at the start: {load}, at the end: {}; {} CPUs",
+        loadavg(),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    bench.finish();
+}
+
+/// The times of one run, from t0 (the tool started).
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// slurmctld allocated the job: its state became RUNNING.
+    running: Duration,
+    /// A new listening socket on the node: Jupyter listens.
+    listening: Duration,
+    /// The tool printed the URL (`jssh up` returned).
+    printed: Duration,
+    /// The first 200 through the URL with the token.
+    url: Duration,
+    /// jssh: the job's `job` file (its script started) and `ready` file (its own report).
+    script: Option<Duration>,
+    ready: Option<Duration>,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        let s = |d: Duration| format!("{:.2}", d.as_secs_f64());
+        let mut line = format!(
+            "RUNNING {}, listening {}, URL printed {}, answered {}",
+            s(self.running),
+            s(self.listening),
+            s(self.printed),
+            s(self.url)
+        );
+        if let (Some(script), Some(ready)) = (self.script, self.ready) {
+            let _ = write!(line, " (job file {}, ready file {})", s(script), s(ready));
+        }
+        line
+    }
+}
+
+/// The cluster, a client with the alias set up, the node's watch and jupyter-forward's home.
+struct Bench {
+    /// A `sleep` on the node: `/proc/PID/net/tcp` is the node's table of sockets.
+    node_sleep: Child,
+    /// The node's listening sockets with nothing running (its sshd).
+    idle_listeners: BTreeSet<String>,
+    jf_home: TempDir,
+    env: String,
+    client: Client,
+    cluster: Cluster,
+}
+
+impl Bench {
+    fn start() -> Option<Bench> {
+        let mut cluster = Cluster::start()?;
+        let client = cluster.client();
+        let venv = venv_on_cluster(&cluster);
+        set_up_at(
+            &client,
+            &cluster.login_addr().to_string(),
+            22,
+            ALIAS,
+            &["--slurm", TIME],
+        );
+        let home = cluster.home();
+        // The login host's sshd sets JUPYTER_CONFIG_DIR (fixture.rs), and sbatch hands a
+        // login session's environment to its job.
+        let login = format!("{}@{}", cluster.login_sshd().user(), cluster.login_addr());
+        let out = client_ssh(&client, true)
+            .args([&login, "printf %s \"$JUPYTER_CONFIG_DIR\""])
+            .output()
+            .unwrap();
+        let config_dir = PathBuf::from(stdout(&out));
+        assert!(
+            out.status.success() && config_dir.is_absolute(),
+            "JUPYTER_CONFIG_DIR on the login host: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        fs::create_dir_all(&config_dir).unwrap();
+        fs::write(
+            config_dir.join("jupyter_server_config.json"),
+            "{\"ServerApp\": {\"allow_root\": true}}\n",
+        )
+        .unwrap();
+        fs::write(
+            home.join("activate"),
+            format!(
+                "# jupyter-forward's `source activate {JF_ENV}` (conda's old form): the test venv\n. {venv}/bin/activate\n"
+            ),
+        )
+        .unwrap();
+        let jf_home = tempfile::Builder::new().prefix("jssh-bench-jf-").tempdir().unwrap();
+        let ssh = jf_home.path().join(".ssh");
+        fs::create_dir(&ssh).unwrap();
+        fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        fs::copy(client.known_hosts(), ssh.join("known_hosts")).unwrap();
+        fs::write(
+            ssh.join("config"),
+            format!(
+                "Host login\n    HostName {}\n    User {}\n    IdentityFile {}\n",
+                cluster.login_addr(),
+                cluster.login_sshd().user(),
+                client.ssh_dir().join("bootstrap_ed25519").display()
+            ),
+        )
+        .unwrap();
+        let node_sleep = cluster
+            .on_node("sleep")
+            .arg("infinity")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn a sleep on the node");
+        let mut bench = Bench {
+            idle_listeners: BTreeSet::new(),
+            node_sleep,
+            jf_home,
+            env: format!("venv:{venv}"),
+            client,
+            cluster,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while bench.node_listeners().is_empty() {
+            assert!(Instant::now() < deadline, "no listening socket on the node (its sshd)");
+            sleep(Duration::from_millis(10));
+        }
+        bench.idle_listeners = bench.node_listeners();
+        Some(bench)
+    }
+
+    /// `jssh up ALIAS -d --env venv:…`, then `jssh down ALIAS`.
+    fn jssh_round(&self) -> Run {
+        let before = self.job_ids();
+        let watch = ListenWatch::start(self.node_sleep.id(), &self.idle_listeners);
+        let began = SystemTime::now();
+        let t0 = Instant::now();
+        let out = output_within(
+            jssh_std(&self.client).args(["up", ALIAS, "-d", "--port", &free_port(), "--env", &self.env]),
+            RUN_LIMIT,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.evidence()));
+        let printed = t0.elapsed();
+        assert!(
+            out.status.success(),
+            "up: {}{}\n{}",
+            stdout(&out),
+            stderr(&out),
+            self.evidence()
+        );
+        let url_line = stdout(&out).lines().last().unwrap_or_default().trim().to_owned();
+        let (port, token) = parse_url(&url_line);
+        let url =
+            answered(t0, port, &token).unwrap_or_else(|| panic!("{url_line} never answered\n{}", self.evidence()));
+        let listening = watch
+            .stop(t0)
+            .unwrap_or_else(|| panic!("no listener on the node\n{}", self.evidence()));
+        let run_dir = self.cluster.home().join(".jssh/run").join(format!("jssh-{ALIAS}"));
+        let mtime = |name: &str| {
+            fs::metadata(run_dir.join(name))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(began).ok())
+        };
+        let (script, ready) = (mtime("job"), mtime("ready"));
+        let job = self.new_job(&before);
+        let running = self.allocated(&job, began);
+        let down =
+            output_within(jssh_std(&self.client).args(["down", ALIAS]), RUN_LIMIT).unwrap_or_else(|e| panic!("{e}"));
+        assert!(down.status.success(), "down: {}{}", stdout(&down), stderr(&down));
+        self.wait_quiet();
+        Run {
+            running,
+            listening,
+            printed,
+            url,
+            script,
+            ready,
+        }
+    }
+
+    /// `jupyter-forward login --launch-command 'sbatch --time=5' …` until its URL answers;
+    /// then it is interrupted and its job (which it never cancels) is.
+    fn jf_round(&self, exe: &Path) -> Result<Run, String> {
+        let before = self.job_ids();
+        let watch = ListenWatch::start(self.node_sleep.id(), &self.idle_listeners);
+        let began = SystemTime::now();
+        let t0 = Instant::now();
+        let mut child = Command::new(exe)
+            .args(["login", "--port", &free_port(), "--conda-env", JF_ENV])
+            .arg("--launch-command")
+            .arg(format!("sbatch {TIME}"))
+            .env("HOME", self.jf_home.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .env("BROWSER", "true")
+            .env("COLUMNS", "400")
+            .env("TERM", "dumb")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", exe.display()))?;
+        let lines = read_lines(&mut child);
+        let result = Bench::jf_url(t0, &lines);
+        let listening = watch.stop(t0);
+        // Interrupted as a user would (Ctrl-C), killed if it lingers.
+        let group = Pid::from_raw(i32::try_from(child.id()).unwrap());
+        let _ = killpg(group, Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait();
+        let jobs: Vec<String> = self.job_ids().difference(&before).cloned().collect();
+        let result = result.map_err(|e| format!("{e}\n{}", self.jf_evidence(&jobs)));
+        for job in &jobs {
+            let _ = self.cluster.on_login("scancel").arg(job).status();
+        }
+        self.wait_quiet();
+        let (printed, url) = result?;
+        let [job] = jobs.as_slice() else {
+            return Err(format!("{} jobs submitted, not one: {jobs:?}", jobs.len()));
+        };
+        Ok(Run {
+            running: self.allocated(job, began),
+            listening: listening.ok_or("its URL answered with no listener on the node")?,
+            printed,
+            url,
+            script: None,
+            ready: None,
+        })
+    }
+
+    /// Reads jupyter-forward's output until it prints its URL, then polls that URL: (printed,
+    /// answered), from t0.
+    fn jf_url(t0: Instant, lines: &mpsc::Receiver<String>) -> Result<(Duration, Duration), String> {
+        let mut output = Vec::new();
+        let url = loop {
+            let left = RUN_LIMIT.saturating_sub(t0.elapsed());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(at) = line.find("Jupyter Lab URL: http") {
+                        break line[at + "Jupyter Lab URL: ".len()..].trim().to_owned();
+                    }
+                    output.push(line);
+                }
+                Err(e) => {
+                    let tail = output[output.len().saturating_sub(15)..].join("\n");
+                    return Err(format!("no URL printed ({e}); its output ends:\n{tail}"));
+                }
+            }
+        };
+        let printed = t0.elapsed();
+        let (port, token) = parse_url(&url.replacen("//localhost:", "//127.0.0.1:", 1));
+        let token = token.split('&').next().unwrap_or_default().to_owned();
+        let answered = answered(t0, port, &token).ok_or_else(|| format!("{url} never answered"))?;
+        Ok((printed, answered))
+    }
+
+    /// What a failed jupyter-forward run left: its jobs' states and output, the end of its
+    /// newest Jupyter log.
+    fn jf_evidence(&self, jobs: &[String]) -> String {
+        let home = self.cluster.home();
+        let tail = |path: &Path| {
+            let text = fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        };
+        let mut said = String::new();
+        for job in jobs {
+            let state = self.cluster.job_state(job);
+            let out = tail(&home.join(format!("slurm-{job}.out")));
+            let _ = writeln!(said, "job {job}: {state:?}; its output:\n{out}");
+        }
+        let newest = fs::read_dir(home.join(".jupyter_forward"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("log_"))
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
+        if let Some(log) = newest {
+            let _ = writeln!(said, "{}:\n{}", log.path().display(), tail(&log.path()));
+        }
+        said
+    }
+
+    /// The node's listening sockets: local `ADDR:PORT` in `/proc/net/tcp`'s hex.
+    fn node_listeners(&self) -> BTreeSet<String> {
+        listeners(self.node_sleep.id())
+    }
+
+    /// Every job id Slurm knows (ended ones too, for `MinJobAge`).
+    fn job_ids(&self) -> BTreeSet<String> {
+        let out = self
+            .cluster
+            .on_login("squeue")
+            .args(["-h", "-t", "all", "-o", "%i"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "squeue: {}", stderr(&out));
+        stdout(&out).split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// The one job submitted since `before`.
+    fn new_job(&self, before: &BTreeSet<String>) -> String {
+        let new: Vec<String> = self.job_ids().difference(before).cloned().collect();
+        assert_eq!(new.len(), 1, "one new job: {new:?}");
+        new[0].clone()
+    }
+
+    /// When slurmctld allocated `job` (made it RUNNING), from `began`: its log's `sched:
+    /// Allocate JobId=…` line, whose timestamp (local time, milliseconds) `date` converts.
+    fn allocated(&self, job: &str, began: SystemTime) -> Duration {
+        // The fixture's layout: `<root>/home` is the shared home, `<root>/log` its logs.
+        let log = self.cluster.home().parent().unwrap().join("log/slurmctld.log");
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let needle = format!("Allocate JobId={job} ");
+        let stamp = text
+            .lines()
+            .find(|l| l.contains(&needle))
+            .and_then(|l| l.strip_prefix('[')?.split(']').next())
+            .unwrap_or_else(|| panic!("no {needle:?} in {}", log.display()));
+        let out = Command::new("date").args(["-d", stamp, "+%s.%N"]).output().unwrap();
+        let secs: f64 = stdout(&out)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("date -d {stamp}"));
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
+        at.duration_since(began).unwrap_or_default()
+    }
+
+    /// Waits until no job is live and nothing but the idle sockets listens on the node, then
+    /// a moment more for the node's processes to be reaped.
+    fn wait_quiet(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let live = self
+                .cluster
+                .on_login("squeue")
+                .args(["-h", "-o", "%i %T"])
+                .output()
+                .unwrap();
+            let idle = stdout(&live).trim().is_empty() && self.node_listeners() == self.idle_listeners;
+            if idle {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster is not idle 30 s after a run: {}\n{}",
+                stdout(&live),
+                self.evidence()
+            );
+            sleep(Duration::from_millis(50));
+        }
+        sleep(Duration::from_millis(500));
+    }
+
+    fn evidence(&self) -> String {
+        let log = fs::read_to_string(self.client.state_dir().join(ALIAS).join("supervisor.log")).unwrap_or_default();
+        let jupyter = fs::read_to_string(self.cluster.home().join(format!(".jssh/run/jssh-{ALIAS}/jupyter.log")))
+            .unwrap_or_default();
+        format!(
+            "supervisor log:\n{log}\njupyter.log:\n{jupyter}\n{}",
+            self.cluster.logs()
+        )
+    }
+
+    fn finish(mut self) {
+        let _ = self.node_sleep.kill();
+        let _ = self.node_sleep.wait();
+    }
+}
+
+/// A thread that notes when a new socket listens on the node.
+struct ListenWatch {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Option<Instant>>,
+}
+
+impl ListenWatch {
+    fn start(pid: u32, idle: &BTreeSet<String>) -> ListenWatch {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let idle = idle.clone();
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                if !listeners(pid).is_subset(&idle) {
+                    return Some(Instant::now());
+                }
+                sleep(Duration::from_millis(5));
+            }
+            None
+        });
+        ListenWatch { stop, thread }
+    }
+
+    /// When a new socket first listened, from t0.
+    fn stop(self, t0: Instant) -> Option<Duration> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap().map(|at| at.saturating_duration_since(t0))
+    }
+}
+
+/// The listening sockets of `pid`'s network namespace.
+fn listeners(pid: u32) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(3) == Some(&"0A") {
+                found.insert(fields[1].to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// Polls `/api/status` with the token every 10 ms until it answers 200; when, from t0.
+fn answered(t0: Instant, port: u16, token: &str) -> Option<Duration> {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while Instant::now() < deadline {
+        if get(port, "/api/status", Some(token)) == 200 {
+            return Some(t0.elapsed());
+        }
+        sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// The child's stdout and stderr, line by line, as they come.
+fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+    let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+    for pipe in [out, err] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Runs `command`; `Err` with what it printed when it was still running after `limit` (it is
+/// killed then).
+fn output_within(command: &mut Command, limit: Duration) -> Result<Output, String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let begin = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if begin.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{command:?} did not end within {limit:?}: {}{}",
+                String::from_utf8_lossy(&out.join().unwrap()),
+                String::from_utf8_lossy(&err.join().unwrap())
+            ));
+        }
+        sleep(Duration::from_millis(5));
+    };
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    })
+}
+
+/// The first three fields of `/proc/loadavg`.
+fn loadavg() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
+    }
+}
+
+/// `median (min–max)` of `values`, in seconds; `-` when there are none.
+fn cell(values: &[f64]) -> String {
+    if values.is_empty() {
+        return "-".to_owned();
+    }
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.2} ({min:.2}–{max:.2})", median(values.to_vec()))
+}
+
+fn report(ours: &[Run], theirs: &[Run], with_jf: bool) -> String {
+    type Stage = fn(&Run) -> f64;
+    let stages: [(&str, Stage); 5] = [
+        ("t0 → URL answers", |r| secs(r.url)),
+        ("t0 → RUNNING (sbatch → RUNNING)", |r| secs(r.running)),
+        ("RUNNING → Jupyter listens (its start)", |r| {
+            secs(r.listening.saturating_sub(r.running))
+        }),
+        ("Jupyter listens → URL answers (overhead)", |r| {
+            secs(r.url.saturating_sub(r.listening))
+        }),
+        ("t0 → URL printed", |r| secs(r.printed)),
+    ];
+    let mut s = format!(
+        "\nissue 12: `jssh up --slurm '{TIME}'` beside jupyter-forward --launch-command 'sbatch {TIME}', \
+         same Slurm, alternating; seconds, median (min–max) of {} and {} runs\n\n",
+        ours.len(),
+        theirs.len()
+    );
+    let _ = writeln!(s, "{:<42} {:<20} jupyter-forward", "", "jssh");
+    for (name, stage) in stages {
+        let a: Vec<f64> = ours.iter().map(stage).collect();
+        let b: Vec<f64> = theirs.iter().map(stage).collect();
+        let _ = writeln!(s, "{name:<42} {:<20} {}", cell(&a), cell(&b));
+    }
+    let own: Vec<f64> = ours
+        .iter()
+        .filter_map(|r| Some(secs(r.url.checked_sub(r.ready?)?)))
+        .collect();
+    let script: Vec<f64> = ours
+        .iter()
+        .filter_map(|r| Some(secs(r.script?.checked_sub(r.running)?)))
+        .collect();
+    let _ = writeln!(s, "{:<42} {}", "jssh: RUNNING → the job's `job` file", cell(&script));
+    let _ = writeln!(s, "{:<42} {}", "jssh: the job's `ready` file → URL answers", cell(&own));
+    let url = median(ours.iter().map(|r| secs(r.url)).collect());
+    if with_jf && !theirs.is_empty() {
+        let jf = median(theirs.iter().map(|r| secs(r.url)).collect());
+        let _ = writeln!(
+            s,
+            "\nratio jssh / jupyter-forward, t0 → URL answers (medians): {:.2}",
+            url / jf
+        );
+    }
+    if ours.is_empty() {
+        return s;
+    }
+    let running = median(ours.iter().map(|r| secs(r.running)).collect());
+    let start = median(
+        ours.iter()
+            .map(|r| secs(r.listening.saturating_sub(r.running)))
+            .collect(),
+    );
+    let goal = running + start + 0.5;
+    let _ = writeln!(
+        s,
+        "goal (jssh): URL ≤ sbatch → RUNNING + Jupyter's start + 0.5 s = {running:.2} + {start:.2} + 0.5 = {goal:.2}: \
+         {url:.2}, {}",
+        if url <= goal { "met" } else { "missed" }
+    );
+    s
+}
