@@ -127,6 +127,9 @@ struct Run {
     /// jssh: the job's `job` file (its script started) and `ready` file (its own report).
     script: Option<Duration>,
     ready: Option<Duration>,
+    /// Jupyter's first log line, by its own timestamp: its interpreter has started and
+    /// imported jupyter_server.
+    logged: Option<Duration>,
 }
 
 impl Run {
@@ -139,6 +142,9 @@ impl Run {
             s(self.printed),
             s(self.url)
         );
+        if let Some(logged) = self.logged {
+            let _ = write!(line, ", Jupyter's first log line {}", s(logged));
+        }
         if let (Some(script), Some(ready)) = (self.script, self.ready) {
             let _ = write!(line, " (job file {}, ready file {})", s(script), s(ready));
         }
@@ -270,6 +276,7 @@ impl Bench {
                 .and_then(|t| t.duration_since(began).ok())
         };
         let (script, ready) = (mtime("job"), mtime("ready"));
+        let logged = first_jupyter_line(&run_dir.join("jupyter.log")).and_then(|t| t.duration_since(began).ok());
         let job = self.new_job(&before);
         let running = self.allocated(&job, began);
         let down =
@@ -283,6 +290,7 @@ impl Bench {
             url,
             script,
             ready,
+            logged,
         }
     }
 
@@ -327,6 +335,10 @@ impl Bench {
         }
         self.wait_quiet();
         let (printed, url) = result?;
+        let logged = self
+            .jf_log()
+            .and_then(|log| first_jupyter_line(&log))
+            .and_then(|t| t.duration_since(began).ok());
         let [job] = jobs.as_slice() else {
             return Err(format!("{} jobs submitted, not one: {jobs:?}", jobs.len()));
         };
@@ -337,6 +349,7 @@ impl Bench {
             url,
             script: None,
             ready: None,
+            logged,
         })
     }
 
@@ -381,16 +394,21 @@ impl Bench {
             let out = tail(&home.join(format!("slurm-{job}.out")));
             let _ = writeln!(said, "job {job}: {state:?}; its output:\n{out}");
         }
-        let newest = fs::read_dir(home.join(".jupyter_forward"))
+        if let Some(log) = self.jf_log() {
+            let _ = writeln!(said, "{}:\n{}", log.display(), tail(&log));
+        }
+        said
+    }
+
+    /// jupyter-forward's newest Jupyter log (`~/.jupyter_forward/log_TIME.txt`).
+    fn jf_log(&self) -> Option<PathBuf> {
+        fs::read_dir(self.cluster.home().join(".jupyter_forward"))
             .into_iter()
             .flatten()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with("log_"))
-            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
-        if let Some(log) = newest {
-            let _ = writeln!(said, "{}:\n{}", log.path().display(), tail(&log.path()));
-        }
-        said
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+            .map(|e| e.path())
     }
 
     /// The node's listening sockets: local `ADDR:PORT` in `/proc/net/tcp`'s hex.
@@ -429,13 +447,7 @@ impl Bench {
             .find(|l| l.contains(&needle))
             .and_then(|l| l.strip_prefix('[')?.split(']').next())
             .unwrap_or_else(|| panic!("no {needle:?} in {}", log.display()));
-        let out = Command::new("date").args(["-d", stamp, "+%s.%N"]).output().unwrap();
-        let secs: f64 = stdout(&out)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("date -d {stamp}"));
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
-        at.duration_since(began).unwrap_or_default()
+        local_time(stamp).duration_since(began).unwrap_or_default()
     }
 
     /// Waits until no job is live and nothing but the idle sockets listens on the node, then
@@ -596,6 +608,28 @@ fn output_within(command: &mut Command, limit: Duration) -> Result<Output, Strin
     })
 }
 
+/// `YYYY-MM-DD[T ]HH:MM:SS.mmm` in local time (slurmctld's and Jupyter's logs), as `date`
+/// reads it.
+fn local_time(stamp: &str) -> SystemTime {
+    let out = Command::new("date").args(["-d", stamp, "+%s.%N"]).output().unwrap();
+    let secs: f64 = stdout(&out)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("date -d {stamp}: {}", stderr(&out)));
+    SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs)
+}
+
+/// The time of the first line Jupyter logged (`[I 2026-01-01 12:00:00.123 ServerApp] …`) in
+/// `log`, which may hold other lines before it.
+fn first_jupyter_line(log: &Path) -> Option<SystemTime> {
+    let text = fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| {
+        let b = l.as_bytes();
+        b.len() > 26 && b[0] == b'[' && b[1].is_ascii_uppercase() && b[2] == b' ' && b[3].is_ascii_digit()
+    })?;
+    Some(local_time(line.get(3..26)?))
+}
+
 /// The first three fields of `/proc/loadavg`.
 fn loadavg() -> String {
     let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -629,17 +663,23 @@ fn cell(values: &[f64]) -> String {
 }
 
 fn report(ours: &[Run], theirs: &[Run], with_jf: bool) -> String {
-    type Stage = fn(&Run) -> f64;
-    let stages: [(&str, Stage); 5] = [
-        ("t0 → URL answers", |r| secs(r.url)),
-        ("t0 → RUNNING (sbatch → RUNNING)", |r| secs(r.running)),
+    type Stage = fn(&Run) -> Option<f64>;
+    let stages: [(&str, Stage); 7] = [
+        ("t0 → URL answers", |r| Some(secs(r.url))),
+        ("t0 → RUNNING (sbatch → RUNNING)", |r| Some(secs(r.running))),
         ("RUNNING → Jupyter listens (its start)", |r| {
-            secs(r.listening.saturating_sub(r.running))
+            Some(secs(r.listening.saturating_sub(r.running)))
+        }),
+        ("  RUNNING → Jupyter's first log line", |r| {
+            Some(secs(r.logged?.checked_sub(r.running)?))
+        }),
+        ("  first log line → Jupyter listens", |r| {
+            Some(secs(r.listening.checked_sub(r.logged?)?))
         }),
         ("Jupyter listens → URL answers (overhead)", |r| {
-            secs(r.url.saturating_sub(r.listening))
+            Some(secs(r.url.saturating_sub(r.listening)))
         }),
-        ("t0 → URL printed", |r| secs(r.printed)),
+        ("t0 → URL printed", |r| Some(secs(r.printed))),
     ];
     let mut s = format!(
         "\nissue 12: `jssh up --slurm '{TIME}'` beside jupyter-forward --launch-command 'sbatch {TIME}', \
@@ -649,8 +689,8 @@ fn report(ours: &[Run], theirs: &[Run], with_jf: bool) -> String {
     );
     let _ = writeln!(s, "{:<42} {:<20} jupyter-forward", "", "jssh");
     for (name, stage) in stages {
-        let a: Vec<f64> = ours.iter().map(stage).collect();
-        let b: Vec<f64> = theirs.iter().map(stage).collect();
+        let a: Vec<f64> = ours.iter().filter_map(stage).collect();
+        let b: Vec<f64> = theirs.iter().filter_map(stage).collect();
         let _ = writeln!(s, "{name:<42} {:<20} {}", cell(&a), cell(&b));
     }
     let own: Vec<f64> = ours
