@@ -177,10 +177,12 @@ fn a_sleep_whose_nat_forgot_the_connections_heals_within_a_second_of_resume() {
     let log = fs::read_to_string(&log_path).unwrap();
     let after = &log[log_before..];
     // The 1 s budget is for a machine where a fresh login takes ~0.3 s; a loaded one (the
-    // whole suite on 2 cores) is given what a login costs it, measured around the sleep.
+    // whole suite on 2 cores) is given what it costs beyond that, twice: the reconnect is a
+    // login and then a remote command (the check of who holds Jupyter's port), and under load
+    // each costs about a login (CI once: login 1.11 s, healed 1.99 s).
     let login = login_before.max(login_time(&client, &sshd));
     assert!(
-        healed <= Duration::from_secs(1) + login.saturating_sub(Duration::from_millis(300)),
+        healed <= Duration::from_secs(1) + login.saturating_sub(Duration::from_millis(300)) * 2,
         "healed {healed:?} after resume (≤ 1 s wanted, a fresh login took {login:?}); log since:\n{after}"
     );
     assert!(after.contains("late"), "the late wakeup was noticed:\n{after}");
