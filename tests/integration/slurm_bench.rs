@@ -1,9 +1,12 @@
 //! Issue 12's acceptance, run by `scripts/bench-slurm`: on the real Slurm of `slurm.rs`,
 //! `jssh up ALIAS --slurm '--time=5'` beside jupyter-forward's `--launch-command 'sbatch
-//! --time=5'`, alternating, `JSSH_BENCH_RUNS` (5) counted runs each after one warm-up of each.
-//! The goal: jssh's URL answers within sbatch → RUNNING + Jupyter's own start + 0.5 s (medians).
+//! --time=5'` and beside a plain `sbatch --time=5` over ssh of a job that only runs Jupyter (the
+//! floor: Jupyter's own start with no tool about), taking turns, `JSSH_BENCH_RUNS` (5) counted
+//! runs each after one warm-up of each. The goal: jssh's URL answers within sbatch → RUNNING +
+//! Jupyter's own start + 0.5 s (medians), which the report checks with jssh's own job's figures
+//! and with the plain job's.
 //!
-//! Every run is cut at the same points for both tools, taken from outside them:
+//! Every run is cut at the same points for every subject, taken from outside them:
 //! - t0: the tool is started, with nothing running (the previous job is gone from `squeue`);
 //! - RUNNING: slurmctld's `sched: Allocate JobId=…` log line (millisecond timestamps), the
 //!   moment the job's state becomes RUNNING;
@@ -12,6 +15,12 @@
 //!   process there that listens);
 //! - URL: the first `200` from `/api/status` with the token, through the URL the tool printed
 //!   (polled every 10 ms from the moment it is printed; `jssh up` prints it once it answers).
+//!
+//! Jupyter's start is split at its first log line, by the line's own timestamp: before it, the
+//! job's shell, the venv's activation, the interpreter and its imports; after it, the server's
+//! own start. jupyter-forward prints its URL 3 s after its forward is up (a `time.sleep(3)` in
+//! its `setup_port_forwarding`), and while Jupyter starts it reads Jupyter's log with one
+//! `bash -lc "cat …"` on the login host after another, with no pause.
 //!
 //! For jssh, the job's own reports are read too: `~/.jssh/run/jssh-ALIAS/job` (written when
 //! the job's script starts) and `…/ready` (touched once its watcher, which looks every 0.1 s,
@@ -55,6 +64,8 @@ const TIME: &str = "--time=5";
 const RUN_LIMIT: Duration = Duration::from_mins(2);
 /// jupyter-forward's `--conda-env`: any name, the `activate` shim ignores it.
 const JF_ENV: &str = "bench";
+/// What is timed, in the report's column order.
+const SUBJECTS: [&str; 3] = ["jssh", "jupyter-forward", "plain sbatch"];
 
 /// `scripts/bench-slurm`: the table of medians (min–max) of both tools, the ratio of their
 /// times to a working URL, and whether jssh meets issue 12's goal.
@@ -70,40 +81,42 @@ fn bench_slurm_up_against_jupyter_forward() {
     if jf.is_none() {
         println!("jupyter-forward left out: JSSH_BENCH_JF is not set (scripts/bench-slurm sets it)");
     }
-    // The cluster's first job waits ~3 s for Slurm's first schedule, and the first Jupyter
-    // start reads a cold venv: one uncounted round of each.
-    eprintln!("warm-up (uncounted)");
-    let warm = bench.jssh_round();
-    eprintln!("  jssh: {}", warm.describe());
-    if let Some(exe) = &jf {
-        match bench.jf_round(exe) {
-            Ok(run) => eprintln!("  jupyter-forward: {}", run.describe()),
-            Err(e) => {
-                println!("jupyter-forward left out: its warm-up run failed: {e}");
-                jf = None;
-            }
-        }
-    }
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..runs {
-        // Alternating who goes first, so that neither always follows the other's cleanup.
-        for jssh_turn in [round % 2 == 0, round % 2 == 1] {
-            if jssh_turn {
-                let run = bench.jssh_round();
-                eprintln!("run {}: jssh: {}", round + 1, run.describe());
-                ours.push(run);
-            } else if let Some(exe) = &jf {
-                match bench.jf_round(exe) {
-                    Ok(run) => {
-                        eprintln!("run {}: jupyter-forward: {}", round + 1, run.describe());
-                        theirs.push(run);
+    // Round 0 is a warm-up, not counted: the cluster's first job waits ~3 s for Slurm's first
+    // schedule, and the first Jupyter start reads a cold venv. The subjects take turns going
+    // first, so that none always follows the same one's cleanup.
+    let mut results: [Vec<Run>; 3] = Default::default();
+    for round in 0..=runs {
+        let what = if round == 0 {
+            "warm-up".to_owned()
+        } else {
+            format!("run {round}")
+        };
+        for k in 0..SUBJECTS.len() {
+            let subject = (k + round) % SUBJECTS.len();
+            let run = match subject {
+                0 => Ok(bench.jssh_round()),
+                1 => match &jf {
+                    Some(exe) => bench.jf_round(exe),
+                    None => continue,
+                },
+                _ => Ok(bench.plain_round()),
+            };
+            match run {
+                Ok(run) => {
+                    eprintln!("{what}: {}: {}", SUBJECTS[subject], run.describe());
+                    if round > 0 {
+                        results[subject].push(run);
                     }
-                    Err(e) => println!("run {}: jupyter-forward failed: {e}", round + 1),
                 }
+                Err(e) if round == 0 => {
+                    println!("jupyter-forward left out: its warm-up run failed: {e}");
+                    jf = None;
+                }
+                Err(e) => println!("{what}: jupyter-forward failed: {e}"),
             }
         }
     }
-    print!("{}", report(&ours, &theirs, jf.is_some()));
+    print!("{}", report(&results));
     // Other processes on the machine slow Jupyter's start far more than anything measured here.
     println!(
         "load average (1, 5, 15 min) at the start: {load}, at the end: {}; {} CPUs",
@@ -120,10 +133,10 @@ struct Run {
     running: Duration,
     /// A new listening socket on the node: Jupyter listens.
     listening: Duration,
-    /// The tool printed the URL (`jssh up` returned).
-    printed: Duration,
+    /// The tool printed the URL (`jssh up` returned); none for the plain job.
+    printed: Option<Duration>,
     /// The first 200 through the URL with the token.
-    url: Duration,
+    url: Option<Duration>,
     /// jssh: the job's `job` file (its script started) and `ready` file (its own report).
     script: Option<Duration>,
     ready: Option<Duration>,
@@ -135,13 +148,10 @@ struct Run {
 impl Run {
     fn describe(&self) -> String {
         let s = |d: Duration| format!("{:.2}", d.as_secs_f64());
-        let mut line = format!(
-            "RUNNING {}, listening {}, URL printed {}, answered {}",
-            s(self.running),
-            s(self.listening),
-            s(self.printed),
-            s(self.url)
-        );
+        let mut line = format!("RUNNING {}, listening {}", s(self.running), s(self.listening));
+        if let (Some(printed), Some(url)) = (self.printed, self.url) {
+            let _ = write!(line, ", URL printed {}, answered {}", s(printed), s(url));
+        }
         if let Some(logged) = self.logged {
             let _ = write!(line, ", Jupyter's first log line {}", s(logged));
         }
@@ -159,7 +169,9 @@ struct Bench {
     /// The node's listening sockets with nothing running (its sshd).
     idle_listeners: BTreeSet<String>,
     jf_home: TempDir,
-    env: String,
+    venv: String,
+    /// The login name on the cluster.
+    user: String,
     client: Client,
     cluster: Cluster,
 }
@@ -229,7 +241,8 @@ impl Bench {
             idle_listeners: BTreeSet::new(),
             node_sleep,
             jf_home,
-            env: format!("venv:{venv}"),
+            venv,
+            user: cluster.login_sshd().user(),
             client,
             cluster,
         };
@@ -248,8 +261,9 @@ impl Bench {
         let watch = ListenWatch::start(self.node_sleep.id(), &self.idle_listeners);
         let began = SystemTime::now();
         let t0 = Instant::now();
+        let env = format!("venv:{}", self.venv);
         let out = output_within(
-            jssh_std(&self.client).args(["up", ALIAS, "-d", "--port", &free_port(), "--env", &self.env]),
+            jssh_std(&self.client).args(["up", ALIAS, "-d", "--port", &free_port(), "--env", &env]),
             RUN_LIMIT,
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", self.evidence()));
@@ -286,10 +300,58 @@ impl Bench {
         Run {
             running,
             listening,
-            printed,
-            url,
+            printed: Some(printed),
+            url: Some(url),
             script,
             ready,
+            logged,
+        }
+    }
+
+    /// A plain `sbatch` over ssh to the login host of a job that activates the venv and execs
+    /// Jupyter, with no tool about: Jupyter's own start on this Slurm, until it listens.
+    fn plain_round(&self) -> Run {
+        let before = self.job_ids();
+        let watch = ListenWatch::start(self.node_sleep.id(), &self.idle_listeners);
+        let began = SystemTime::now();
+        let t0 = Instant::now();
+        let login = format!("{}@{}", self.user, self.cluster.login_addr());
+        let mut sbatch = client_ssh(&self.client, true)
+            .arg(&login)
+            .arg(format!("sbatch --parsable {TIME} --output=plain-%j.log"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let script = format!(
+            "#!/bin/bash -l\n. {}/bin/activate\nexec jupyter lab --no-browser --allow-root --ServerApp.ip=127.0.0.1\n",
+            self.venv
+        );
+        std::io::Write::write_all(&mut sbatch.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        let out = sbatch.wait_with_output().unwrap();
+        assert!(out.status.success(), "sbatch over ssh: {}", stderr(&out));
+        let listening = watch.wait(t0, RUN_LIMIT);
+        let job = self.new_job(&before);
+        assert_eq!(stdout(&out).trim(), job, "sbatch's answer is the new job");
+        let log = self.cluster.home().join(format!("plain-{job}.log"));
+        let listening = listening.unwrap_or_else(|| {
+            panic!(
+                "the plain job's Jupyter never listened: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let logged = first_jupyter_line(&log).and_then(|t| t.duration_since(began).ok());
+        let running = self.allocated(&job, began);
+        let _ = self.cluster.on_login("scancel").arg(&job).status();
+        self.wait_quiet();
+        Run {
+            running,
+            listening,
+            printed: None,
+            url: None,
+            script: None,
+            ready: None,
             logged,
         }
     }
@@ -345,8 +407,8 @@ impl Bench {
         Ok(Run {
             running: self.allocated(job, began),
             listening: listening.ok_or("its URL answered with no listener on the node")?,
-            printed,
-            url,
+            printed: Some(printed),
+            url: Some(url),
             script: None,
             ready: None,
             logged,
@@ -515,6 +577,15 @@ impl ListenWatch {
         ListenWatch { stop, thread }
     }
 
+    /// Waits (up to `limit`) for a new socket to listen; when it did, from t0.
+    fn wait(self, t0: Instant, limit: Duration) -> Option<Duration> {
+        let begin = Instant::now();
+        while !self.thread.is_finished() && begin.elapsed() < limit {
+            sleep(Duration::from_millis(5));
+        }
+        self.stop(t0)
+    }
+
     /// When a new socket first listened, from t0.
     fn stop(self, t0: Instant) -> Option<Duration> {
         self.stop.store(true, Ordering::Relaxed);
@@ -662,13 +733,13 @@ fn cell(values: &[f64]) -> String {
     format!("{:.2} ({min:.2}–{max:.2})", median(values.to_vec()))
 }
 
-fn report(ours: &[Run], theirs: &[Run], with_jf: bool) -> String {
+fn report(results: &[Vec<Run>; 3]) -> String {
     type Stage = fn(&Run) -> Option<f64>;
     let stages: [(&str, Stage); 7] = [
-        ("t0 → URL answers", |r| Some(secs(r.url))),
+        ("t0 → URL answers", |r| Some(secs(r.url?))),
         ("t0 → RUNNING (sbatch → RUNNING)", |r| Some(secs(r.running))),
         ("RUNNING → Jupyter listens (its start)", |r| {
-            Some(secs(r.listening.saturating_sub(r.running)))
+            Some(secs(r.listening.checked_sub(r.running)?))
         }),
         ("  RUNNING → Jupyter's first log line", |r| {
             Some(secs(r.logged?.checked_sub(r.running)?))
@@ -677,25 +748,30 @@ fn report(ours: &[Run], theirs: &[Run], with_jf: bool) -> String {
             Some(secs(r.listening.checked_sub(r.logged?)?))
         }),
         ("Jupyter listens → URL answers (overhead)", |r| {
-            Some(secs(r.url.saturating_sub(r.listening)))
+            Some(secs(r.url?.checked_sub(r.listening)?))
         }),
-        ("t0 → URL printed", |r| Some(secs(r.printed))),
+        ("t0 → URL printed", |r| Some(secs(r.printed?))),
     ];
+    let [ours, theirs, plain] = results;
     let mut s = format!(
-        "\nissue 12: `jssh up --slurm '{TIME}'` beside jupyter-forward --launch-command 'sbatch {TIME}', \
-         same Slurm, alternating; seconds, median (min–max) of {} and {} runs\n\n",
+        "\nissue 12: `jssh up --slurm '{TIME}'`, jupyter-forward --launch-command 'sbatch {TIME}', and a plain \
+         `sbatch {TIME}` of Jupyter over ssh, on the same Slurm, taking turns; seconds, median (min–max) of \
+         {}, {} and {} runs\n\n",
         ours.len(),
-        theirs.len()
+        theirs.len(),
+        plain.len()
     );
-    let _ = writeln!(s, "{:<42} {:<20} jupyter-forward", "", "jssh");
+    let _ = writeln!(s, "{:<42} {:<20} {:<20} {}", "", SUBJECTS[0], SUBJECTS[1], SUBJECTS[2]);
     for (name, stage) in stages {
-        let a: Vec<f64> = ours.iter().filter_map(stage).collect();
-        let b: Vec<f64> = theirs.iter().filter_map(stage).collect();
-        let _ = writeln!(s, "{name:<42} {:<20} {}", cell(&a), cell(&b));
+        let cells: Vec<String> = results
+            .iter()
+            .map(|runs| cell(&runs.iter().filter_map(stage).collect::<Vec<f64>>()))
+            .collect();
+        let _ = writeln!(s, "{name:<42} {:<20} {:<20} {}", cells[0], cells[1], cells[2]);
     }
     let own: Vec<f64> = ours
         .iter()
-        .filter_map(|r| Some(secs(r.url.checked_sub(r.ready?)?)))
+        .filter_map(|r| Some(secs(r.url?.checked_sub(r.ready?)?)))
         .collect();
     let script: Vec<f64> = ours
         .iter()
@@ -703,30 +779,36 @@ fn report(ours: &[Run], theirs: &[Run], with_jf: bool) -> String {
         .collect();
     let _ = writeln!(s, "{:<42} {}", "jssh: RUNNING → the job's `job` file", cell(&script));
     let _ = writeln!(s, "{:<42} {}", "jssh: the job's `ready` file → URL answers", cell(&own));
-    let url = median(ours.iter().map(|r| secs(r.url)).collect());
-    if with_jf && !theirs.is_empty() {
-        let jf = median(theirs.iter().map(|r| secs(r.url)).collect());
+    if ours.is_empty() {
+        return s;
+    }
+    let url = median(ours.iter().filter_map(|r| r.url).map(secs).collect());
+    if !theirs.is_empty() {
+        let jf = median(theirs.iter().filter_map(|r| r.url).map(secs).collect());
         let _ = writeln!(
             s,
             "\nratio jssh / jupyter-forward, t0 → URL answers (medians): {:.2}",
             url / jf
         );
     }
-    if ours.is_empty() {
-        return s;
+    // Issue 12's goal: URL ≤ sbatch → RUNNING + Jupyter's own start + 0.5 s, in medians; with
+    // jssh's own job's figures, and with the plain job's (Jupyter with no tool about).
+    for (whose, runs) in [("jssh's job", ours), ("the plain job", plain)] {
+        if runs.is_empty() {
+            continue;
+        }
+        let running = median(runs.iter().map(|r| secs(r.running)).collect());
+        let start = median(
+            runs.iter()
+                .map(|r| secs(r.listening.saturating_sub(r.running)))
+                .collect(),
+        );
+        let goal = running + start + 0.5;
+        let _ = writeln!(
+            s,
+            "goal, with the RUNNING and Jupyter's start of {whose}: jssh's URL {url:.2} ≤ {running:.2} + {start:.2} + 0.5 = {goal:.2}: {}",
+            if url <= goal { "met" } else { "missed" }
+        );
     }
-    let running = median(ours.iter().map(|r| secs(r.running)).collect());
-    let start = median(
-        ours.iter()
-            .map(|r| secs(r.listening.saturating_sub(r.running)))
-            .collect(),
-    );
-    let goal = running + start + 0.5;
-    let _ = writeln!(
-        s,
-        "goal (jssh): URL ≤ sbatch → RUNNING + Jupyter's start + 0.5 s = {running:.2} + {start:.2} + 0.5 = {goal:.2}: \
-         {url:.2}, {}",
-        if url <= goal { "met" } else { "missed" }
-    );
     s
 }
