@@ -497,19 +497,34 @@ impl Bench {
         new[0].clone()
     }
 
-    /// When slurmctld allocated `job` (made it RUNNING), from `began`: its log's `sched:
-    /// Allocate JobId=…` line, whose timestamp (local time, milliseconds) `date` converts.
+    /// When slurmctld started `job` (made it RUNNING), from `began`: its log's line for that,
+    /// `sched: Allocate JobId=…` from the main scheduler or `sched/backfill: _start_job: Started
+    /// JobId=…` from the backfill one, whose timestamp (local time, milliseconds) `date` reads.
     fn allocated(&self, job: &str, began: SystemTime) -> Duration {
         // The fixture's layout: `<root>/home` is the shared home, `<root>/log` its logs.
         let log = self.cluster.home().parent().unwrap().join("log/slurmctld.log");
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        let needle = format!("Allocate JobId={job} ");
-        let stamp = text
-            .lines()
-            .find(|l| l.contains(&needle))
-            .and_then(|l| l.strip_prefix('[')?.split(']').next())
-            .unwrap_or_else(|| panic!("no {needle:?} in {}", log.display()));
-        local_time(stamp).duration_since(began).unwrap_or_default()
+        let needles = [format!("Allocate JobId={job} "), format!("Started JobId={job} ")];
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            let stamp = text
+                .lines()
+                .find(|l| needles.iter().any(|n| l.contains(n.as_str())))
+                .and_then(|l| l.strip_prefix('[')?.split(']').next());
+            if let Some(stamp) = stamp {
+                return local_time(stamp).duration_since(began).unwrap_or_default();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needles:?} in {}:\n{}",
+                log.display(),
+                text.lines()
+                    .filter(|l| l.contains(&format!("JobId={job} ")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until no job is live and nothing but the idle sockets listens on the node, then
