@@ -18,7 +18,11 @@
 //!
 //! Jupyter's start is split at its first log line, by the line's own timestamp: before it, the
 //! job's shell, the venv's activation, the interpreter and its imports; after it, the server's
-//! own start. jupyter-forward prints its URL 3 s after its forward is up (a `time.sleep(3)` in
+//! own start. When it listens, the watch also reads Jupyter's CPU time (its processes on the
+//! node, with their reaped children) and how busy the machine's CPUs were since t0: here the
+//! laptop, the login host and the node share one box's cores, so anything running meanwhile
+//! (a subject's own ssh and polling, or other work on the box) slows Jupyter's start; equal CPU
+//! times with unequal starts mean contention, not more work. jupyter-forward prints its URL 3 s after its forward is up (a `time.sleep(3)` in
 //! its `setup_port_forwarding`), and while Jupyter starts it reads Jupyter's log with one
 //! `bash -lc "cat …"` on the login host after another, with no pause.
 //!
@@ -133,6 +137,9 @@ struct Run {
     running: Duration,
     /// A new listening socket on the node: Jupyter listens.
     listening: Duration,
+    /// Jupyter's CPU time until then, and how busy the CPUs were.
+    cpu: Option<Duration>,
+    busy: Option<f64>,
     /// The tool printed the URL (`jssh up` returned); none for the plain job.
     printed: Option<Duration>,
     /// The first 200 through the URL with the token.
@@ -151,6 +158,9 @@ impl Run {
         let mut line = format!("RUNNING {}, listening {}", s(self.running), s(self.listening));
         if let (Some(printed), Some(url)) = (self.printed, self.url) {
             let _ = write!(line, ", URL printed {}, answered {}", s(printed), s(url));
+        }
+        if let Some(cpu) = self.cpu {
+            let _ = write!(line, ", Jupyter's CPU {}", s(cpu));
         }
         if let Some(logged) = self.logged {
             let _ = write!(line, ", Jupyter's first log line {}", s(logged));
@@ -279,7 +289,7 @@ impl Bench {
         let (port, token) = parse_url(&url_line);
         let url =
             answered(t0, port, &token).unwrap_or_else(|| panic!("{url_line} never answered\n{}", self.evidence()));
-        let listening = watch
+        let listen = watch
             .stop(t0)
             .unwrap_or_else(|| panic!("no listener on the node\n{}", self.evidence()));
         let run_dir = self.cluster.home().join(".jssh/run").join(format!("jssh-{ALIAS}"));
@@ -299,7 +309,9 @@ impl Bench {
         self.wait_quiet();
         Run {
             running,
-            listening,
+            listening: listen.after,
+            cpu: listen.cpu,
+            busy: listen.busy,
             printed: Some(printed),
             url: Some(url),
             script,
@@ -331,11 +343,11 @@ impl Bench {
         std::io::Write::write_all(&mut sbatch.stdin.take().unwrap(), script.as_bytes()).unwrap();
         let out = sbatch.wait_with_output().unwrap();
         assert!(out.status.success(), "sbatch over ssh: {}", stderr(&out));
-        let listening = watch.wait(t0, RUN_LIMIT);
+        let listen = watch.wait(t0, RUN_LIMIT);
         let job = self.new_job(&before);
         assert_eq!(stdout(&out).trim(), job, "sbatch's answer is the new job");
         let log = self.cluster.home().join(format!("plain-{job}.log"));
-        let listening = listening.unwrap_or_else(|| {
+        let listen = listen.unwrap_or_else(|| {
             panic!(
                 "the plain job's Jupyter never listened: {}",
                 fs::read_to_string(&log).unwrap_or_default()
@@ -347,7 +359,9 @@ impl Bench {
         self.wait_quiet();
         Run {
             running,
-            listening,
+            listening: listen.after,
+            cpu: listen.cpu,
+            busy: listen.busy,
             printed: None,
             url: None,
             script: None,
@@ -380,7 +394,7 @@ impl Bench {
             .map_err(|e| format!("spawn {}: {e}", exe.display()))?;
         let lines = read_lines(&mut child);
         let result = Bench::jf_url(t0, &lines);
-        let listening = watch.stop(t0);
+        let listen = watch.stop(t0);
         // Interrupted as a user would (Ctrl-C), killed if it lingers.
         let group = Pid::from_raw(i32::try_from(child.id()).unwrap());
         let _ = killpg(group, Signal::SIGINT);
@@ -404,9 +418,12 @@ impl Bench {
         let [job] = jobs.as_slice() else {
             return Err(format!("{} jobs submitted, not one: {jobs:?}", jobs.len()));
         };
+        let listen = listen.ok_or("its URL answered with no listener on the node")?;
         Ok(Run {
             running: self.allocated(job, began),
-            listening: listening.ok_or("its URL answered with no listener on the node")?,
+            listening: listen.after,
+            cpu: listen.cpu,
+            busy: listen.busy,
             printed: Some(printed),
             url: Some(url),
             script: None,
@@ -569,10 +586,24 @@ impl Bench {
     }
 }
 
+/// What the node's watch saw when Jupyter began to listen.
+#[derive(Debug, Clone, Copy)]
+struct Listen {
+    /// From t0.
+    after: Duration,
+    /// The CPU time of the node's Jupyter processes and their reaped children (its `yarn`):
+    /// what its start cost, whoever else wanted the CPUs.
+    cpu: Option<Duration>,
+    /// How busy the machine's CPUs were from t0 to then, 0–1: on this one box the laptop, the
+    /// login host and the node share them, so whatever else runs meanwhile slows Jupyter.
+    busy: Option<f64>,
+}
+
 /// A thread that notes when a new socket listens on the node.
 struct ListenWatch {
     stop: std::sync::Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Option<Instant>>,
+    /// When, and what was seen then (its `after` is filled in by [`ListenWatch::stop`]).
+    thread: std::thread::JoinHandle<Option<(Instant, Listen)>>,
 }
 
 impl ListenWatch {
@@ -581,9 +612,21 @@ impl ListenWatch {
         let idle = idle.clone();
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
+            let before = cpu_ticks();
             while !stopped.load(Ordering::Relaxed) {
                 if !listeners(pid).is_subset(&idle) {
-                    return Some(Instant::now());
+                    let at = Instant::now();
+                    let busy = before.zip(cpu_ticks()).and_then(|((b0, t0), (b1, t1))| {
+                        let total = t1.checked_sub(t0).filter(|&t| t > 0)?;
+                        #[allow(clippy::cast_precision_loss, reason = "ticks of a few seconds")]
+                        Some(b1.saturating_sub(b0) as f64 / total as f64)
+                    });
+                    let listen = Listen {
+                        after: Duration::ZERO,
+                        cpu: jupyter_cpu(pid),
+                        busy,
+                    };
+                    return Some((at, listen));
                 }
                 sleep(Duration::from_millis(5));
             }
@@ -592,8 +635,8 @@ impl ListenWatch {
         ListenWatch { stop, thread }
     }
 
-    /// Waits (up to `limit`) for a new socket to listen; when it did, from t0.
-    fn wait(self, t0: Instant, limit: Duration) -> Option<Duration> {
+    /// Waits (up to `limit`) for a new socket to listen.
+    fn wait(self, t0: Instant, limit: Duration) -> Option<Listen> {
         let begin = Instant::now();
         while !self.thread.is_finished() && begin.elapsed() < limit {
             sleep(Duration::from_millis(5));
@@ -601,11 +644,66 @@ impl ListenWatch {
         self.stop(t0)
     }
 
-    /// When a new socket first listened, from t0.
-    fn stop(self, t0: Instant) -> Option<Duration> {
+    /// What was seen when a new socket first listened.
+    fn stop(self, t0: Instant) -> Option<Listen> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap().map(|at| at.saturating_duration_since(t0))
+        let (at, listen) = self.thread.join().unwrap()?;
+        Some(Listen {
+            after: at.saturating_duration_since(t0),
+            ..listen
+        })
     }
+}
+
+/// `(busy, total)` clock ticks of all CPUs since boot, from `/proc/stat` (idle and iowait are
+/// not busy).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    Some((total - ticks.get(3)? - ticks.get(4)?, total))
+}
+
+/// The CPU time (user and system, with reaped children's) of the processes in `pid`'s network
+/// namespace that run `jupyter-lab`.
+fn jupyter_cpu(pid: u32) -> Option<Duration> {
+    let netns = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let mut ticks = 0;
+    let mut found = false;
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        if fs::read_link(format!("/proc/{p}/ns/net")).ok() != Some(netns.clone())
+            || !String::from_utf8_lossy(&cmdline).contains("jupyter-lab")
+        {
+            continue;
+        }
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // After the command's `)`: state is field 3; utime, stime, cutime, cstime 14–17.
+        let Some(fields) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+            continue;
+        };
+        ticks += fields
+            .split(' ')
+            .skip(11)
+            .take(4)
+            .filter_map(|t| t.parse::<u64>().ok())
+            .sum::<u64>();
+        found = true;
+    }
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+    found.then(|| Duration::from_millis(ticks * 1000 / hz))
 }
 
 /// The listening sockets of `pid`'s network namespace.
@@ -750,7 +848,7 @@ fn cell(values: &[f64]) -> String {
 
 fn report(results: &[Vec<Run>; 3]) -> String {
     type Stage = fn(&Run) -> Option<f64>;
-    let stages: [(&str, Stage); 7] = [
+    let stages: [(&str, Stage); 9] = [
         ("t0 → URL answers", |r| Some(secs(r.url?))),
         ("t0 → RUNNING (sbatch → RUNNING)", |r| Some(secs(r.running))),
         ("RUNNING → Jupyter listens (its start)", |r| {
@@ -762,6 +860,8 @@ fn report(results: &[Vec<Run>; 3]) -> String {
         ("  first log line → Jupyter listens", |r| {
             Some(secs(r.listening.checked_sub(r.logged?)?))
         }),
+        ("  Jupyter's CPU time until it listens", |r| Some(secs(r.cpu?))),
+        ("  CPUs busy, t0 → Jupyter listens (%)", |r| Some(r.busy? * 100.0)),
         ("Jupyter listens → URL answers (overhead)", |r| {
             Some(secs(r.url?.checked_sub(r.listening)?))
         }),
