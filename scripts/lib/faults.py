@@ -52,16 +52,26 @@ class Soak:
         print(f"{'ok  ' if ok else 'FAIL'} {what}", flush=True)
         return ok
 
-    def snapshot(self):
-        """What must not change: the supervisor's fds, its children's command lines, zombies."""
+    def snapshot(self, like=None):
+        """What must not change: the supervisor's fds, its children's command lines, zombies.
+
+        With `like` (the snapshot at the start), waits up to 10 s for the children to match
+        it: after a reconnect the supervisor starts its standby connection only after twice
+        as long as the reconnect took (up to 5 s), which the quiet 1.2 s of `steady` may not
+        cover. A child that is missing or extra for good still shows."""
         pid = self.sup
-        kids = self.jssh.steady() or children(pid)
-        # The active and standby connections swap their control sockets (ctl0, ctl1).
-        return {
-            "fds": fd_count(pid),
-            "children": sorted(re.sub(r"ctl\d+", "ctl*", " ".join(cmdline(k))) for k in kids if alive(k)),
-            "zombies": len(zombies(pid)),
-        }
+        deadline = now() + 10
+        while True:
+            kids = self.jssh.steady() or children(pid)
+            snap = {
+                "fds": fd_count(pid),
+                # The active and standby connections swap their control sockets (ctl0, ctl1).
+                "children": sorted(re.sub(r"ctl\d+", "ctl*", " ".join(cmdline(k))) for k in kids if alive(k)),
+                "zombies": len(zombies(pid)),
+            }
+            if like is None or snap["children"] == like["children"] or now() > deadline:
+                return snap
+            time.sleep(0.1)
 
     def settle(self):
         """The tunnel answers and the supervisor is back in its steady state."""
@@ -201,7 +211,7 @@ class Soak:
             broke <= st["reconnects"] <= len(plan),
             f"`jssh status`: reconnects {st['reconnects']} (tunnel broken {broke} times, {len(plan)} faults)",
         )
-        after = self.snapshot()
+        after = self.snapshot(like=before)
         self.check(after["fds"] == before["fds"], f"supervisor fds: {before['fds']} at the start, {after['fds']} now")
         self.check(
             after["children"] == before["children"],

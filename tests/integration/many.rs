@@ -68,9 +68,15 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
 
     // One sshd restart cuts every tunnel; all answer again within 2 s of it, or (on a
     // machine busy enough that plain logins to that sshd take longer) within twice what as
-    // many parallel `ssh … true` logins take in the same run. The issue asks for 1.2 times,
-    // which is not met yet (each supervisor also starts its standby at once, and sshd's
-    // MaxStartups resets some of the burst): this bound catches a regression, not the goal.
+    // many parallel `ssh … true` logins take in the same run. Measured here (8 runs): healed
+    // after 1.13–1.65 s, logins 0.68–1.55 s. The issue asks for 1.2 times the logins, which
+    // is not met yet, though the standby now waits after a reconnect: on a 2-core machine
+    // the heal is CPU-bound, and twenty reconnects cost two to three times the CPU of twenty
+    // plain logins (scripts/bench-many: while an attempt authenticates, its supervisor reads
+    // /proc/net/tcp{,6}, ~11 ms, every 100 ms to check for a stall; the listener check and
+    // the watch are two more sessions), while sshd's MaxStartups drops a few attempts, which
+    // back off, and fails a few plain logins, which then count as done. So this bound
+    // catches a regression, not the goal; `scripts/bench-many` measures the goal with twenty.
     let healed = heal_after_restart(&mut sshd, &urls);
     let logins = parallel_logins(&client, &aliases);
     let slowest = *healed.iter().max().unwrap();
@@ -99,11 +105,19 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
 }
 
 /// `scripts/bench-many`: twenty aliases (`JSSH_BENCH_HOSTS`) on one sshd: `up --all`, idle
-/// RSS, an sshd restart healed against parallel plain logins, `down --all`.
+/// RSS, sshd restarts (`JSSH_BENCH_ROUNDS`, 3) healed against parallel plain logins, `down
+/// --all`. Rounds are `JSSH_BENCH_GAP` seconds apart (65): the issue's measure is one
+/// restart, and a supervisor keeps its backoff for a minute of health after failed attempts
+/// (sshd's MaxStartups drops a few of twenty), so a restart sooner measures a series (one
+/// tunnel took 13.5 s in a third round 6 s after the second). With `JSSH_BENCH_CPUACCT` (a
+/// cgroup's `cpuacct.usage`, which `scripts/bench-many` sets up where it can), also the CPU
+/// seconds each phase took: on a shared 2-core machine times move with the other load, CPU
+/// seconds much less. `JSSH_BENCH_LOGS=DIR` keeps the supervisors' logs and sshd's.
 #[test]
 #[ignore = "a benchmark: run by scripts/bench-many"]
 fn bench_many_hosts() {
-    let hosts = std::env::var("JSSH_BENCH_HOSTS").map_or(20, |n| n.parse().unwrap());
+    let setting = |name: &str, default: u64| std::env::var(name).map_or(default, |n| n.parse().unwrap());
+    let hosts = usize::try_from(setting("JSSH_BENCH_HOSTS", 20)).unwrap();
     let (mut sshd, client, aliases) = fleet(hosts);
     let (urls, took) = up_all(&client, &aliases);
     println!("up --all, {hosts} aliases: {:.1} s", took.as_secs_f64());
@@ -115,16 +129,50 @@ fn bench_many_hosts() {
         kb_as_mb(*rss.last().unwrap()),
         rss.iter().filter(|&&kb| kb > 3 * 1024).count()
     );
-    for round in 1..=3 {
+    for round in 1..=setting("JSSH_BENCH_ROUNDS", 3) {
+        if round > 1 {
+            std::thread::sleep(Duration::from_secs(setting("JSSH_BENCH_GAP", 65)));
+        }
+        let cpu = cpu_seconds();
         let healed = heal_after_restart(&mut sshd, &urls);
-        let logins = parallel_logins(&client, &aliases);
+        let cpu_heal = cpu_seconds() - cpu;
         let slowest = *healed.iter().max().unwrap();
+        // After a reconnect each supervisor starts its standby later: a login as costly as
+        // a plain one, which must not be timed beside the yardstick.
+        let standbys = standbys_up(&client, &aliases);
+        let cpu = cpu_seconds();
+        let logins = parallel_logins(&client, &aliases);
+        let cpu_logins = cpu_seconds() - cpu;
+        let cpu = cpu_seconds();
+        let retried = parallel_logins_retried(&client, &aliases);
+        let cpu_retried = cpu_seconds() - cpu;
         println!(
-            "sshd restart {round}: all {hosts} healed after {:.2} s; {hosts} parallel `ssh … true`: {:.2} s; ratio {:.2} (goal ≤ 1.2)",
+            "sshd restart {round}: all {hosts} healed after {:.2} s; {hosts} parallel `ssh … true`: {:.2} s; ratio {:.2} (goal ≤ 1.2); each retried until it succeeds: {:.2} s, ratio {:.2} (standbys back {:.1} s after the heal)",
             slowest.as_secs_f64(),
             logins.as_secs_f64(),
-            slowest.as_secs_f64() / logins.as_secs_f64()
+            slowest.as_secs_f64() / logins.as_secs_f64(),
+            retried.as_secs_f64(),
+            slowest.as_secs_f64() / retried.as_secs_f64(),
+            standbys.as_secs_f64(),
         );
+        if cpu_heal > 0.0 {
+            println!(
+                "  CPU seconds: heal {cpu_heal:.2}, logins {cpu_logins:.2} (ratio {:.2}), retried logins {cpu_retried:.2} (ratio {:.2})",
+                cpu_heal / cpu_logins,
+                cpu_heal / cpu_retried
+            );
+        }
+    }
+    if let Ok(dir) = std::env::var("JSSH_BENCH_LOGS") {
+        let out = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(client.state_dir())
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::write(format!("{dir}/sshd.log"), sshd.log()).unwrap();
+        println!("logs kept in {dir}");
     }
     let started = Instant::now();
     let out = jssh(&client).args(["down", "--all"]).output().unwrap();
@@ -302,6 +350,71 @@ fn parallel_logins(client: &Client, aliases: &[String]) -> Duration {
         }
     }
     started.elapsed()
+}
+
+/// Like [`parallel_logins`], but a login that sshd refuses (MaxStartups) is tried again
+/// after 0.2 s until it succeeds, as a tunnel must: how long until every alias logged in.
+fn parallel_logins_retried(client: &Client, aliases: &[String]) -> Duration {
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for alias in aliases {
+            scope.spawn(move || {
+                for _ in 0..20 {
+                    let ok = client_ssh(client, true)
+                        .args(["--", alias, "true"])
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .unwrap()
+                        .success();
+                    if ok {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                panic!("{alias}: 20 logins in a row failed");
+            });
+        }
+    });
+    started.elapsed()
+}
+
+/// Waits (at most 20 s) until every alias runs its standby connection too: both control
+/// sockets accept (a killed master leaves its socket file behind). How long that took. An
+/// alias named as missing may have its active and standby on one socket: the supervisor
+/// picks `ctl0`/`ctl1` by a counter that a failed standby attempt (sshd's MaxStartups) also
+/// advances, so the next standby takes the active connection's name.
+fn standbys_up(client: &Client, aliases: &[String]) -> Duration {
+    let started = Instant::now();
+    let live = |alias: &String, name: &str| {
+        std::os::unix::net::UnixStream::connect(client.state_dir().join(alias).join(name)).is_ok()
+    };
+    let missing = || -> Vec<&String> {
+        aliases
+            .iter()
+            .filter(|a| !(live(a, "ctl0") && live(a, "ctl1")))
+            .collect()
+    };
+    while !missing().is_empty() {
+        if started.elapsed() > Duration::from_secs(20) {
+            println!("  no standby after 20 s: {:?}", missing());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+/// CPU seconds used so far by the cgroup whose `cpuacct.usage` `JSSH_BENCH_CPUACCT` names
+/// (the benchmark's processes, daemonized ones included), or 0.
+fn cpu_seconds() -> f64 {
+    std::env::var("JSSH_BENCH_CPUACCT").map_or(0.0, |path| {
+        let ns: u64 = std::fs::read_to_string(path).unwrap().trim().parse().unwrap();
+        #[allow(clippy::cast_precision_loss, reason = "nanoseconds of a benchmark: far below 2^52")]
+        let ns = ns as f64;
+        ns / 1e9
+    })
 }
 
 /// No supervisor, no tunnel ssh, no remote Jupyter, every alias down.
