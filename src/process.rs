@@ -20,6 +20,8 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::platform::sd_notify::NOTIFY_SOCKET;
+
 /// A command to run, built as data.
 #[derive(Debug, Clone)]
 pub(crate) struct Cmd {
@@ -78,7 +80,10 @@ impl Cmd {
             );
         }
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args).envs(self.envs.iter().map(|(k, v)| (k, v)));
+        // The service manager's socket is for jssh's own processes alone.
+        cmd.args(&self.args)
+            .env_remove(NOTIFY_SOCKET)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
         Ok(cmd)
     }
 
@@ -243,7 +248,10 @@ impl Cmd {
             .map(|a| cstring(a.as_bytes()))
             .collect::<Result<Vec<_>>>()?;
         let mut env: Vec<CString> = Vec::new();
-        for (k, v) in std::env::vars_os().filter(|(k, _)| !self.envs.iter().any(|(ek, _)| ek == k)) {
+        // As in `command`: the service manager's socket is not for ssh.
+        let inherited =
+            std::env::vars_os().filter(|(k, _)| k != NOTIFY_SOCKET && !self.envs.iter().any(|(ek, _)| ek == k));
+        for (k, v) in inherited {
             env.push(cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
         }
         for (k, v) in &self.envs {

@@ -101,7 +101,14 @@ pub(crate) fn systemd_unit(program: &Program) -> Result<String> {
          StartLimitIntervalSec=0\n\
          \n\
          [Service]\n\
-         Type=simple\n\
+         # Started once the URL answers: the supervisor, a grandchild, says so (sd_notify).\n\
+         Type=notify\n\
+         NotifyAccess=all\n\
+         # No time limit: a first start may wait minutes for Jupyter on a slow machine, or hours\n\
+         # in a Slurm queue, and killing it would only start (or submit) it again. `jssh up`\n\
+         # has its own limit on Jupyter's start; the unit's status says what it waits for.\n\
+         # The login does not wait for it (a user manager is ready at basic.target).\n\
+         TimeoutStartSec=infinity\n\
          ExecStart={exec}\n\
          {env}\
          Restart=always\n\
@@ -304,7 +311,14 @@ mod tests {
             "{unit}"
         );
         assert!(unit.contains("Environment=\"JSSH_STATE_DIR=/s & <t>\"\n"), "{unit}");
-        for line in ["Restart=always", "StartLimitIntervalSec=0", "WantedBy=default.target"] {
+        for line in [
+            "Type=notify",
+            "NotifyAccess=all",
+            "TimeoutStartSec=infinity",
+            "Restart=always",
+            "StartLimitIntervalSec=0",
+            "WantedBy=default.target",
+        ] {
             assert!(unit.lines().any(|l| l == line), "{line} in\n{unit}");
         }
     }

@@ -11,6 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use super::Ctx;
 use crate::cli::{GlobalArgs, ServiceAction, ServiceAliases};
+use crate::platform::sd_notify::Notifier;
 use crate::service::{self, Manager, Program, STOPPED_ON_PURPOSE, ServiceDir};
 use crate::state::{Phase, StateDir};
 use crate::supervisor::handle;
@@ -233,18 +234,35 @@ fn stop_signals() -> SigSet {
 /// (started by hand) is left alone and waited for. Exits [`STOPPED_ON_PURPOSE`] when the
 /// tunnel was stopped on purpose (`jssh down`, a TERM), 1 when it failed (the manager then
 /// starts it again).
+///
+/// Under a `Type=notify` unit the supervisor tells systemd when the tunnel is ready and how
+/// it is (see `supervisor/readiness.rs`); this process speaks only for what it does itself.
 fn run_unit(ctx: &Ctx, global: &GlobalArgs, alias: &Alias) -> Result<ExitCode> {
     let run = StateDir::new(&ctx.paths, alias);
+    let notifier = Notifier::from_env();
+    let tell = |lines: &str| {
+        if let Some(notifier) = &notifier {
+            notifier.send(lines);
+        }
+    };
     loop {
         if let Some(pid) = handle::find(&run) {
             println!("{alias}: a tunnel already runs (supervisor pid {pid}): waiting for it to end");
+            // Started by hand, it does not speak for the unit: its being there is the start.
+            tell(&format!(
+                "READY=1\nSTATUS=a tunnel started by hand runs (supervisor pid {pid}): waiting for it to end"
+            ));
             wait_for_supervisor(&run)?;
             // Its session is gone (`jssh down`) or says it was stopped: leave it down.
             if run.read_session()?.is_none_or(|s| s.phase == Phase::Stopped) {
+                tell("STOPPING=1\nSTATUS=stopped on purpose (`jssh down`)");
                 return Ok(stopped_on_purpose(alias));
             }
             continue;
         }
+        tell(&format!(
+            "STATUS=starting: `jssh up {alias}` (Jupyter's start, or a Slurm job's wait in the queue, may take minutes)"
+        ));
         // The stop signals wait until `up` has ended (it ends when its supervisor does, which
         // gets them too), so its last lines still reach the journal.
         stop_signals().thread_block().context("could not block signals")?;

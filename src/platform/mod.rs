@@ -8,11 +8,13 @@
 //! - [`notify`]: a desktop notification.
 //! - [`NetWatch`]: network changes (links, addresses, routes) delivered into a `poll(2)` loop.
 //! - [`asleep`]: how long the machine has been suspended, which `Instant` does not count.
+//! - [`sd_notify`]: telling systemd that a service is ready, how it is, and that it stops.
 
 #[cfg(any(not(target_os = "linux"), test))]
 mod bsd;
 #[cfg(target_os = "linux")]
 mod linux;
+pub(crate) mod sd_notify;
 
 #[cfg(not(target_os = "linux"))]
 use bsd as os;

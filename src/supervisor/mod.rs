@@ -13,7 +13,8 @@
 //! [`policy`] (every timing and backoff rule); [`event_loop`] waits for signals and ticks and
 //! performs what [`link`] decides; [`conn`] starts, holds and ends the ssh connections;
 //! [`remote_jupyter`] checks, watches and relaunches Jupyter on the far side; [`login`]
-//! handles a login only a human can make; [`changes`] notices a sleep or a network change.
+//! handles a login only a human can make; [`changes`] notices a sleep or a network change;
+//! [`readiness`] tells systemd, under `jssh service`, when the tunnel is ready and how it is.
 //!
 //! This module never imports the CLI layer: `jssh up` starts it through [`handle`].
 
@@ -29,6 +30,7 @@ mod login;
 mod mux;
 mod policy;
 mod probe;
+mod readiness;
 mod remote_jupyter;
 
 use std::collections::VecDeque;
@@ -44,6 +46,7 @@ use self::handle::Args;
 use self::link::Link;
 use self::log::Log;
 use self::probe::Prober;
+use self::readiness::Readiness;
 use self::remote_jupyter::Watch;
 use crate::paths::Paths;
 use crate::platform::{self, NetWatch, Signals};
@@ -114,6 +117,8 @@ struct Supervisor {
     changed_at: Option<Instant>,
     /// That login ended and the user has been told to log in again.
     awaiting_login: bool,
+    /// Under a `Type=notify` unit (`jssh service`): what systemd has been told.
+    readiness: Option<Readiness>,
 }
 
 /// `jssh-supervisor`'s entry point: its arguments are exactly what [`handle::start`] gives.
@@ -202,6 +207,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         asleep: platform::asleep(),
         changed_at: None,
         awaiting_login: false,
+        readiness: Readiness::open(args.foreground),
     };
     // Even a TCP connect to its port shows in the server's log as a client that went away.
     sup.direct = if sup.human() { None } else { sup.direct_address() };
@@ -231,6 +237,7 @@ fn supervise(args: &Args) -> Result<Signal> {
     if sup.lease.still_there() {
         let _ = sup.run.write_session(&sup.session);
     }
+    sup.notify_end();
     result
 }
 
@@ -263,5 +270,6 @@ impl Supervisor {
         if let Err(e) = self.run.write_session(&self.session) {
             self.event(&format!("could not save the session: {e:#}"));
         }
+        self.notify_phase();
     }
 }

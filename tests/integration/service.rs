@@ -1,16 +1,18 @@
 //! `jssh service` (issue 14): the systemd unit passes `systemd-analyze verify`, the LaunchAgent
 //! parses as one with Python's plistlib, install and remove are idempotent and touch only the
-//! injected unit directory, and what a unit runs is the same supervisor as `jssh up`, which
-//! `jssh down` stops for good (until the next login).
+//! injected unit directory, what a unit runs is the same supervisor as `jssh up`, which
+//! `jssh down` stops for good (until the next login), and it tells systemd when the tunnel is
+//! ready (sd_notify).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
-use crate::up::{free_port, get};
+use crate::up::{free_port, get, supervisors, tunnel_ssh};
 use crate::util::{jssh, jssh_std, set_up, snapshot, status, stderr, stdout, venv};
 
 /// Two aliases set up on one sshd, their Jupyter found through the test venv.
@@ -86,6 +88,10 @@ fn the_systemd_unit_verifies_and_install_remove_are_idempotent_and_touch_only_th
         unit.contains(&format!("JSSH_STATE_DIR={}", client.state_dir().display())),
         "{unit}"
     );
+    // Readiness comes from the supervisor, a grandchild of the unit's main process.
+    for line in ["Type=notify", "NotifyAccess=all", "TimeoutStartSec=infinity"] {
+        assert!(unit.lines().any(|l| l == line), "{line} in\n{unit}");
+    }
 
     if which::which("systemd-analyze").is_ok() {
         // The instance, as systemd would load it (the template beside it); no warning either:
@@ -236,4 +242,142 @@ fn a_service_runs_the_same_supervisor_and_down_stops_it_for_good() {
     assert_eq!(code.code(), Some(0), "stopped on purpose: not restarted\n{journal}");
     assert!(journal.contains("stopped on purpose"), "{journal}");
     assert!(journal.contains("token=…") && !journal.contains(&token), "{journal}");
+}
+
+/// Reads the next datagram the "service manager" gets, waiting until `deadline`.
+fn next_message(manager: &UnixDatagram, deadline: Instant) -> Option<String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    manager
+        .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = manager.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Waits for `jssh service run` to end after `jssh down`, returning its exit code and output.
+fn ended(mut unit: std::process::Child, journal: std::thread::JoinHandle<Vec<String>>) -> (Option<i32>, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(code) = unit.try_wait().unwrap() {
+            break code.code();
+        }
+        assert!(Instant::now() < deadline, "`service run` did not end after `jssh down`");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, journal.join().unwrap().join("\n"))
+}
+
+fn spawn_unit(client: &Client, socket: &Path) -> (std::process::Child, std::thread::JoinHandle<Vec<String>>) {
+    let mut unit = jssh_std(client)
+        .args(["service", "run", "sn"])
+        .env("NOTIFY_SOCKET", socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = BufReader::new(unit.stdout.take().unwrap());
+    (
+        unit,
+        std::thread::spawn(move || journal.lines().map_while(Result::ok).collect()),
+    )
+}
+
+/// Whether process `pid`'s environment names the notify socket (Linux's /proc).
+fn has_notify_socket(pid: u32) -> Option<bool> {
+    let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(environ.split(|&b| b == 0).any(|var| var.starts_with(b"NOTIFY_SOCKET=")))
+}
+
+/// The unit is `Type=notify` (issue 14): `READY=1` reaches systemd's socket only once the URL
+/// answers, `STATUS=` lines say how the tunnel is and never carry the token, and `jssh down`
+/// brings `STOPPING=1`. A tunnel started by hand makes the service ready at once. The socket
+/// reaches the supervisor through `service run` and `up`, and none of its ssh.
+#[test]
+fn a_service_tells_systemd_it_is_ready_once_the_url_answers_and_stopping_on_down() {
+    let sshd = Sshd::start();
+    let client = Client::new(&sshd);
+    set_up(&sshd, &client, "sn", &["--env", &format!("venv:{}", venv())]);
+    let port: u16 = free_port().parse().unwrap();
+    let manager_dir = tempfile::tempdir().unwrap();
+    let socket = manager_dir.path().join("notify");
+    let manager = UnixDatagram::bind(&socket).unwrap();
+
+    // Started by hand first: the service waits for that tunnel, and is ready meanwhile.
+    let up = jssh(&client)
+        .args(["up", "sn", "-d", "--timeout", "90", "--port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", stderr(&up));
+    let (unit, journal) = spawn_unit(&client, &socket);
+    let said = next_message(&manager, Instant::now() + Duration::from_secs(20)).expect("no word from the service");
+    assert!(
+        said.starts_with("READY=1\nSTATUS=") && said.contains("started by hand"),
+        "{said}"
+    );
+    jssh(&client).args(["down", "sn"]).assert().success();
+    let (code, journal) = ended(unit, journal);
+    assert_eq!(code, Some(0), "{journal}");
+    let said = next_message(&manager, Instant::now() + Duration::from_secs(5)).expect("no STOPPING=1");
+    assert!(said.starts_with("STOPPING=1\n"), "{said}");
+
+    // Started by the service: the supervisor says when the tunnel is up.
+    let (unit, journal) = spawn_unit(&client, &socket);
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let token = loop {
+        let said = next_message(&manager, deadline).unwrap_or_else(|| panic!("never ready; said {messages:?}"));
+        messages.push(said.clone());
+        if said.contains("READY=1") {
+            // At once, before anything else happens: the URL answers, with the token.
+            let url = stdout(&jssh(&client).args(["url", "sn"]).output().unwrap());
+            let token = url.trim().split("token=").nth(1).unwrap().to_owned();
+            assert_eq!(
+                get(port, "/api/status", Some(&token)),
+                200,
+                "READY=1 before the URL answers: {messages:?}"
+            );
+            break token;
+        }
+    };
+    let ready = messages.last().unwrap();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=up: http://127.0.0.1:") && ready.contains(&format!(":{port}/")),
+        "{messages:?}"
+    );
+    assert!(
+        messages[0].starts_with("STATUS=starting"),
+        "service run says what it waits for: {messages:?}"
+    );
+
+    let supervisor = supervisors(&client);
+    let ssh = tunnel_ssh(&client);
+    assert!(!supervisor.is_empty() && !ssh.is_empty(), "{supervisor:?} {ssh:?}");
+    if has_notify_socket(supervisor[0].0).is_some() {
+        assert_eq!(
+            has_notify_socket(supervisor[0].0),
+            Some(true),
+            "the socket reaches the supervisor"
+        );
+        for (pid, command) in &ssh {
+            assert_eq!(has_notify_socket(*pid), Some(false), "ssh must not get it: {command}");
+        }
+    }
+
+    // Idle: nothing more is said.
+    assert_eq!(next_message(&manager, Instant::now() + Duration::from_secs(3)), None);
+
+    jssh(&client).args(["down", "sn"]).assert().success();
+    let (code, journal) = ended(unit, journal);
+    assert_eq!(code, Some(0), "{journal}");
+    while let Some(said) = next_message(&manager, Instant::now() + Duration::from_millis(500)) {
+        messages.push(said);
+    }
+    assert!(
+        messages.iter().any(|m| m.starts_with("STOPPING=1\nSTATUS=stopped")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().all(|m| !m.contains(&token)),
+        "the token reached systemd: {messages:?}"
+    );
 }
