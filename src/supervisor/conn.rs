@@ -66,8 +66,17 @@ impl Supervisor {
                 started: Instant::now(),
             });
         }
-        self.generation += 1;
-        let control = self.run.control_path(self.generation % 2);
+        // Of the two names, the one no live connection uses (a standby is started only beside
+        // an active one, and an active one only beside a standby at most).
+        let in_use: Vec<&PathBuf> = [&self.active, &self.standby]
+            .into_iter()
+            .flatten()
+            .map(|c| &c.control)
+            .collect();
+        let control = (0..2)
+            .map(|n| self.run.control_path(n))
+            .find(|path| !in_use.contains(&path))
+            .context("both control sockets are in use")?;
         // A stale socket would make the new master run without one.
         let _ = std::fs::remove_file(&control);
         let cmd = self.ssh.tunnel(&self.alias, &control);

@@ -4,6 +4,7 @@
 //! when an ssh ends (SIGCHLD) is decided here too. No rule of timing lives here: they are in
 //! [`super::policy`].
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -15,7 +16,7 @@ use super::conn::{Conn, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
     CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, RUN_DIR_CHECK, TAKEOVER_LIMIT, YOUNG,
-    backoff, recheck_timeout, standby_delay,
+    backoff, recheck_timeout, seen_down_after, standby_delay,
 };
 use super::probe::Probe;
 use super::remote_jupyter::Relaunch;
@@ -152,7 +153,7 @@ impl Supervisor {
         self.link = Link::Waiting {
             due: now + delay,
             lost,
-            seen_down: false,
+            seen_down: seen_down_after(self.attempt),
         };
         self.next_tick = now;
         Ok(())
@@ -203,16 +204,16 @@ impl Supervisor {
                     seen_down: false,
                 };
             }
-            Action::CheckStall { lost } if now >= self.next_reach_check => {
+            Action::CheckStall { lost } if now >= self.next_reach_check && !self.past_syn && self.direct.is_some() => {
                 self.next_reach_check = now + REACH_EVERY;
                 // A SYN sent into a dead path is retried only after 1, 3, 7… s: once the
                 // server answers a fresh one, start over instead of waiting for that.
                 // Where the system cannot tell, an attempt is left to its own SYN retries.
-                let stalled = self
-                    .active
-                    .as_ref()
-                    .is_some_and(|c| platform::syn_sent(c.child.id()) == Some(true));
-                if stalled && self.server_answers() {
+                let syn_sent = self.active.as_ref().and_then(|c| platform::syn_sent(c.child.id()));
+                // Once connected, the attempt is authenticating: reading the kernel's tables
+                // every 100 ms would only take CPU from it (20 of them after one sshd restart).
+                self.past_syn = syn_sent != Some(true);
+                if syn_sent == Some(true) && self.server_answers() {
                     self.event("the server answers again: restarting the stalled connection attempt");
                     if let Some(conn) = self.active.take() {
                         stop(conn);
@@ -263,6 +264,9 @@ impl Supervisor {
         // After an outage the remote port may have changed hands: check it again. (A standby
         // taking over skips this: the remote side did not change in those milliseconds.)
         self.listener_ok = false;
+        self.past_syn = false;
+        self.logged_in = None;
+        self.listener_check = None;
         let conn = match self.connect() {
             Ok(conn) => conn,
             Err(_) if self.human() => {
@@ -303,10 +307,14 @@ impl Supervisor {
                 self.watch_strikes = 0;
                 let down = now.duration_since(lost).as_secs_f64();
                 let attempt = now.duration_since(since);
-                self.event(&format!(
-                    "reconnected in {down:.2} s (this attempt {:.2} s)",
-                    attempt.as_secs_f64()
-                ));
+                let mut parts = format!("this attempt {:.2} s", attempt.as_secs_f64());
+                if let Some(at) = self.logged_in {
+                    let _ = write!(parts, ": logged in after {:.2} s", at.duration_since(since).as_secs_f64());
+                }
+                if let Some(took) = self.listener_check {
+                    let _ = write!(parts, ", listener check {:.2} s", took.as_secs_f64());
+                }
+                self.event(&format!("reconnected in {down:.2} s ({parts})"));
                 self.standby_after = Some(now + standby_delay(attempt));
             }
             _ => self.event(&format!(

@@ -145,8 +145,10 @@ pub(crate) fn on_tick(link: Link, seen: &Seen, now: Instant) -> (Link, Action, I
                 return (link, Action::Connect { lost }, now);
             }
             let seen_down = seen_down || *answers == Some(false);
-            // Where the server's port can be checked, every REACH_EVERY; else at `due`.
-            let step = if answers.is_some() { REACH_EVERY } else { due - now };
+            // While the server's port does not answer, look again every REACH_EVERY. One that
+            // answers cannot end the backoff (it was not seen down): each look would only be
+            // another connection to a server busy with others' logins, so wait for `due`.
+            let step = if *answers == Some(false) { REACH_EVERY } else { due - now };
             (
                 Link::Waiting { due, lost, seen_down },
                 Action::Nothing,
@@ -281,14 +283,15 @@ mod tests {
                 Action::Connect { lost: t0 },
                 500,
             ),
-            // The port answers but was never seen down (it refuses ssh): no shortcut.
+            // The port answers but was never seen down (it refuses ssh): no shortcut, and no
+            // more looks at it either until the attempt is due.
             (
                 waiting(3000, false),
                 Seen::Reach(Some(true)),
                 500,
                 waiting(3000, false),
                 Action::Nothing,
-                600,
+                3000,
             ),
             // A new connection carries the probe.
             (

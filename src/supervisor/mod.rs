@@ -76,8 +76,8 @@ struct Supervisor {
     /// An authenticated connection, ready to take over.
     standby: Option<Conn>,
     standby_strikes: u32,
-    /// No standby before this: after a reconnect it waits about as long again as the
-    /// reconnect took (see [`policy::standby_delay`]).
+    /// No standby and no remote watch before this: after a reconnect they wait about as long
+    /// again as the reconnect took (see [`policy::standby_delay`]).
     standby_after: Option<Instant>,
     /// `tmux wait-for` on the remote, over the active connection: ends when Jupyter exits.
     watch: Option<Watch>,
@@ -87,8 +87,14 @@ struct Supervisor {
     watch_unsupported: bool,
     /// When to look next whether a stalled attempt's server answers again.
     next_reach_check: Instant,
-    /// Alternates the two control socket names.
-    generation: u32,
+    /// Whether the current attempt's TCP connection got past SYN_SENT: then it cannot stall
+    /// there any more, and the stall check stops reading the kernel's tables.
+    past_syn: bool,
+    /// When the current attempt's master had logged in (its control socket appeared), and
+    /// how long the remote listener check then took: the reconnect's log line says where
+    /// its time went.
+    logged_in: Option<Instant>,
+    listener_check: Option<Duration>,
     prober: Prober,
     /// How long a good probe usually takes (a moving average), for [`probe_timeout`].
     probe_typical: Duration,
@@ -187,7 +193,9 @@ fn supervise(args: &Args) -> Result<Signal> {
         watch_strikes: 0,
         watch_unsupported: false,
         next_reach_check: now,
-        generation: 0,
+        past_syn: false,
+        logged_in: None,
+        listener_check: None,
         prober,
         probe_typical: Duration::ZERO,
         hung_since: None,

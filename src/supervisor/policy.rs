@@ -52,6 +52,15 @@ pub(crate) fn standby_delay(attempt: Duration) -> Duration {
 }
 pub(crate) const STANDBY_DELAY_CAP: Duration = Duration::from_secs(5);
 
+/// Whether a reconnect attempt that failed (the `attempt`th in a row, 1-based) counts as
+/// having seen the server down, so that its port answering again ends the backoff at once.
+/// The first failures after a loss are likely an sshd still restarting (refused), and it may
+/// be back before the first look at its port; later ones may be a server that answers but
+/// refuses ssh, whose backoff an open port must not cut short.
+pub(crate) fn seen_down_after(attempt: u32) -> bool {
+    attempt <= 2
+}
+
 /// How often a starting tunnel is probed.
 pub(crate) const CONNECT_POLL: Duration = Duration::from_millis(25);
 /// Backoff: first retry at once, then 0.2 s doubling to 30 s, reset after 60 s healthy.
@@ -135,6 +144,11 @@ mod tests {
         assert_eq!(standby_delay(Duration::from_millis(10)), Duration::from_millis(20));
         assert_eq!(standby_delay(Duration::from_millis(1500)), Duration::from_secs(3));
         assert_eq!(standby_delay(Duration::from_mins(1)), STANDBY_DELAY_CAP);
+    }
+
+    #[test]
+    fn only_the_first_failures_count_the_server_as_seen_down() {
+        assert_eq!((1..=4).map(seen_down_after).collect::<Vec<_>>(), [true, true, false, false]);
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl Supervisor {
         if !active.control.exists() {
             return Ok(Probe::Refused);
         }
+        self.logged_in.get_or_insert_with(Instant::now);
         // Who listens is asked (a remote command) only once something does: asking every
         // 25 ms while Jupyter imports would compete with it for the server's CPU.
         let route = self.route().context("no route")?;
@@ -92,9 +93,11 @@ impl Supervisor {
         };
         let check = remote::listener(&marker, &self.session.tmux_name, port);
         let cmd = self.over(&active.control, &check);
+        let started = Instant::now();
         let Ok(out) = cmd.output_within(PROBE_TIMEOUT_CAP) else {
             return Ok(Probe::Refused);
         };
+        self.listener_check = Some(started.elapsed());
         let out = String::from_utf8_lossy(&out.stdout);
         let said = marker.reply(&out).unwrap_or_default();
         let alias = &self.alias;
@@ -160,6 +163,11 @@ impl Supervisor {
     /// Starts the remote watch unless one runs (or they keep failing, or tmux has no hooks).
     pub(super) fn ensure_watch(&mut self) {
         if self.watch.is_some() || self.watch_unsupported || self.watch_strikes >= STANDBY_STRIKES {
+            return;
+        }
+        // Like the standby, after a reconnect: its remote shell would compete with other
+        // clients' logins to the server that just came back.
+        if self.standby_after.is_some_and(|t| Instant::now() < t) {
             return;
         }
         let Some(active) = &self.active else { return };
