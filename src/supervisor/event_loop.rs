@@ -309,7 +309,11 @@ impl Supervisor {
                 let attempt = now.duration_since(since);
                 let mut parts = format!("this attempt {:.2} s", attempt.as_secs_f64());
                 if let Some(at) = self.logged_in {
-                    let _ = write!(parts, ": logged in after {:.2} s", at.duration_since(since).as_secs_f64());
+                    let _ = write!(
+                        parts,
+                        ": logged in after {:.2} s",
+                        at.duration_since(since).as_secs_f64()
+                    );
                 }
                 if let Some(took) = self.listener_check {
                     let _ = write!(parts, ", listener check {:.2} s", took.as_secs_f64());

@@ -148,7 +148,11 @@ pub(crate) fn on_tick(link: Link, seen: &Seen, now: Instant) -> (Link, Action, I
             // While the server's port does not answer, look again every REACH_EVERY. One that
             // answers cannot end the backoff (it was not seen down): each look would only be
             // another connection to a server busy with others' logins, so wait for `due`.
-            let step = if *answers == Some(false) { REACH_EVERY } else { due - now };
+            let step = if *answers == Some(false) {
+                REACH_EVERY
+            } else {
+                due - now
+            };
             (
                 Link::Waiting { due, lost, seen_down },
                 Action::Nothing,

@@ -148,7 +148,10 @@ mod tests {
 
     #[test]
     fn only_the_first_failures_count_the_server_as_seen_down() {
-        assert_eq!((1..=4).map(seen_down_after).collect::<Vec<_>>(), [true, true, false, false]);
+        assert_eq!(
+            (1..=4).map(seen_down_after).collect::<Vec<_>>(),
+            [true, true, false, false]
+        );
     }
 
     #[test]
