@@ -68,7 +68,16 @@ def main():
         default="cold,warm,idle,datapath,faults,browser",
         help="sections (cold,warm,idle,datapath,faults,browser)",
     )
-    p.add_argument("--faults", default=",".join(recovery_bench.FAULTS))
+    p.add_argument(
+        "--faults",
+        default=",".join(recovery_bench.FAULTS),
+        help=f"faults to run (default all: {','.join(recovery_bench.FAULTS)})",
+    )
+    p.add_argument(
+        "--netchange-cap",
+        type=float,
+        help="how long to wait for a tunnel after a network change (default 240, 60 with --quick)",
+    )
     browser_bench.add_arguments(p)
     p.add_argument("--out", help="markdown report (default docs/BENCHMARKS.md, target/bench/ with --quick)")
     p.add_argument("--chart", help="PNG chart (default docs/bench-recovery.png)")
@@ -77,6 +86,7 @@ def main():
     args.idle_secs = args.idle_secs or (10.0 if args.quick else 60.0)
     args.blackhole_secs = args.blackhole_secs or (8.0 if args.quick else 20.0)
     args.sleep_secs = args.sleep_secs or (15.0 if args.quick else 60.0)
+    args.netchange_cap = args.netchange_cap or (60.0 if args.quick else 240.0)
     args.faults = args.faults.split(",")
     out_dir = ROOT / ("target/bench" if args.quick else "docs")
     args.out = args.out or str(out_dir / "BENCHMARKS.md")

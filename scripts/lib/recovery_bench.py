@@ -2,10 +2,12 @@
 tuned, each through its own sshd, so a fault for one never touches another's connections. The
 faults: the tunnel's ssh SIGKILLed, sshd restarted, the sshd's port silently blackholed, a
 laptop's sleep (the subject's processes frozen while the path forgets their connections, as a
-NAT does; new connections pass), and (jssh only) the remote Jupyter SIGKILLed. Each subject is made fresh and settled first
-(bench_harness.Bench.fresh/settle); each run says when the subject reacted and when its URL
-answered again. measure(bench) fills bench.results["recovery"] (with jssh's log lines of
-each run) and bench.results["logs"].
+NAT does; new connections pass), a network change (a Wi-Fi switch: the client's address
+changes under its connections, see netchange.py; each subject's client side runs in a network
+namespace of its own for it), and (jssh only) the remote Jupyter SIGKILLed. Each subject is
+made fresh and settled first (bench_harness.Bench.fresh/settle); each run says when the
+subject reacted and when its URL answered again. measure(bench) fills
+bench.results["recovery"] (with jssh's log lines of each run) and bench.results["logs"].
 """
 
 import os
@@ -14,23 +16,24 @@ import subprocess
 import threading
 import time
 
+import netchange
 from bench_harness import SEED, TUNED
 from jsshbench import TAG, Blackhole, Ticker, Watch, api_status, cmdline, descendants, log, now, wait_ok
 
-FAULTS = ["ssh SIGKILL", "sshd restart", "blackhole", "Jupyter crash", "sleep"]
+FAULTS = ["ssh SIGKILL", "sshd restart", "blackhole", "Jupyter crash", "sleep", "network change"]
 
 
-def log_mark(bench):
+def log_mark(jssh):
     """Where jssh's supervisor log ends now."""
     try:
-        return bench.jssh.log_path().stat().st_size
+        return jssh.log_path().stat().st_size
     except OSError:
         return 0
 
 
-def log_since(bench, mark):
+def log_since(jssh, mark):
     """The supervisor log's lines since log_mark()."""
-    with open(bench.jssh.log_path(), "rb") as f:
+    with open(jssh.log_path(), "rb") as f:
         f.seek(mark)
         return f.read().decode(errors="replace").splitlines()
 
@@ -133,6 +136,67 @@ def fault_jupyter(bench, name):
     return sigkill(bench, name, pid)
 
 
+def fault_netchange(bench, subject):
+    """A Wi-Fi switch (netchange.Netns.change): the client's address changes under the
+    subject's connections. Time from the change until the URL answers, given up after
+    netchange_cap s (autossh's seed config needs its keepalives to expire: 30 s × 6)."""
+    cap = bench.args.netchange_cap
+    watch = Watch(subject.reaction(), cap)
+    t0 = now()
+    subject.netns.change()
+    t_changed = now()
+    t_ok = subject.wait_ok(cap)
+    t_react = watch.stop()
+    return {
+        "recover": t_ok and t_ok - t0,
+        "detect": t_react and t_react - t0,
+        "change": t_changed - t0,
+        "cap": cap,
+        "login": subject.login_time(),
+    }
+
+
+def netchange_runs(bench):
+    """The network change, bench.args.runs times per subject in a rotating order, each
+    subject in a namespace of its own (netchange.Subject) for the whole fault."""
+    why = netchange.missing()
+    if why:
+        log(f"network change: skipped: {why}")
+        return
+    rec = bench.results["recovery"]
+    names = ["jssh", SEED, TUNED]
+    subjects = {}
+    try:
+        for name in names:
+            subjects[name] = netchange.Subject(bench, name)
+        runs = bench.args.runs
+        for r in range(runs):
+            for name in names[r % 3 :] + names[: r % 3]:
+                subject = subjects[name]
+                try:
+                    subject.fresh()
+                    subject.settle(bench.args.settle_secs)
+                    if name == "jssh":
+                        mark = log_mark(subject.jssh)
+                    res = fault_netchange(bench, subject)
+                    if name == "jssh":
+                        time.sleep(0.2)
+                        res["log"] = log_since(subject.jssh, mark)
+                    rec.setdefault("network change", {}).setdefault(name, []).append(res)
+                    log(f"network change {r + 1}/{runs} {name}: {fmt(res)}")
+                except Exception as e:  # noqa: BLE001
+                    bench.error(f"network change run {r + 1} {name}", e)
+            bench.save()
+    except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+        bench.error("network change", e)
+    finally:
+        for subject in subjects.values():
+            subject.close()
+        if "jssh" in subjects and subjects["jssh"].jssh.log_path().exists():
+            lines = subjects["jssh"].jssh.log_path().read_text(errors="replace").splitlines()
+            bench.results["logs"]["supervisor, network change"] = lines[-200:]
+
+
 def blackhole_one(bench, name, offset, out):
     """One subject's blackhole: starts after `offset` s, lasts blackhole_secs."""
     sshd, port, tok, _, reaction = bench.subject(name)
@@ -191,11 +255,11 @@ def measure(bench):
                 try:
                     bench.fresh(name)
                     bench.settle(name)
-                    mark = log_mark(bench)
+                    mark = log_mark(bench.jssh)
                     res = fn(bench, name)
                     if name == "jssh":
                         time.sleep(0.2)
-                        res["log"] = log_since(bench, mark)
+                        res["log"] = log_since(bench.jssh, mark)
                     rec.setdefault(fault, {}).setdefault(name, []).append(res)
                     log(f"{fault} {r + 1}/{runs} {name}: {fmt(res)}")
                 except Exception as e:  # noqa: BLE001
@@ -208,16 +272,18 @@ def measure(bench):
                 for name in order:
                     bench.fresh(name)
                     bench.settle(name)
-                mark = log_mark(bench)
+                mark = log_mark(bench.jssh)
                 out = fault_blackholes(bench, order)
                 time.sleep(0.3)  # the supervisor logs its reconnect after its own probe
-                out["jssh"]["log"] = log_since(bench, mark)
+                out["jssh"]["log"] = log_since(bench.jssh, mark)
                 for name, res in out.items():
                     rec.setdefault("blackhole", {}).setdefault(name, []).append(res)
                     log(f"blackhole {r + 1}/{bench.args.runs} {name}: {fmt(res)}")
             except Exception as e:  # noqa: BLE001
                 bench.error(f"blackhole run {r + 1}", e)
             bench.save()
+    if "network change" in bench.args.faults:
+        netchange_runs(bench)
     logs["supervisor"] = bench.jssh.log_path().read_text(errors="replace").splitlines()[-400:]
 
 
