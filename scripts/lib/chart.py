@@ -18,6 +18,7 @@ SHORT_FROM = {
     "blackhole": "path back",
     "Jupyter crash": "the kill",
     "sleep": "the resume",
+    "network change": "the change",
 }
 LABELS = {
     "jssh": "jssh",
@@ -61,7 +62,7 @@ def main():
                 )
                 ax.text(x, max(xs) * 1.12, f"{m:.3f}" if m < 0.1 else f"{m:.2f}", ha="center", va="bottom", fontsize=7)
         ax.set_yscale("log")
-        ax.set_ylim(0.002, 200)
+        ax.set_ylim(0.002, 300)
         ax.set_ylabel("seconds (log scale)")
         ax.set_xlim(-0.55, len(faults) - 0.45)
         ax.set_xticks(range(len(faults)))

@@ -35,10 +35,11 @@ FROM = {
     "blackhole": "the path returning",
     "Jupyter crash": "the kill",
     "sleep": "the resume",
+    "network change": "the change",
 }
 
 # The faults, in the order the report shows them.
-FAULT_ORDER = ["ssh SIGKILL", "sshd restart", "blackhole", "sleep", "Jupyter crash"]
+FAULT_ORDER = ["ssh SIGKILL", "sshd restart", "blackhole", "sleep", "network change", "Jupyter crash"]
 
 
 def med(xs):
@@ -50,15 +51,23 @@ def s(x, digits=2):
     return "—" if x is None else f"{x:.{digits}f} s"
 
 
-def spread(xs, digits=2):
-    """`median (min–max)`, with the count of failures if any."""
+def spread(xs, digits=2, cap=None):
+    """`median (min–max)`, with the count of failures if any (`> cap` rather than `never`
+    when the wait was capped)."""
     ok = [x for x in xs if x is not None]
+    never = "never" if cap is None else f"> {cap:.0f} s"
     if not ok:
-        return f"never ({len(xs)} runs)" if xs else "—"
+        return f"{never} ({len(xs)} runs)" if xs else "—"
     text = f"{statistics.median(ok):.{digits}f} s ({min(ok):.{digits}f}–{max(ok):.{digits}f})"
     if len(ok) < len(xs):
-        text += f", {len(xs) - len(ok)} of {len(xs)} never"
+        text += f", {len(xs) - len(ok)} of {len(xs)} {never}"
     return text
+
+
+def capped(runs, key):
+    """spread() of a field of runs that were given up after their `cap`."""
+    caps = [r["cap"] for r in runs if r.get("cap")]
+    return spread(field(runs, key), cap=max(caps) if caps else None)
 
 
 def field(runs, key):
@@ -153,6 +162,19 @@ def targets(res):
                 "recovered ≤ Jupyter's own start + 0.5 s",
                 f"{s(m)} (Jupyter's own start {s(floor)}, so ≤ {floor + 0.5:.2f} s)",
                 *verdict(ok, f"detected after {s(med(field(jc, 'detect')))}" + ("" if ok else "; see *Where the time goes*")),
+            )
+        )
+
+    nc = rec.get("network change", {})
+    if nc.get("jssh"):
+        d, r = med(field(nc["jssh"], "detect")), med(field(nc["jssh"], "recover"))
+        others = "; ".join(f"{n} {capped(nc.get(n, []), 'recover')}" for n in (SEED, TUNED) if nc.get(n))
+        rows.append(
+            (
+                "network change (issue 14)",
+                "noticed at once (≤ 0.1 s), then probed and reconnected",
+                f"noticed after {s(d, 3)}, answering again after {s(r)}",
+                *verdict(d is not None and d <= 0.1, f"from the `ip` command's start; {others}"),
             )
         )
 
@@ -257,7 +279,14 @@ def render(res, chart_name):
             "which is what its sshd-restart spread shows. Sleep = the subject's processes "
             f"(supervisor or autossh, and their ssh) SIGSTOPped for {meta.get('sleep_secs', 60):.0f} s while "
             "iptables drops every connection they had (by port pair, as a NAT that forgot them; new "
-            "connections pass), then SIGCONTed."
+            "connections pass), then SIGCONTed. Network change = a Wi-Fi switch: each subject's "
+            "client side (supervisor or autossh, their ssh and the local port) runs in a network "
+            "namespace of its own, joined to an sshd of its own by a veth pair; one `ip -batch` "
+            "there adds a new address, points the route to the server at it and deletes the old "
+            "address, so the connections die without a word (no RST) and new ones work; timed from "
+            "the `ip` command's start (it takes ~0.03 s). Before each run every subject is started "
+            "afresh there, the seed-configured autossh too (its ssh would otherwise still wait for "
+            "its keepalives); a tunnel not back after the cap counts as `> cap`."
         )
         out.append("")
         rows = []
@@ -265,12 +294,18 @@ def render(res, chart_name):
             if fault not in rec:
                 continue
             by = rec[fault]
-            rows.append(
-                (f"{fault}: recovered", FROM[fault], *(spread(field(by.get(n, []), "recover")) for n in SUBJECTS))
-            )
+            rows.append((f"{fault}: recovered", FROM[fault], *(capped(by.get(n, []), "recover") for n in SUBJECTS)))
             # A sleep's fault lasts the whole sleep: its detection counts from the resume.
-            since = FROM[fault] if fault == "sleep" else "the fault"
-            rows.append((f"{fault}: detected", since, *(spread(field(by.get(n, []), "detect")) for n in SUBJECTS)))
+            since = FROM[fault] if fault in ("sleep", "network change") else "the fault"
+            rows.append((f"{fault}: detected", since, *(capped(by.get(n, []), "detect") for n in SUBJECTS)))
+            if fault == "network change":
+                rows.append(
+                    (
+                        f"{fault}: a plain login (yardstick)",
+                        "`ssh HOST true` after the run",
+                        *(spread(field(by.get(n, []), "login")) for n in SUBJECTS),
+                    )
+                )
             if fault == "sshd restart":
                 rows.append(
                     (
