@@ -273,6 +273,20 @@ fn run_unit(ctx: &Ctx, global: &GlobalArgs, alias: &Alias) -> Result<ExitCode> {
             Some(0) => {}
             // 128 + SIGHUP, SIGINT, SIGTERM: stopped on purpose.
             Some(129 | 130 | 143) => return Ok(stopped_on_purpose(alias)),
+            // A Slurm job that ended (walltime, scancel) is not submitted again behind the
+            // user's back: the manager's restart would queue a new job, maybe for hours.
+            _ if run
+                .read_session()
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.phase == Phase::JobEnded) =>
+            {
+                println!(
+                    "{alias}: the Slurm job ended: the service does not submit another (`jssh up {alias}` \
+                     or restarting the service does)"
+                );
+                return Ok(ExitCode::from(STOPPED_ON_PURPOSE));
+            }
             _ => return Ok(ExitCode::FAILURE),
         }
     }
