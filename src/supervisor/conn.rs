@@ -166,6 +166,13 @@ impl Supervisor {
         Some(format!("{}:{}", resolved.get("hostname")?, resolved.get("port")?))
     }
 
+    /// Notes when the active attempt has logged in (its control socket exists).
+    pub(super) fn note_logged_in(&mut self) {
+        if self.this_attempt.logged_in.is_none() && self.active.as_ref().is_some_and(|c| c.control.exists()) {
+            self.this_attempt.logged_in = Some(Instant::now());
+        }
+    }
+
     /// Whether the sshd's port accepts a TCP connection (only known for direct connections).
     pub(super) fn server_answers(&self) -> bool {
         let Some(addr) = &self.direct else { return false };

@@ -15,8 +15,8 @@ use super::Supervisor;
 use super::conn::{Conn, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
-    CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, RUN_DIR_CHECK, TAKEOVER_LIMIT, YOUNG,
-    backoff, recheck_timeout, seen_down_after, standby_delay,
+    CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, REFUSED_WITHIN, RUN_DIR_CHECK,
+    TAKEOVER_LIMIT, YOUNG, backoff, recheck_timeout, seen_down_after, standby_delay,
 };
 use super::probe::Probe;
 use super::remote_jupyter::Relaunch;
@@ -104,6 +104,7 @@ impl Supervisor {
         let Some(why) = active.child.ended()? else {
             return Ok(());
         };
+        let lasted = active.started.elapsed();
         self.active = None;
         self.session.ssh_pid = None;
         self.gate.set_route(None);
@@ -141,19 +142,30 @@ impl Supervisor {
             return Ok(());
         }
         // A link that was up is retried at once; only failed attempts back off.
-        let delay = if self.link.is_up() {
+        let (delay, seen_down) = if self.link.is_up() {
             self.event(&format!("tunnel lost: {why}"));
-            Duration::ZERO
+            (Duration::ZERO, false)
+        } else if lasted < REFUSED_WITHIN && self.direct.is_some() && !self.server_answers() {
+            // Nothing listens on the server's port (an sshd restarting, a machine rebooting):
+            // the port check paces the next attempt, at no cost to the server, so this one
+            // counts towards a backoff of its own. The other backoff is for a server that
+            // answers but does not let us in, and one refusal too many there would keep a
+            // tunnel waiting while the others' logins go through.
+            self.event(&format!(
+                "reconnect attempt failed: {why} (the server's port does not answer)"
+            ));
+            self.refused += 1;
+            (backoff(self.refused), true)
         } else {
             self.event(&format!("reconnect attempt failed: {why}"));
             self.attempt += 1;
-            backoff(self.attempt - 1)
+            (backoff(self.attempt - 1), seen_down_after(self.attempt))
         };
         self.save();
         self.link = Link::Waiting {
             due: now + delay,
             lost,
-            seen_down: seen_down_after(self.attempt),
+            seen_down,
         };
         self.next_tick = now;
         Ok(())
@@ -168,7 +180,10 @@ impl Supervisor {
             Link::Waiting { .. } => {
                 Seen::Reach((self.direct.is_some() && self.link.wants_reach_check(now)).then(|| self.server_answers()))
             }
-            Link::Connecting { .. } => Seen::Probe(self.checked_probe()?),
+            Link::Connecting { .. } => {
+                self.note_logged_in();
+                Seen::Probe(self.checked_probe()?)
+            }
             Link::Up { .. } => Seen::Probe(self.probe()),
             Link::Rechecking { .. } => {
                 let probe = self.probe_within(recheck_timeout(self.probe_typical));
@@ -204,7 +219,9 @@ impl Supervisor {
                     seen_down: false,
                 };
             }
-            Action::CheckStall { lost } if now >= self.next_reach_check && !self.past_syn && self.direct.is_some() => {
+            Action::CheckStall { lost }
+                if now >= self.next_reach_check && !self.this_attempt.past_syn && self.direct.is_some() =>
+            {
                 self.next_reach_check = now + REACH_EVERY;
                 // A SYN sent into a dead path is retried only after 1, 3, 7… s: once the
                 // server answers a fresh one, start over instead of waiting for that.
@@ -212,7 +229,7 @@ impl Supervisor {
                 let syn_sent = self.active.as_ref().and_then(|c| platform::syn_sent(c.child.id()));
                 // Once connected, the attempt is authenticating: reading the kernel's tables
                 // every 100 ms would only take CPU from it (20 of them after one sshd restart).
-                self.past_syn = syn_sent != Some(true);
+                self.this_attempt.past_syn = syn_sent != Some(true);
                 if syn_sent == Some(true) && self.server_answers() {
                     self.event("the server answers again: restarting the stalled connection attempt");
                     if let Some(conn) = self.active.take() {
@@ -264,9 +281,7 @@ impl Supervisor {
         // After an outage the remote port may have changed hands: check it again. (A standby
         // taking over skips this: the remote side did not change in those milliseconds.)
         self.listener_ok = false;
-        self.past_syn = false;
-        self.logged_in = None;
-        self.listener_check = None;
+        self.this_attempt = super::AttemptFacts::default();
         let conn = match self.connect() {
             Ok(conn) => conn,
             Err(_) if self.human() => {
@@ -305,17 +320,18 @@ impl Supervisor {
                 // nothing about the server refusing a second session.
                 self.standby_strikes = 0;
                 self.watch_strikes = 0;
+                self.refused = 0;
                 let down = now.duration_since(lost).as_secs_f64();
                 let attempt = now.duration_since(since);
                 let mut parts = format!("this attempt {:.2} s", attempt.as_secs_f64());
-                if let Some(at) = self.logged_in {
+                if let Some(at) = self.this_attempt.logged_in {
                     let _ = write!(
                         parts,
                         ": logged in after {:.2} s",
                         at.duration_since(since).as_secs_f64()
                     );
                 }
-                if let Some(took) = self.listener_check {
+                if let Some(took) = self.this_attempt.listener_check {
                     let _ = write!(parts, ", listener check {:.2} s", took.as_secs_f64());
                 }
                 self.event(&format!("reconnected in {down:.2} s ({parts})"));

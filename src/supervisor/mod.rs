@@ -87,14 +87,8 @@ struct Supervisor {
     watch_unsupported: bool,
     /// When to look next whether a stalled attempt's server answers again.
     next_reach_check: Instant,
-    /// Whether the current attempt's TCP connection got past SYN_SENT: then it cannot stall
-    /// there any more, and the stall check stops reading the kernel's tables.
-    past_syn: bool,
-    /// When the current attempt's master had logged in (its control socket appeared), and
-    /// how long the remote listener check then took: the reconnect's log line says where
-    /// its time went.
-    logged_in: Option<Instant>,
-    listener_check: Option<Duration>,
+    /// What is known of the current connection attempt.
+    this_attempt: AttemptFacts,
     prober: Prober,
     /// How long a good probe usually takes (a moving average), for [`probe_timeout`].
     probe_typical: Duration,
@@ -109,6 +103,9 @@ struct Supervisor {
     listener_ok: bool,
     link: Link,
     attempt: u32,
+    /// Attempts in a row that found nothing listening on the server's port (paced by the
+    /// port check, so they have a backoff of their own).
+    refused: u32,
     restarts: VecDeque<Instant>,
     next_tick: Instant,
     /// When the lease was last checked (see [`policy::RUN_DIR_CHECK`]).
@@ -193,9 +190,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         watch_strikes: 0,
         watch_unsupported: false,
         next_reach_check: now,
-        past_syn: false,
-        logged_in: None,
-        listener_check: None,
+        this_attempt: AttemptFacts::default(),
         prober,
         probe_typical: Duration::ZERO,
         hung_since: None,
@@ -207,6 +202,7 @@ fn supervise(args: &Args) -> Result<Signal> {
             seen_down: false,
         },
         attempt: 0,
+        refused: 0,
         restarts: VecDeque::new(),
         next_tick: now,
         lease_checked: now,
@@ -226,27 +222,47 @@ fn supervise(args: &Args) -> Result<Signal> {
         sup.session.local_port
     ));
     let result = sup.run_loop(&mut signals);
-    sup.stop_all();
-    if let Err(e) = &result
-        && let Some(ended) = e.downcast_ref::<job::JobEnded>()
-    {
-        sup.session.phase = Phase::JobEnded;
-        sup.session.last_error = Some(ended.to_string());
-        sup.event(&format!("{ended}: the tunnel stops (nothing is resubmitted)"));
-    } else if let Err(e) = &result {
-        sup.session.phase = Phase::Failed;
-        sup.session.last_error = Some(format!("{e:#}"));
-        sup.event(&format!("giving up: {e:#}"));
-    } else {
-        sup.session.phase = Phase::Stopped;
-        sup.event("tunnel stopped");
-    }
-    sup.session.ssh_pid = None;
-    if sup.lease.still_there() {
-        let _ = sup.run.write_session(&sup.session);
-    }
-    sup.notify_end();
+    sup.finish(result.as_ref().err());
     result
+}
+
+impl Supervisor {
+    /// After the loop: the connections ended, the session's last word written (unless the
+    /// state dir is gone), the service manager told.
+    fn finish(&mut self, error: Option<&anyhow::Error>) {
+        self.stop_all();
+        if let Some(e) = error
+            && let Some(ended) = e.downcast_ref::<job::JobEnded>()
+        {
+            self.session.phase = Phase::JobEnded;
+            self.session.last_error = Some(ended.to_string());
+            self.event(&format!("{ended}: the tunnel stops (nothing is resubmitted)"));
+        } else if let Some(e) = error {
+            self.session.phase = Phase::Failed;
+            self.session.last_error = Some(format!("{e:#}"));
+            self.event(&format!("giving up: {e:#}"));
+        } else {
+            self.session.phase = Phase::Stopped;
+            self.event("tunnel stopped");
+        }
+        self.session.ssh_pid = None;
+        if self.lease.still_there() {
+            let _ = self.run.write_session(&self.session);
+        }
+        self.notify_end();
+    }
+}
+
+/// What the supervisor learns about one connection attempt as it goes.
+#[derive(Default)]
+struct AttemptFacts {
+    /// Its TCP connection got past SYN_SENT: it cannot stall there any more, and the stall
+    /// check stops reading the kernel's tables.
+    past_syn: bool,
+    /// When its master had logged in (its control socket appeared), and how long the remote
+    /// listener check then took: the reconnect's log line says where its time went.
+    logged_in: Option<Instant>,
+    listener_check: Option<Duration>,
 }
 
 /// A Slurm job's Jupyter on its node's loopback: every connection goes to the node, through

@@ -87,6 +87,10 @@ pub(crate) const GRACE: Duration = Duration::from_secs(2);
 /// How long a new connection may take before the attempt is abandoned (ConnectTimeout bounds
 /// the TCP part; this bounds a stalled authentication).
 pub(crate) const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+/// An attempt that ends sooner than this while the server's port refuses connections found
+/// nothing listening (a refused connection fails in milliseconds; one into a dead path only
+/// after `ConnectTimeout`).
+pub(crate) const REFUSED_WITHIN: Duration = Duration::from_secs(1);
 /// How often the supervisor looks whether an unreachable server answers again.
 pub(crate) const REACH_EVERY: Duration = Duration::from_millis(100);
 /// How long a connection attempt may sit in SYN_SENT before it counts as stalled.

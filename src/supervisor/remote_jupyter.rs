@@ -80,7 +80,6 @@ impl Supervisor {
         if !active.control.exists() {
             return Ok(Probe::Refused);
         }
-        self.logged_in.get_or_insert_with(Instant::now);
         // Who listens is asked (a remote command) only once something does: asking every
         // 25 ms while Jupyter imports would compete with it for the server's CPU.
         let route = self.route().context("no route")?;
@@ -97,7 +96,7 @@ impl Supervisor {
         let Ok(out) = cmd.output_within(PROBE_TIMEOUT_CAP) else {
             return Ok(Probe::Refused);
         };
-        self.listener_check = Some(started.elapsed());
+        self.this_attempt.listener_check = Some(started.elapsed());
         let out = String::from_utf8_lossy(&out.stdout);
         let said = marker.reply(&out).unwrap_or_default();
         let alias = &self.alias;

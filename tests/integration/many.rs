@@ -112,14 +112,17 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
 /// tunnel took 13.5 s in a third round 6 s after the second). With `JSSH_BENCH_CPUACCT` (a
 /// cgroup's `cpuacct.usage`, which `scripts/bench-many` sets up where it can), also the CPU
 /// seconds each phase took: on a shared 2-core machine times move with the other load, CPU
-/// seconds much less. `JSSH_BENCH_LOGS=DIR` keeps the supervisors' logs and sshd's.
+/// seconds much less. `JSSH_BENCH_LOGS=DIR` keeps the supervisors' logs and sshd's; `JSSH_BENCH_PERF=DIR`
+/// records each heal and each round of logins with `perf` (see [`Perf`]).
 #[test]
 #[ignore = "a benchmark: run by scripts/bench-many"]
 fn bench_many_hosts() {
     let setting = |name: &str, default: u64| std::env::var(name).map_or(default, |n| n.parse().unwrap());
     let hosts = usize::try_from(setting("JSSH_BENCH_HOSTS", 20)).unwrap();
     let (mut sshd, client, aliases) = fleet(hosts);
+    let recording = Perf::record("up-all");
     let (urls, took) = up_all(&client, &aliases);
+    drop(recording);
     println!("up --all, {hosts} aliases: {:.1} s", took.as_secs_f64());
     let mut rss = idle_rss(&client);
     rss.sort_unstable();
@@ -134,14 +137,18 @@ fn bench_many_hosts() {
             std::thread::sleep(Duration::from_secs(setting("JSSH_BENCH_GAP", 65)));
         }
         let cpu = cpu_seconds();
+        let recording = Perf::record(&format!("heal-{round}"));
         let healed = heal_after_restart(&mut sshd, &urls);
+        drop(recording);
         let cpu_heal = cpu_seconds() - cpu;
         let slowest = *healed.iter().max().unwrap();
         // After a reconnect each supervisor starts its standby later: a login as costly as
         // a plain one, which must not be timed beside the yardstick.
         let standbys = standbys_up(&client, &aliases);
         let cpu = cpu_seconds();
+        let recording = Perf::record(&format!("logins-{round}"));
         let logins = parallel_logins(&client, &aliases);
+        drop(recording);
         let cpu_logins = cpu_seconds() - cpu;
         let cpu = cpu_seconds();
         let retried = parallel_logins_retried(&client, &aliases);
@@ -404,6 +411,40 @@ fn standbys_up(client: &Client, aliases: &[String]) -> Duration {
         std::thread::sleep(Duration::from_millis(50));
     }
     started.elapsed()
+}
+
+/// With `JSSH_BENCH_PERF=DIR`, a system-wide `perf record` of one phase into `DIR/NAME.data`
+/// (`perf report -i … --sort comm` then says which programs the CPU went to); ended when
+/// dropped.
+struct Perf(Option<std::process::Child>);
+
+impl Perf {
+    fn record(name: &str) -> Self {
+        let Ok(dir) = std::env::var("JSSH_BENCH_PERF") else {
+            return Self(None);
+        };
+        let child = std::process::Command::new("perf")
+            .args(["record", "-a", "-F", "499", "-q", "-o"])
+            .arg(format!("{dir}/{name}.data"))
+            .args(["--", "sleep", "600"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok();
+        // perf opens its per-CPU buffers before it records anything.
+        std::thread::sleep(Duration::from_millis(500));
+        Self(child)
+    }
+}
+
+impl Drop for Perf {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+            let _ = child.wait();
+        }
+    }
 }
 
 /// CPU seconds used so far by the cgroup whose `cpuacct.usage` `JSSH_BENCH_CPUACCT` names
