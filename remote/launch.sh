@@ -65,6 +65,10 @@ fi
 echo "node $n"
 echo "home $HOME"
 [ "$watch" = 1 ] || exit 0
-while $t has-session -t "=$name" 2>/dev/null; do echo . || exit 0; sleep 0.2; done
+# Until Jupyter's pane process ends, or `up` stops reading (the echo then fails): a shell
+# builtin and a `sleep` once a second, not a tmux client five times a second (twenty `up`s at
+# once spent a tenth of their CPU on that).
+p=$(pane)
+while [ -n "$p" ] && kill -0 "$p" 2>/dev/null; do echo . || exit 0; sleep 1; done
 echo exited
 tail -n 20 "$d/jupyter.log" 2>/dev/null | sed 's/^/log /'
