@@ -53,6 +53,30 @@ fn login(port: u16, password: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// A Jupyter that dies as it starts is reported at once, with its log, and nothing is left
+/// running (up watches its pane's process while it waits).
+#[test]
+fn a_jupyter_that_dies_on_start_is_reported_with_its_log() {
+    let (_sshd, client) = ready_host("dies");
+    let started = std::time::Instant::now();
+    let out = jssh(&client)
+        .args(["up", "dies", "-d", "--timeout", "90", "--port", &free_port(), "--env"])
+        .arg("pre:echo 'no GPU left for you' >&2; exit 3")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Jupyter exited on"), "{err}");
+    assert!(err.contains("no GPU left for you"), "its log: {err}");
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "told within seconds, not at the timeout: {took:?}"
+    );
+    let status = jssh(&client).args(["status", "dies", "--json"]).output().unwrap();
+    assert!(!stdout(&status).contains("\"up\""), "nothing runs: {}", stdout(&status));
+}
+
 #[test]
 fn pre_snippets_run_once_exactly_as_written() {
     let (sshd, client) = ready_host("pre");
