@@ -240,7 +240,7 @@ impl Ssh {
     /// authenticated standby to switch to in milliseconds instead of a new handshake. Short
     /// keepalives make ssh itself notice a dead path within ~4–6 s (the supervisor's probe is
     /// faster); BatchMode because there is no terminal to ask on.
-    pub(crate) fn tunnel(&self, alias: &Alias, control: &Path) -> Cmd {
+    pub(crate) fn tunnel(&self, alias: &Alias, control: &Path, errors: &Path) -> Cmd {
         self.ssh()
             .args(["-N", "-T", "-n", "-o", "BatchMode=yes"])
             .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2"])
@@ -248,7 +248,8 @@ impl Ssh {
             .arg(control)
             .args(["-o", "ControlPersist=no"])
             // INFO would log every channel that finds Jupyter not (yet) listening.
-            .args(["-o", "LogLevel=ERROR"])
+            .args(["-o", "LogLevel=ERROR", "-E"])
+            .arg(errors)
             .args(["--", alias.as_str()])
     }
 
@@ -594,8 +595,12 @@ mod tests {
     #[test]
     fn tunnel_owns_its_connection_and_forwards_nothing_itself() {
         let ssh = Ssh::new(None, 5);
-        let line = ssh.tunnel(&alias(), Path::new("/s/c0")).to_string();
+        let line = ssh.tunnel(&alias(), Path::new("/s/c0"), Path::new("/s/e0")).to_string();
         assert!(line.contains("-M -S /s/c0 -o 'ControlPersist=no'"), "{line}");
+        assert!(
+            line.contains("-E /s/e0 -- gpu"),
+            "its messages to a file of their own: {line}"
+        );
         assert!(!line.contains("-L") && line.ends_with("-- gpu"), "{line}");
         // Commands ride on that connection and never start a master of their own.
         let watch = ssh.exec_over(&alias(), Path::new("/s/c0"), "true").to_string();

@@ -176,6 +176,13 @@ impl StateDir {
         short_control_dir().join(format!("{hash:016x}-ctl{n}"))
     }
 
+    /// What the ssh behind control socket `n` says (`ssh -E`): the supervisor reads it when
+    /// that ssh ends, to log it and to tell a server that dropped the connection before any
+    /// login from one that refused the login.
+    pub(crate) fn ssh_errors_path(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("ssh{n}.err"))
+    }
+
     /// The control socket of the login a human answered (see [`crate::ssh::Ssh::login_master`]).
     pub(crate) fn login_control(&self) -> PathBuf {
         self.control_path(2)

@@ -25,6 +25,8 @@ use crate::target::Alias;
 pub(super) struct Conn {
     pub(super) child: Master,
     pub(super) control: PathBuf,
+    /// Where its ssh writes its messages (`-E`), for one the supervisor spawned.
+    pub(super) errors: Option<PathBuf>,
     pub(super) started: Instant,
 }
 
@@ -63,6 +65,7 @@ impl Supervisor {
             return Ok(Conn {
                 child: Master::Held(held),
                 control,
+                errors: None,
                 started: Instant::now(),
             });
         }
@@ -73,13 +76,14 @@ impl Supervisor {
             .flatten()
             .map(|c| &c.control)
             .collect();
-        let control = (0..2)
-            .map(|n| self.run.control_path(n))
-            .find(|path| !in_use.contains(&path))
+        let n = (0..2)
+            .find(|&n| !in_use.contains(&&self.run.control_path(n)))
             .context("both control sockets are in use")?;
-        // A stale socket would make the new master run without one.
+        let (control, errors) = (self.run.control_path(n), self.run.ssh_errors_path(n));
+        // A stale socket would make the new master run without one; `-E` appends.
         let _ = std::fs::remove_file(&control);
-        let cmd = self.ssh.tunnel(&self.alias, &control);
+        let _ = std::fs::remove_file(&errors);
+        let cmd = self.ssh.tunnel(&self.alias, &control, &errors);
         let child = cmd.spawn_clean(None, self.log.fd())?;
         let mut masters: Vec<(u32, PathBuf)> = [&self.active, &self.standby]
             .into_iter()
@@ -93,6 +97,7 @@ impl Supervisor {
         Ok(Conn {
             child: Master::Spawned(child),
             control,
+            errors: Some(errors),
             started: Instant::now(),
         })
     }
@@ -183,6 +188,36 @@ impl Supervisor {
             .next()
             .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok())
     }
+}
+
+impl Supervisor {
+    /// What an ended connection's ssh said, into the log; whether the server closed the
+    /// connection before any login (sshd's `MaxStartups` dropping one of many new
+    /// connections does: "kex_exchange_identification: read: Connection reset by peer").
+    pub(super) fn said(&mut self, conn: &Conn) -> Ended {
+        let text = conn
+            .errors
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            self.event(&format!("ssh: {}", crate::sanitize::for_terminal(line)));
+        }
+        // "ssh_exchange_identification" before OpenSSH 8.2.
+        if text.contains("kex_exchange_identification") || text.contains("ssh_exchange_identification") {
+            Ended::BeforeLogin
+        } else {
+            Ended::Other
+        }
+    }
+}
+
+/// How a connection's ssh ended, as far as its messages tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// The server closed the connection before the key exchange: no login was tried.
+    BeforeLogin,
+    Other,
 }
 
 /// A supervisor killed with SIGKILL leaves its masters running: end them, through their

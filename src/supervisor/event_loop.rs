@@ -5,6 +5,7 @@
 //! [`super::policy`].
 
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -12,11 +13,11 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
 use super::Supervisor;
-use super::conn::{Conn, Master, stop};
+use super::conn::{Conn, Ended, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
-    CONNECT_LIMIT, CONNECT_POLL, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, REFUSED_WITHIN, RUN_DIR_CHECK,
-    TAKEOVER_LIMIT, YOUNG, backoff, recheck_timeout, seen_down_after, standby_delay,
+    CONNECT_LIMIT, CONNECT_POLL, DROPS_RETRIED, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, REFUSED_WITHIN, RUN_DIR_CHECK,
+    TAKEOVER_LIMIT, YOUNG, backoff, busy_retry, recheck_timeout, seen_down_after, standby_delay,
 };
 use super::probe::Probe;
 use super::remote_jupyter::Relaunch;
@@ -94,18 +95,19 @@ impl Supervisor {
         }
         if let Some(standby) = &mut self.standby
             && let Some(why) = standby.child.ended()?
+            && let Some(standby) = self.standby.take()
         {
             let young = standby.started.elapsed() < YOUNG;
             self.standby_strikes = if young { self.standby_strikes + 1 } else { 0 };
-            self.standby = None;
+            self.said(&standby);
             self.event(&format!("standby connection lost: {why}"));
         }
         let Some(active) = &mut self.active else { return Ok(()) };
         let Some(why) = active.child.ended()? else {
             return Ok(());
         };
-        let lasted = active.started.elapsed();
-        self.active = None;
+        let Some(ended) = self.active.take() else { return Ok(()) };
+        let said = self.said(&ended);
         self.session.ssh_pid = None;
         self.gate.set_route(None);
         let now = Instant::now();
@@ -141,11 +143,27 @@ impl Supervisor {
             self.save();
             return Ok(());
         }
-        // A link that was up is retried at once; only failed attempts back off.
-        let (delay, seen_down) = if self.link.is_up() {
+        let (delay, seen_down) = self.retry_after(&why, &ended, said, lost);
+        self.save();
+        self.link = Link::Waiting {
+            due: now + delay,
+            lost,
+            seen_down,
+        };
+        self.next_tick = now;
+        Ok(())
+    }
+
+    /// After the active connection `ended` (`why`): how long until the next attempt, and
+    /// whether the server counts as seen down (see [`Link::Waiting`]).
+    fn retry_after(&mut self, why: &str, ended: &Conn, said: Ended, lost: Instant) -> (Duration, bool) {
+        // A link that was up is retried at once, and so is one whose standby took over but
+        // went down in the same outage; only failed attempts back off.
+        if self.link.is_up() || ended.started < lost {
             self.event(&format!("tunnel lost: {why}"));
-            (Duration::ZERO, false)
-        } else if lasted < REFUSED_WITHIN && self.direct.is_some() && !self.server_answers() {
+            return (Duration::ZERO, false);
+        }
+        if ended.started.elapsed() < REFUSED_WITHIN && self.direct.is_some() && !self.server_answers() {
             // Nothing listens on the server's port (an sshd restarting, a machine rebooting):
             // the port check paces the next attempt, at no cost to the server, so this one
             // counts towards a backoff of its own. The other backoff is for a server that
@@ -155,20 +173,21 @@ impl Supervisor {
                 "reconnect attempt failed: {why} (the server's port does not answer)"
             ));
             self.refused += 1;
-            (backoff(self.refused), true)
-        } else {
-            self.event(&format!("reconnect attempt failed: {why}"));
-            self.attempt += 1;
-            (backoff(self.attempt - 1), seen_down_after(self.attempt))
-        };
-        self.save();
-        self.link = Link::Waiting {
-            due: now + delay,
-            lost,
-            seen_down,
-        };
-        self.next_tick = now;
-        Ok(())
+            return (backoff(self.refused), true);
+        }
+        if said == Ended::BeforeLogin && self.dropped < DROPS_RETRIED {
+            // Dropped before any login: sshd's MaxStartups turning away one of many new
+            // connections (after one sshd restart, the other tunnels' reconnects). No login was
+            // tried, so the next attempt follows after a short random pause, which spreads the
+            // droppees, instead of climbing the backoff a few drops would: measured with 20
+            // tunnels, the one dropped four times came back 1.4 s after the others.
+            self.dropped += 1;
+            self.event(&format!("reconnect attempt failed: {why} (the server is busy)"));
+            return (busy_retry(RandomState::new().hash_one(std::process::id())), false);
+        }
+        self.event(&format!("reconnect attempt failed: {why}"));
+        self.attempt += 1;
+        (backoff(self.attempt - 1), seen_down_after(self.attempt))
     }
 
     /// One tick: observe what the link's state calls for, let [`link::on_tick`] decide, then
@@ -321,6 +340,7 @@ impl Supervisor {
                 self.standby_strikes = 0;
                 self.watch_strikes = 0;
                 self.refused = 0;
+                self.dropped = 0;
                 let down = now.duration_since(lost).as_secs_f64();
                 let attempt = now.duration_since(since);
                 let mut parts = format!("this attempt {:.2} s", attempt.as_secs_f64());

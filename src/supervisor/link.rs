@@ -5,12 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::policy::{CONNECT_POLL, PROBE_CONFIRM, PROBE_EVERY, REACH_EVERY, STALL_AFTER};
+use super::policy::{CONNECT_POLL, PROBE_CONFIRM, PROBE_EVERY, REACH_EVERY, STALL_AFTER, closed_check, closed_poll};
 use super::probe::Probe;
-
-/// How long Jupyter may refuse a new connection's channels before the supervisor asks the
-/// remote whether it still runs (and starts it again if not).
-const CLOSED_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Link {
@@ -161,32 +157,14 @@ pub(crate) fn on_tick(link: Link, seen: &Seen, now: Instant) -> (Link, Action, I
         }
         (
             Link::Connecting {
-                since,
-                lost,
-                closed_since,
-                deadline,
+                since, lost, deadline, ..
             },
             Seen::Probe(probe),
         ) => {
             let next = now + CONNECT_POLL;
             match probe {
                 Probe::Ok => (link, Action::Connected { since, lost }, next),
-                Probe::Closed => {
-                    // ssh is up but nothing answers remotely: Jupyter is starting or gone.
-                    let first = closed_since.unwrap_or(now);
-                    let (closed_since, action) = if now.duration_since(first) < CLOSED_CHECK {
-                        (first, Action::Nothing)
-                    } else {
-                        (now, Action::CheckJupyter)
-                    };
-                    let link = Link::Connecting {
-                        since,
-                        lost,
-                        closed_since: Some(closed_since),
-                        deadline,
-                    };
-                    (link, action, next)
-                }
+                Probe::Closed => nothing_listens(link, now),
                 last if now > deadline => (
                     link,
                     Action::GiveUp {
@@ -220,6 +198,34 @@ pub(crate) fn on_tick(link: Link, seen: &Seen, now: Instant) -> (Link, Action, I
         // each state, so this does not happen): look again soon.
         (link, _) => (link, Action::Nothing, now + CONNECT_POLL),
     }
+}
+
+/// A new connection's probe found nothing listening behind it (ssh is up): Jupyter is
+/// starting, or gone. Look again soon; now and then ask the remote.
+fn nothing_listens(link: Link, now: Instant) -> (Link, Action, Instant) {
+    let Link::Connecting {
+        since,
+        lost,
+        closed_since,
+        deadline,
+    } = link
+    else {
+        return (link, Action::Nothing, now + CONNECT_POLL);
+    };
+    let waited = now.duration_since(since);
+    let first = closed_since.unwrap_or(now);
+    let (closed_since, action) = if now.duration_since(first) < closed_check(waited) {
+        (first, Action::Nothing)
+    } else {
+        (now, Action::CheckJupyter)
+    };
+    let link = Link::Connecting {
+        since,
+        lost,
+        closed_since: Some(closed_since),
+        deadline,
+    };
+    (link, action, now + closed_poll(waited))
 }
 
 #[cfg(test)]
@@ -318,13 +324,14 @@ mod tests {
                 Action::Nothing,
                 325,
             ),
+            // The longer it has waited, the less often it looks (1.2 s: every 60 ms).
             (
                 connecting(Some(300)),
                 probe(Probe::Closed),
                 1200,
                 connecting(Some(300)),
                 Action::Nothing,
-                1225,
+                1260,
             ),
             (
                 connecting(Some(300)),
@@ -332,7 +339,24 @@ mod tests {
                 1400,
                 connecting(Some(1400)),
                 Action::CheckJupyter,
-                1425,
+                1470,
+            ),
+            // A long start (12 s in): probed every 250 ms, asked about every 3 s.
+            (
+                connecting(Some(10_000)),
+                probe(Probe::Closed),
+                12_000,
+                connecting(Some(10_000)),
+                Action::Nothing,
+                12_250,
+            ),
+            (
+                connecting(Some(10_000)),
+                probe(Probe::Closed),
+                13_500,
+                connecting(Some(13_500)),
+                Action::CheckJupyter,
+                13_750,
             ),
             // No master yet, young: keep polling; older than STALL_AFTER: check for a stall.
             (

@@ -106,6 +106,8 @@ struct Supervisor {
     /// Attempts in a row that found nothing listening on the server's port (paced by the
     /// port check, so they have a backoff of their own).
     refused: u32,
+    /// Attempts in a row the server dropped before any login (see [`policy::DROPS_RETRIED`]).
+    dropped: u32,
     restarts: VecDeque<Instant>,
     next_tick: Instant,
     /// When the lease was last checked (see [`policy::RUN_DIR_CHECK`]).
@@ -203,6 +205,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         },
         attempt: 0,
         refused: 0,
+        dropped: 0,
         restarts: VecDeque::new(),
         next_tick: now,
         lease_checked: now,

@@ -61,8 +61,39 @@ pub(crate) fn seen_down_after(attempt: u32) -> bool {
     attempt <= 2
 }
 
+/// Attempts in a row the server may drop before any login (sshd's `MaxStartups`) that are
+/// retried after [`busy_retry`] instead of backing off; more than this, and the server is
+/// treated like any that does not let us in.
+pub(crate) const DROPS_RETRIED: u32 = 5;
+
+/// The pause after an attempt dropped before any login, from a random number: 50 to 250 ms,
+/// so that the tunnels a busy server turned away together do not come back together.
+pub(crate) fn busy_retry(random: u64) -> Duration {
+    Duration::from_millis(50 + random % 201)
+}
+
 /// How often a starting tunnel is probed.
 pub(crate) const CONNECT_POLL: Duration = Duration::from_millis(25);
+const CLOSED_POLL_CAP: Duration = Duration::from_millis(250);
+const CLOSED_CHECK: Duration = Duration::from_secs(1);
+const CLOSED_CHECK_CAP: Duration = Duration::from_secs(5);
+
+/// How often a new connection is probed while nothing listens behind it (Jupyter starting),
+/// `waited` into the attempt: every 25 ms at first, then every twentieth of the wait, up to
+/// 250 ms. The URL of a start that takes seconds answers within a few percent of its length,
+/// and twenty tunnels starting at once (`up --all`) do not spend their CPU asking: each
+/// probe is a channel through ssh, and so a connection attempt on the server.
+pub(crate) fn closed_poll(waited: Duration) -> Duration {
+    (waited / 20).clamp(CONNECT_POLL, CLOSED_POLL_CAP)
+}
+
+/// How long nothing may listen before the supervisor asks the remote whether Jupyter still
+/// runs (and starts it again if not), `waited` into the attempt: after a second at first, then
+/// every quarter of the wait, at most every 5 s. Each question is a remote command; a gone
+/// Jupyter is still found within a second of a reconnect.
+pub(crate) fn closed_check(waited: Duration) -> Duration {
+    (waited / 4).clamp(CLOSED_CHECK, CLOSED_CHECK_CAP)
+}
 /// Backoff: first retry at once, then 0.2 s doubling to 30 s, reset after 60 s healthy.
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(30);
@@ -156,6 +187,24 @@ mod tests {
             (1..=4).map(seen_down_after).collect::<Vec<_>>(),
             [true, true, false, false]
         );
+    }
+
+    #[test]
+    fn a_long_start_is_probed_and_asked_about_less_often() {
+        let ms = Duration::from_millis;
+        assert_eq!(closed_poll(ms(100)), CONNECT_POLL);
+        assert_eq!(closed_poll(ms(2000)), ms(100));
+        assert_eq!(closed_poll(ms(60_000)), CLOSED_POLL_CAP);
+        assert_eq!(closed_check(ms(500)), CLOSED_CHECK);
+        assert_eq!(closed_check(ms(8000)), ms(2000));
+        assert_eq!(closed_check(ms(60_000)), CLOSED_CHECK_CAP);
+    }
+
+    #[test]
+    fn a_busy_server_is_retried_after_50_to_250_ms() {
+        assert_eq!(busy_retry(0), Duration::from_millis(50));
+        assert_eq!(busy_retry(200), Duration::from_millis(250));
+        assert!((0..1000).map(busy_retry).all(|d| (50..=250).contains(&d.as_millis())));
     }
 
     #[test]
