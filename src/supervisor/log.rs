@@ -83,12 +83,7 @@ impl Log {
         if !meta.is_file() || meta.len() + adding as u64 <= self.limit {
             return;
         }
-        let mut old = self.path.clone().into_os_string();
-        old.push(".1");
-        if std::fs::rename(&self.path, &old).is_err() {
-            return;
-        }
-        let Ok(file) = append(&self.path) else { return };
+        let Some(file) = self.rotate() else { return };
         let was_log = |fd: BorrowedFd<'_>| {
             fd.try_clone_to_owned()
                 .and_then(|fd| File::from(fd).metadata())
@@ -101,6 +96,29 @@ impl Log {
             let _ = nix::unistd::dup2_stderr(&file);
         }
         self.file = file;
+    }
+}
+
+impl Log {
+    /// Moves the log's text to `supervisor.log.1` and opens a new, empty log. Neither name
+    /// is ever missing, for those who follow the log by name (`jssh logs -f`, a foreground
+    /// `up`): the text gets its second name first, then a new file takes the first one, each
+    /// by an atomic rename. Where hard links are not possible, by a plain rename instead.
+    fn rotate(&self) -> Option<File> {
+        let with = |suffix: &str| {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            PathBuf::from(path)
+        };
+        let (old, staged) = (with(".1"), with(".new"));
+        let _ = std::fs::remove_file(&staged);
+        if std::fs::hard_link(&self.path, &staged).is_ok() && std::fs::rename(&staged, &old).is_ok() {
+            let file = append(&staged).ok()?;
+            std::fs::rename(&staged, &self.path).ok()?;
+            return Some(file);
+        }
+        std::fs::rename(&self.path, &old).ok()?;
+        append(&self.path).ok()
     }
 }
 

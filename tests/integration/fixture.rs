@@ -245,7 +245,6 @@ impl Sshd {
     ///
     /// # Panics
     /// If the listener is already stopped.
-    #[allow(dead_code, reason = "for the sshd restart/outage tests, which are not written yet")]
     pub(crate) fn stop_listener(&mut self) {
         let mut listener = self.listener.take().expect("sshd listener already stopped");
         let pid = child_pid(&listener);
@@ -285,7 +284,6 @@ impl Sshd {
     ///
     /// # Panics
     /// If the listener is running, or the port was taken meanwhile.
-    #[allow(dead_code, reason = "for the sshd restart/outage tests, which are not written yet")]
     pub(crate) fn restart(&mut self) {
         assert!(self.listener.is_none(), "sshd listener is already running");
         assert!(
