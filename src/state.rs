@@ -94,12 +94,17 @@ impl Session {
 
     /// The clickable URL (it carries the token, so it is only printed, never put in argv).
     pub(crate) fn url(&self) -> String {
+        format!("{}?token={}", self.page_url(), self.token)
+    }
+
+    /// The URL without its token, for logs and status lines others may read.
+    pub(crate) fn page_url(&self) -> String {
         let page = if self.jupyter.notebook_ui(self.notebook) {
             "tree"
         } else {
             "lab"
         };
-        format!("http://127.0.0.1:{}/{page}?token={}", self.local_port, self.token)
+        format!("http://127.0.0.1:{}/{page}", self.local_port)
     }
 }
 

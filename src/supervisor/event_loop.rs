@@ -357,10 +357,7 @@ impl Supervisor {
                 self.event(&format!("reconnected in {down:.2} s ({parts})"));
                 self.standby_after = Some(now + standby_delay(attempt));
             }
-            _ => self.event(&format!(
-                "ready: {}",
-                self.session.url().split('?').next().unwrap_or_default()
-            )),
+            _ => self.event(&format!("ready: {}", self.session.page_url())),
         }
         self.session.phase = Phase::Up;
         self.save();

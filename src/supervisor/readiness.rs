@@ -84,9 +84,7 @@ fn status(session: &Session) -> String {
     let text = match session.phase {
         Phase::Starting => format!("connecting to {alias}{}", about(session, false)),
         Phase::Up => {
-            let url = session.url();
-            let page = url.split('?').next().unwrap_or_default();
-            format!("up: {page}{}", about(session, true))
+            format!("up: {}{}", session.page_url(), about(session, true))
         }
         Phase::Reconnecting => format!("reconnecting: {}", why("the connection was lost")),
         Phase::NeedsLogin => format!("waiting for a login: run `jssh login {alias}` (only a human can log in)"),
