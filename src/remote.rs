@@ -261,14 +261,15 @@ const LOG: &str = include_str!("../remote/log.sh");
 const WATCH: &str = include_str!("../remote/watch.sh");
 
 /// Who listens on the remote's `127.0.0.1:$2`: `ours` when it is the session's Jupyter (the
-/// pane's process holds the listening socket), `none` when nobody does, `other UID` when
+/// process `pid` recorded at its start, else the pane's or the job's, holds the listening socket), `none` when nobody does, `other UID` when
 /// another program does, `unknown` where the remote cannot tell (not Linux). Only after `ours` may the
 /// token go to that port: a port number is public (and was once in Jupyter's argv), so
 /// another user can bind it while Jupyter starts.
 const LISTENER: &str = include_str!("../remote/listener.sh");
 
-pub(crate) fn listener(marker: &Marker, session: &str, port: u16) -> String {
-    marked(marker, LISTENER, &[session, &port.to_string()])
+pub(crate) fn listener(marker: &Marker, session: &str, port: u16, pid: Option<u32>) -> String {
+    let pid = pid.map(|p| p.to_string()).unwrap_or_default();
+    marked(marker, LISTENER, &[session, &port.to_string(), &pid])
 }
 
 /// Exit status of the watch script when this tmux has no hooks.

@@ -90,14 +90,14 @@ impl Supervisor {
         let Ok(marker) = Marker::new() else {
             return Ok(Probe::Refused);
         };
-        let check = remote::listener(&marker, &self.session.tmux_name, port);
-        let cmd = self.over(&active.control, &check);
+        let check = remote::listener(&marker, &self.session.tmux_name, port, self.session.remote_pid);
         let started = Instant::now();
-        let Ok(out) = cmd.output_within(PROBE_TIMEOUT_CAP) else {
+        // A session of the master itself: no ssh to start, every reconnect.
+        let Ok(out) = super::mux::run(&active.control, &check, PROBE_TIMEOUT_CAP) else {
             return Ok(Probe::Refused);
         };
         self.this_attempt.listener_check = Some(started.elapsed());
-        let out = String::from_utf8_lossy(&out.stdout);
+        let out = String::from_utf8_lossy(&out);
         let said = marker.reply(&out).unwrap_or_default();
         let alias = &self.alias;
         match said.split_whitespace().collect::<Vec<_>>().as_slice() {
