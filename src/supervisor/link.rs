@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::policy::{CONNECT_POLL, PROBE_CONFIRM, PROBE_EVERY, REACH_EVERY, STALL_AFTER, closed_check, closed_poll};
+use super::policy::{CONNECT_POLL, PROBE_CONFIRM, PROBE_EVERY, STALL_AFTER, closed_check, closed_poll, reach_every};
 use super::probe::Probe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,11 +141,12 @@ pub(crate) fn on_tick(link: Link, seen: &Seen, now: Instant) -> (Link, Action, I
                 return (link, Action::Connect { lost }, now);
             }
             let seen_down = seen_down || *answers == Some(false);
-            // While the server's port does not answer, look again every REACH_EVERY. One that
-            // answers cannot end the backoff (it was not seen down): each look would only be
-            // another connection to a server busy with others' logins, so wait for `due`.
+            // While the server's port does not answer, look again soon (sooner early in the
+            // outage, see `reach_every`). One that answers cannot end the backoff (it was not
+            // seen down): each look would only be another connection to a server busy with
+            // others' logins, so wait for `due`.
             let step = if *answers == Some(false) {
-                REACH_EVERY
+                reach_every(now.saturating_duration_since(lost))
             } else {
                 due - now
             };
@@ -275,14 +276,23 @@ mod tests {
                 Action::Nothing,
                 3000,
             ),
-            // Not due, the server's port is down: remember that, look again in 100 ms.
+            // Not due, the server's port is down: remember that, look again in 25 ms.
             (
                 waiting(3000, false),
                 Seen::Reach(Some(false)),
                 0,
                 waiting(3000, true),
                 Action::Nothing,
-                100,
+                25,
+            ),
+            // Four seconds into the outage, every twentieth of it: in 200 ms.
+            (
+                waiting(10_000, true),
+                Seen::Reach(Some(false)),
+                4000,
+                waiting(10_000, true),
+                Action::Nothing,
+                4200,
             ),
             // The port answers again after being seen down: the backoff is cut short.
             (

@@ -17,6 +17,7 @@ use super::policy::{MAX_RESTARTS, PROBE_TIMEOUT_CAP, RESTART_WINDOW, STANDBY_STR
 use super::probe::{self, Probe};
 use crate::process::{CleanChild, Ended};
 use crate::remote::{self, JupyterSpec, LaunchEvent, Marker};
+use crate::state::Phase;
 
 /// What [`Supervisor::relaunch`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,11 +82,16 @@ impl Supervisor {
             return Ok(Probe::Refused);
         }
         // Who listens is asked (a remote command) only once something does: asking every
-        // 25 ms while Jupyter imports would compete with it for the server's CPU.
+        // 25 ms while Jupyter imports would compete with it for the server's CPU. After a
+        // reconnect Jupyter most likely still listens: the first question goes at once,
+        // without a round trip to see whether something listens first.
+        let reconnecting = self.session.phase == Phase::Reconnecting && self.this_attempt.listener_check.is_none();
         let route = self.route().context("no route")?;
-        match probe::listening(&route, probe_timeout(self.probe_typical)) {
-            Probe::Ok => {}
-            other => return Ok(other),
+        if !reconnecting {
+            match probe::listening(&route, probe_timeout(self.probe_typical)) {
+                Probe::Ok => {}
+                other => return Ok(other),
+            }
         }
         let Ok(marker) = Marker::new() else {
             return Ok(Probe::Refused);

@@ -25,7 +25,7 @@ const HEALED_WITHIN: Duration = Duration::from_secs(2);
 
 #[test]
 fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together() {
-    let (mut sshd, client, aliases) = fleet(HOSTS);
+    let (mut sshd, client, aliases) = fleet(HOSTS, "");
     let (urls, took) = up_all(&client, &aliases);
     eprintln!("`jssh up --all` of {HOSTS} aliases: {took:.1?}");
     assert_eq!(
@@ -115,13 +115,16 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
 /// cgroup's `cpuacct.usage`, which `scripts/bench-many` sets up where it can), also the CPU
 /// seconds each phase took: on a shared 2-core machine times move with the other load, CPU
 /// seconds much less. `JSSH_BENCH_LOGS=DIR` keeps the supervisors' logs and sshd's; `JSSH_BENCH_PERF=DIR`
-/// records each heal and each round of logins with `perf` (see [`Perf`]).
+/// records each heal and each round of logins with `perf` (see [`Perf`]);
+/// `JSSH_BENCH_SSHD_CONFIG` adds lines to sshd's config (`MaxStartups 100`: a server that
+/// turns no login away, so the plain logins all succeed too).
 #[test]
 #[ignore = "a benchmark: run by scripts/bench-many"]
 fn bench_many_hosts() {
     let setting = |name: &str, default: u64| std::env::var(name).map_or(default, |n| n.parse().unwrap());
     let hosts = usize::try_from(setting("JSSH_BENCH_HOSTS", 20)).unwrap();
-    let (mut sshd, client, aliases) = fleet(hosts);
+    let sshd_config = std::env::var("JSSH_BENCH_SSHD_CONFIG").unwrap_or_default();
+    let (mut sshd, client, aliases) = fleet(hosts, &sshd_config);
     let recording = Perf::record("up-all");
     let (urls, took) = up_all(&client, &aliases);
     drop(recording);
@@ -259,8 +262,9 @@ fn rss_kb(pid: u64) -> u64 {
 }
 
 /// An sshd with `n` aliases set up on it (m0, m1, …) for one client.
-fn fleet(n: usize) -> (Sshd, Client, Vec<String>) {
-    let sshd = Sshd::start();
+/// `n` aliases on one sshd, with `extra` lines in its config.
+fn fleet(n: usize, extra: &str) -> (Sshd, Client, Vec<String>) {
+    let sshd = Sshd::start_with(extra);
     let client = Client::new(&sshd);
     let aliases: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
     for alias in &aliases {
