@@ -3,7 +3,6 @@
 //! changes come from the `PF_ROUTE` socket.
 
 use std::ffi::OsStr;
-#[cfg(not(target_os = "linux"))]
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
@@ -80,6 +79,11 @@ pub(super) fn syn_sent(_pid: u32) -> Option<bool> {
     None
 }
 
+/// Not here (kqueue's `EVFILT_VNODE` could tell; not written yet): the caller polls.
+pub(super) fn dir_watch(_dir: &std::path::Path) -> Option<OwnedFd> {
+    None
+}
+
 /// A routing socket: the kernel writes a message to it for every change of an interface,
 /// an address or a route, so a network change wakes the supervisor without any polling.
 #[cfg(not(target_os = "linux"))]
@@ -110,6 +114,11 @@ pub(super) fn asleep() -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_directory_watch_so_the_caller_polls() {
+        assert!(dir_watch(std::path::Path::new("/")).is_none());
+    }
 
     #[test]
     fn a_notification_names_its_program_and_carries_the_text() {

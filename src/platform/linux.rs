@@ -116,6 +116,17 @@ fn syn_sent_inodes(table: &str) -> Vec<u64> {
         .collect()
 }
 
+/// An inotify instance watching `dir` for new entries (created, or renamed into it),
+/// non-blocking and close-on-exec.
+pub(super) fn dir_watch(dir: &std::path::Path) -> Option<OwnedFd> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+    inotify
+        .add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+        .ok()?;
+    Some(inotify.into())
+}
+
 /// The rtnetlink groups that say the path to a server may have moved: links up or down,
 /// addresses and routes added or removed (`RTMGRP_LINK`, `RTMGRP_IPV4_IFADDR`,
 /// `RTMGRP_IPV4_ROUTE`, `RTMGRP_IPV6_IFADDR`, `RTMGRP_IPV6_ROUTE` in `linux/rtnetlink.h`).
@@ -191,6 +202,24 @@ mod tests {
         let first = asleep().unwrap();
         let second = asleep().unwrap();
         assert!(second + Duration::from_millis(5) >= first, "{first:?} then {second:?}");
+    }
+
+    #[test]
+    fn a_new_entry_in_a_watched_directory_wakes_a_poll_once() {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let dir = tempfile::tempdir().unwrap();
+        let watch = super::super::DirWatch::open(dir.path()).unwrap();
+        let readable = |ms: u16| {
+            let mut fds = [PollFd::new(watch.fd(), PollFlags::POLLIN)];
+            poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+        };
+        assert!(!readable(0), "nothing yet");
+        // What ssh does for its control socket: bind a socket at a temporary name, then link it.
+        let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("ctl0.tmp")).unwrap();
+        std::fs::hard_link(dir.path().join("ctl0.tmp"), dir.path().join("ctl0")).unwrap();
+        assert!(readable(1000), "the new socket wakes the poll");
+        watch.drain();
+        assert!(!readable(0), "drained");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`NetWatch`]: network changes (links, addresses, routes) delivered into a `poll(2)` loop.
 //! - [`asleep`]: how long the machine has been suspended, which `Instant` does not count.
 //! - [`sd_notify`]: telling systemd that a service is ready, how it is, and that it stops.
+//! - [`DirWatch`]: new entries in a directory (an ssh master's control socket appearing),
+//!   delivered into a `poll(2)` loop where the system can (Linux's inotify).
 
 #[cfg(any(not(target_os = "linux"), test))]
 mod bsd;
@@ -116,6 +118,35 @@ impl NetWatch {
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(nix::errno::Errno::ENOBUFS) => changed = true,
                 Err(_) => return changed,
+            }
+        }
+    }
+}
+
+/// New entries in a directory, delivered into a `poll(2)` loop: poll [`DirWatch::fd`], then
+/// [`DirWatch::drain`] it. An inotify watch on Linux; elsewhere there is none and the caller
+/// polls the directory as before.
+pub(crate) struct DirWatch {
+    fd: OwnedFd,
+}
+
+impl DirWatch {
+    pub(crate) fn open(dir: &std::path::Path) -> Option<Self> {
+        os::dir_watch(dir).map(|fd| Self { fd })
+    }
+
+    /// Readable when something was added since the last [`DirWatch::drain`].
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Reads everything queued, without blocking (the fd is non-blocking): what was added
+    /// does not matter, only that something was.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = nix::unistd::read(&self.fd, &mut buf) {
+            if n == 0 {
+                break;
             }
         }
     }

@@ -45,6 +45,12 @@ impl Supervisor {
             {
                 fds.push(PollFd::new(held.fd(), PollFlags::POLLIN));
             }
+            // While an attempt logs in: its control socket appearing wakes the loop.
+            let logins_at = fds.len();
+            let awaiting_login = matches!(self.link, Link::Connecting { .. }) && self.this_attempt.logged_in.is_none();
+            if let Some(logins) = self.logins.as_ref().filter(|_| awaiting_login) {
+                fds.push(PollFd::new(logins.fd(), PollFlags::POLLIN));
+            }
             let before = Instant::now();
             match poll(&mut fds, PollTimeout::from(millis)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -53,8 +59,16 @@ impl Supervisor {
             let late = before.elapsed().saturating_sub(Duration::from_millis(millis.into()));
             let ready = |i: usize| fds.get(i).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
             let net_ready = self.net.is_some() && ready(1);
-            let held_ready = held_at > 1 && ready(held_at);
+            let held_ready = logins_at > held_at && ready(held_at);
+            let logins_ready = fds.len() > logins_at && ready(logins_at);
             drop(fds);
+            if let Some(logins) = &self.logins {
+                // Whatever arrived while nobody waited for a login is stale: drop it too.
+                logins.drain();
+                if logins_ready {
+                    self.next_tick = Instant::now();
+                }
+            }
             let arrived = signals.pending();
             if let Some(&sig) = arrived.iter().find(|&&s| s != Signal::SIGCHLD && s != Signal::SIGUSR1) {
                 self.event(&format!("received {sig}: stopping the tunnel"));

@@ -276,14 +276,14 @@ mod tests {
                 Action::Nothing,
                 3000,
             ),
-            // Not due, the server's port is down: remember that, look again in 25 ms.
+            // Not due, the server's port is down: remember that, look again in 10 ms.
             (
                 waiting(3000, false),
                 Seen::Reach(Some(false)),
                 0,
                 waiting(3000, true),
                 Action::Nothing,
-                25,
+                10,
             ),
             // Four seconds into the outage, every twentieth of it: in 200 ms.
             (

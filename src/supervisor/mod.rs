@@ -49,7 +49,7 @@ use self::probe::Prober;
 use self::readiness::Readiness;
 use self::remote_jupyter::Watch;
 use crate::paths::Paths;
-use crate::platform::{self, NetWatch, Signals};
+use crate::platform::{self, DirWatch, NetWatch, Signals};
 use crate::profile::LoginKind;
 use crate::slurm::Reach;
 use crate::ssh::Ssh;
@@ -116,6 +116,10 @@ struct Supervisor {
     direct: Option<String>,
     /// Network changes, where the system reports them.
     net: Option<NetWatch>,
+    /// New entries in the control sockets' directory, where the system reports them: a
+    /// master's socket appearing is its login done, noticed at once instead of at the next
+    /// tick (25 ms apart; where twenty logins take 0.3 s that is 4 % of a heal).
+    logins: Option<DirWatch>,
     /// How long the machine had been suspended at the last wakeup ([`platform::asleep`]).
     asleep: Option<Duration>,
     /// When the last sleep or network change was noticed, until the probe it caused.
@@ -173,6 +177,7 @@ fn supervise(args: &Args) -> Result<Signal> {
     let prober = Prober::new(&session.token);
     let login_ssh = ssh.clone();
     let ssh = job_ssh(ssh, alias, &run, &session);
+    let logins = run.control_path(0).parent().and_then(DirWatch::open);
     let mut sup = Supervisor {
         ssh,
         login_ssh,
@@ -211,6 +216,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         lease_checked: now,
         direct: None,
         net: NetWatch::open(),
+        logins,
         asleep: platform::asleep(),
         changed_at: None,
         awaiting_login: false,
