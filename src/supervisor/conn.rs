@@ -6,7 +6,7 @@
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
@@ -178,6 +178,28 @@ impl Supervisor {
         }
     }
 
+    /// Whether the sshd's port, seen refusing since `down_since`, answers again: looked at by
+    /// one supervisor among those of the aliases on that server (see
+    /// [`crate::state::ServerReach`]), which
+    /// tells the others.
+    pub(super) fn server_answers_again(&mut self) -> bool {
+        let since = *self.down_since.get_or_insert_with(SystemTime::now);
+        let Some(reach) = self.reach.as_mut() else {
+            return self.server_answers();
+        };
+        if reach.answered_since(since) {
+            return true;
+        }
+        if !reach.lead() {
+            return false;
+        }
+        let answers = self.server_answers();
+        if answers && let Some(reach) = self.reach.as_mut() {
+            reach.answered();
+        }
+        answers
+    }
+
     /// Whether the sshd's port accepts a TCP connection (only known for direct connections).
     pub(super) fn server_answers(&self) -> bool {
         let Some(addr) = &self.direct else { return false };
@@ -203,9 +225,13 @@ impl Supervisor {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             self.event(&format!("ssh: {}", crate::sanitize::for_terminal(line)));
         }
-        // "ssh_exchange_identification" before OpenSSH 8.2.
+        // "ssh_exchange_identification" before OpenSSH 8.2. ssh's own words, not the
+        // system's translated message: "connect to host H port P: Connection refused" is
+        // strerror's, which ssh prints in the C locale's words on every system it runs on.
         if text.contains("kex_exchange_identification") || text.contains("ssh_exchange_identification") {
             Ended::BeforeLogin
+        } else if text.contains(": Connection refused") {
+            Ended::Refused
         } else {
             Ended::Other
         }
@@ -217,6 +243,8 @@ impl Supervisor {
 pub(super) enum Ended {
     /// The server closed the connection before the key exchange: no login was tried.
     BeforeLogin,
+    /// Nothing listened on the server's port.
+    Refused,
     Other,
 }
 

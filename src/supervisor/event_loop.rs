@@ -177,7 +177,13 @@ impl Supervisor {
             self.event(&format!("tunnel lost: {why}"));
             return (Duration::ZERO, false);
         }
-        if ended.started.elapsed() < REFUSED_WITHIN && self.direct.is_some() && !self.server_answers() {
+        // ssh's own words say so, or the port says so now (without ssh's words, a look at it).
+        if ended.started.elapsed() < REFUSED_WITHIN
+            && self.direct.is_some()
+            && (said == Ended::Refused || !self.server_answers())
+        {
+            // Word that it answers again counts from this attempt's start on.
+            self.down_since = std::time::SystemTime::now().checked_sub(ended.started.elapsed());
             // Nothing listens on the server's port (an sshd restarting, a machine rebooting):
             // the port check paces the next attempt, at no cost to the server, so this one
             // counts towards a backoff of its own. The other backoff is for a server that
@@ -210,8 +216,16 @@ impl Supervisor {
         self.job_tick(matches!(self.link, Link::Waiting { .. }))?;
         let now = Instant::now();
         let seen = match self.link {
-            Link::Waiting { .. } => {
-                Seen::Reach((self.direct.is_some() && self.link.wants_reach_check(now)).then(|| self.server_answers()))
+            // Once seen refusing, whether it answers again is looked at by one supervisor for
+            // all the aliases on that server.
+            Link::Waiting { seen_down, .. } => {
+                Seen::Reach((self.direct.is_some() && self.link.wants_reach_check(now)).then(|| {
+                    if seen_down {
+                        self.server_answers_again()
+                    } else {
+                        self.server_answers()
+                    }
+                }))
             }
             Link::Connecting { .. } => {
                 self.note_logged_in();
@@ -315,6 +329,10 @@ impl Supervisor {
         // taking over skips this: the remote side did not change in those milliseconds.)
         self.listener_ok = false;
         self.this_attempt = super::AttemptFacts::default();
+        self.down_since = None;
+        if let Some(reach) = &mut self.reach {
+            reach.stop_leading();
+        }
         let conn = match self.connect() {
             Ok(conn) => conn,
             Err(_) if self.human() => {

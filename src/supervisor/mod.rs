@@ -53,7 +53,7 @@ use crate::platform::{self, DirWatch, NetWatch, Signals};
 use crate::profile::LoginKind;
 use crate::slurm::Reach;
 use crate::ssh::Ssh;
-use crate::state::{Lease, Phase, Session, StateDir};
+use crate::state::{Lease, Phase, ServerReach, Session, StateDir};
 use crate::target::Alias;
 
 /// Everything one supervisor knows; its methods live in the rooms named above, one `impl`
@@ -114,6 +114,10 @@ struct Supervisor {
     lease_checked: Instant,
     /// `host:port` of the sshd when reachable directly (no ProxyJump), to notice it is back.
     direct: Option<String>,
+    /// Who looks whether that sshd answers again, among the aliases on it.
+    reach: Option<ServerReach>,
+    /// Since when the sshd's port is known to refuse (for [`ServerReach::answered_since`]).
+    down_since: Option<std::time::SystemTime>,
     /// Network changes, where the system reports them.
     net: Option<NetWatch>,
     /// New entries in the control sockets' directory, where the system reports them: a
@@ -215,6 +219,8 @@ fn supervise(args: &Args) -> Result<Signal> {
         next_tick: now,
         lease_checked: now,
         direct: None,
+        reach: None,
+        down_since: None,
         net: NetWatch::open(),
         logins,
         asleep: platform::asleep(),
@@ -224,6 +230,10 @@ fn supervise(args: &Args) -> Result<Signal> {
     };
     // Even a TCP connect to its port shows in the server's log as a client that went away.
     sup.direct = if sup.human() { None } else { sup.direct_address() };
+    sup.reach = sup
+        .direct
+        .as_deref()
+        .map(|address| ServerReach::new(&paths.state_dir, address));
     sup.event(&format!(
         "supervising {} (pid {}), holding 127.0.0.1:{}",
         sup.alias,

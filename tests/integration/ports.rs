@@ -69,7 +69,11 @@ fn a_connect_storm_through_ssh_kills_and_standby_switches_is_never_refused() {
         // a connection is a live master.
         let live = |name: &str| std::os::unix::net::UnixStream::connect(dir.join(name)).is_ok();
         while !(live("ctl0") && live("ctl1")) {
-            assert!(Instant::now() < deadline, "no standby");
+            assert!(
+                Instant::now() < deadline,
+                "no standby; log:\n{}",
+                fs::read_to_string(dir.join("supervisor.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     };
@@ -150,10 +154,41 @@ fn nobody_else_can_take_the_port_while_the_tunnel_heals_and_a_killed_supervisor_
             })
             .collect();
         let log = fs::read_to_string(client.state_dir().join("hold/supervisor.log")).unwrap_or_default();
-        assert!(
-            Instant::now() < deadline,
-            "the old supervisor's ssh still runs: {argv:?}\n{log}"
-        );
+        if Instant::now() >= deadline {
+            let sups: Vec<String> = process_table()
+                .into_iter()
+                .filter(|p| p.command.contains("jssh"))
+                .map(|p| {
+                    let wchan = fs::read_to_string(format!("/proc/{}/wchan", p.pid)).unwrap_or_default();
+                    let stat = fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap_or_default();
+                    format!(
+                        "{} [{}] {} :: {}",
+                        p.pid,
+                        wchan,
+                        stat.split_whitespace().nth(2).unwrap_or(""),
+                        p.command
+                    )
+                })
+                .collect();
+            let lease = client.state_dir().join("hold/supervisor.lock");
+            let mut holders = Vec::new();
+            for entry in fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+                    continue;
+                };
+                for fd in fds.flatten() {
+                    if fs::read_link(fd.path()).is_ok_and(|t| t == lease) {
+                        let cmd = fs::read_to_string(entry.path().join("cmdline"))
+                            .unwrap_or_default()
+                            .replace('\0', " ");
+                        holders.push(format!("{:?} fd {:?}: {cmd}", entry.file_name(), fd.file_name()));
+                    }
+                }
+            }
+            panic!(
+                "the old supervisor's ssh still runs: {argv:?}\n{log}\nprocesses: {sups:#?}\nlease open in: {holders:#?}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 
