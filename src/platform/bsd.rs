@@ -79,6 +79,15 @@ pub(super) fn syn_sent(_pid: u32) -> Option<bool> {
     None
 }
 
+/// Whether a signal could reach it (launchd reaps at once, so a zombie is not kept around).
+pub(super) fn running(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Ok(()) | Err(nix::errno::Errno::EPERM)
+    )
+}
+
 /// Not here (kqueue's `EVFILT_VNODE` could tell; not written yet): the caller polls.
 pub(super) fn dir_watch(_dir: &std::path::Path) -> Option<OwnedFd> {
     None
@@ -114,6 +123,15 @@ pub(super) fn asleep() -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_runs_and_a_reaped_child_does_not() {
+        assert!(running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!running(pid));
+    }
 
     #[test]
     fn no_directory_watch_so_the_caller_polls() {

@@ -26,6 +26,16 @@ pub(super) fn install_hint(program: &str) -> &'static str {
     }
 }
 
+/// From `/proc/PID/stat`: the state after the command's closing parenthesis (the command may
+/// hold one itself), neither a zombie nor dead.
+pub(super) fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X'))
+    })
+}
+
 pub(super) fn started_with(pid: u32, word: &OsStr) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .is_ok_and(|argv| argv.split(|&b| b == 0).any(|w| w == word.as_bytes()))
@@ -220,6 +230,25 @@ mod tests {
         assert!(readable(1000), "the new socket wakes the poll");
         watch.drain();
         assert!(!readable(0), "drained");
+    }
+
+    #[test]
+    fn a_zombie_or_a_reaped_child_is_not_running() {
+        assert!(running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited, not yet waited for: a zombie.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running(pid) {
+            assert!(std::time::Instant::now() < deadline, "`true` still runs");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+            "a zombie still has its entry"
+        );
+        child.wait().unwrap();
+        assert!(!running(pid));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! - [`Signals`]: signals delivered into a `poll(2)` loop, by the same self-pipe everywhere.
 //! - [`started_with`]: whether a process's command line holds a given argument.
+//! - [`running`]: whether a process exists and is no zombie.
 //! - [`syn_sent`]: whether a process's TCP connection still waits for the server's SYN-ACK.
 //! - [`OPENER`] and [`install_hint`]: what opens a URL, and how a missing program is installed.
 //! - [`notify`]: a desktop notification.
@@ -67,6 +68,12 @@ pub(crate) fn install_hint(program: &str) -> &'static str {
 /// run, or when this system cannot tell (a caller that would signal it then does not).
 pub(crate) fn started_with(pid: u32, word: &OsStr) -> bool {
     os::started_with(pid, word)
+}
+
+/// Whether process `pid` exists and is no zombie (on Linux; elsewhere, whether a signal would
+/// reach it).
+pub(crate) fn running(pid: u32) -> bool {
+    os::running(pid)
 }
 
 /// Whether process `pid` has a TCP connection still waiting for the server's SYN-ACK;

@@ -98,10 +98,15 @@ pub(crate) fn find(run: &StateDir) -> Option<u32> {
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         // Nobody holds it: no supervisor (the lock is dropped again at once).
         Ok(_) => None,
+        // Held, and by the supervisor it names. A supervisor killed while it started an ssh
+        // leaves the lease held by that child between its fork and its exec (which closes
+        // it): then the named pid is gone, and no supervisor runs. Taken for one, `up` once
+        // reported a dead tunnel as up without starting anything.
         Err((file, _)) => {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut &file, &mut text).ok()?;
-            text.trim().parse().ok()
+            let pid = text.trim().parse().ok()?;
+            crate::platform::running(pid).then_some(pid)
         }
     }
 }

@@ -139,7 +139,18 @@ fn nobody_else_can_take_the_port_while_the_tunnel_heals_and_a_killed_supervisor_
     while alive(sup) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(up(&client, "hold", &[]), url, "same port and token");
+    let again = jssh(&client)
+        .args(["up", "hold", "-d", "--timeout", "90", "--env"])
+        .arg(format!("venv:{}", venv()))
+        .output()
+        .unwrap();
+    let said = format!("up said: {}{}", stdout(&again), stderr(&again));
+    assert!(again.status.success(), "{said}");
+    assert_eq!(
+        stdout(&again).lines().last(),
+        Some(url.as_str()),
+        "same port and token; {said}"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while old.iter().any(|pid| alive(*pid)) {
         let argv: Vec<String> = old
@@ -154,41 +165,11 @@ fn nobody_else_can_take_the_port_while_the_tunnel_heals_and_a_killed_supervisor_
             })
             .collect();
         let log = fs::read_to_string(client.state_dir().join("hold/supervisor.log")).unwrap_or_default();
-        if Instant::now() >= deadline {
-            let sups: Vec<String> = process_table()
-                .into_iter()
-                .filter(|p| p.command.contains("jssh"))
-                .map(|p| {
-                    let wchan = fs::read_to_string(format!("/proc/{}/wchan", p.pid)).unwrap_or_default();
-                    let stat = fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap_or_default();
-                    format!(
-                        "{} [{}] {} :: {}",
-                        p.pid,
-                        wchan,
-                        stat.split_whitespace().nth(2).unwrap_or(""),
-                        p.command
-                    )
-                })
-                .collect();
-            let lease = client.state_dir().join("hold/supervisor.lock");
-            let mut holders = Vec::new();
-            for entry in fs::read_dir("/proc").unwrap().flatten() {
-                let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
-                    continue;
-                };
-                for fd in fds.flatten() {
-                    if fs::read_link(fd.path()).is_ok_and(|t| t == lease) {
-                        let cmd = fs::read_to_string(entry.path().join("cmdline"))
-                            .unwrap_or_default()
-                            .replace('\0', " ");
-                        holders.push(format!("{:?} fd {:?}: {cmd}", entry.file_name(), fd.file_name()));
-                    }
-                }
-            }
-            panic!(
-                "the old supervisor's ssh still runs: {argv:?}\n{log}\nprocesses: {sups:#?}\nlease open in: {holders:#?}"
-            );
-        }
+        assert!(
+            Instant::now() < deadline,
+            "the old supervisor's ssh still runs: {argv:?}\n{log}\n{}\n{said}",
+            who_runs(&client, "hold")
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -313,4 +294,35 @@ fn a_squatter_on_the_remote_port_never_receives_the_token() {
         );
     }
     let _ = jssh(&client).args(["down", "squat"]).output();
+}
+
+/// What runs of jssh's (pid, where it waits, state, command line), and which processes have
+/// `alias`'s supervisor lease open: for a failure's message.
+fn who_runs(client: &Client, alias: &str) -> String {
+    let running: Vec<String> = process_table()
+        .into_iter()
+        .filter(|p| p.command.contains("jssh"))
+        .map(|p| {
+            let wchan = fs::read_to_string(format!("/proc/{}/wchan", p.pid)).unwrap_or_default();
+            let stat = fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest.trim_start().get(..1).unwrap_or(""));
+            format!("{} [{wchan}] {state} :: {}", p.pid, p.command)
+        })
+        .collect();
+    let lease = client.state_dir().join(alias).join("supervisor.lock");
+    let mut holders = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == lease))
+        {
+            holders.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    format!("processes: {running:#?}\nthe lease is open in: {holders:?}")
 }
