@@ -1,7 +1,7 @@
 //! Port policy: which local port a new tunnel gets, and which remote ports Jupyter tries.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -35,6 +35,9 @@ fn choose_port(
 /// Whether nobody holds `127.0.0.1:port`. Binding alone is not proof: on macOS and the BSDs
 /// it succeeds while another program listens on `*:port` (the wildcard address), so whoever
 /// holds the port must also not answer a connection.
+/// How long the remembered local port is waited for (see [`claim_local`]).
+const PORT_RELEASE: Duration = Duration::from_secs(2);
+
 fn port_is_free(port: u16) -> bool {
     let here = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpListener::bind(here).is_ok() && TcpStream::connect_timeout(&here, Duration::from_millis(200)).is_err()
@@ -50,7 +53,23 @@ pub(super) fn claim_local(
 ) -> Result<u16> {
     let _ports = state::lock_ports(paths)?;
     let taken = state::claimed_ports(paths, alias);
-    let port = if let Some(port) = choose_port(explicit, run.remembered_port(), &taken, port_is_free)? {
+    let remembered = run.remembered_port();
+    // A supervisor killed a moment ago may hold its port a little longer (its last threads
+    // exiting, a child of its between fork and exec): the remembered port, the URL the user
+    // already has, is worth waiting for before another one is chosen.
+    let free = |port: u16| {
+        let deadline = Instant::now() + PORT_RELEASE;
+        loop {
+            if port_is_free(port) {
+                return true;
+            }
+            if Some(port) != remembered || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let port = if let Some(port) = choose_port(explicit, remembered, &taken, free)? {
         port
     } else {
         let listener = TcpListener::bind("127.0.0.1:0").context("could not find a free local port")?;
