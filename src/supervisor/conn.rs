@@ -179,9 +179,8 @@ impl Supervisor {
     }
 
     /// Whether the sshd's port, seen refusing since `down_since`, answers again: looked at by
-    /// one supervisor among those of the aliases on that server (see
-    /// [`crate::state::ServerReach`]), which
-    /// tells the others.
+    /// one supervisor among those of the aliases on that server, which tells the others (see
+    /// [`crate::state::ServerReach`]).
     pub(super) fn server_answers_again(&mut self) -> bool {
         let since = *self.down_since.get_or_insert_with(SystemTime::now);
         let Some(reach) = self.reach.as_mut() else {

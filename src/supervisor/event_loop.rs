@@ -62,8 +62,9 @@ impl Supervisor {
             let held_ready = logins_at > held_at && ready(held_at);
             let logins_ready = fds.len() > logins_at && ready(logins_at);
             drop(fds);
-            if let Some(logins) = &self.logins {
-                // Whatever arrived while nobody waited for a login is stale: drop it too.
+            if let Some(logins) = self.logins.as_ref().filter(|_| awaiting_login) {
+                // Read only while an attempt logs in: an idle loop makes no call for it. What
+                // queued in between (the supervisor's own state writes) costs one early tick.
                 logins.drain();
                 if logins_ready {
                     self.next_tick = Instant::now();
