@@ -243,6 +243,11 @@ pub(crate) struct DownArgs {
 /// `jssh login ALIAS` (or `jssh up ALIAS`) asks once and the tunnel resumes, with the same
 /// Jupyter and kernels.
 ///
+/// On a host that takes the key alone, "needs-login" means the server refused the key twice
+/// in a row, or its host key changed: jssh stopped logging in, so that the server does not
+/// lock you out. Mend it (`jssh doctor ALIAS` says what is wrong); `jssh login ALIAS` then
+/// tries once more.
+///
 /// Examples:
 ///   jssh login hpc
 #[derive(Debug, Args)]

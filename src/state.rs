@@ -33,8 +33,9 @@ pub(crate) enum Phase {
     Reconnecting,
     /// The supervisor gave up (e.g. Jupyter kept dying); see `last_error`.
     Failed,
-    /// The login a human answered has ended, and only a human can log in again (`jssh
-    /// login`): nothing is attempted meanwhile, and the local port holds connections.
+    /// Only the user can go on: the login a human answered has ended, or the server refused
+    /// the key (or its host key changed). Nothing is attempted until `jssh login` (or a
+    /// network change, for a key), and the local port holds connections meanwhile.
     NeedsLogin,
     /// The tunnel was stopped; the remote server may still run.
     Stopped,

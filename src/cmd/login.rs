@@ -143,22 +143,31 @@ pub(crate) fn run(ctx: &Ctx, args: &LoginArgs) -> Result<()> {
     let session = run.read_session()?.with_context(|| {
         format!("{alias}'s tunnel has no session file: `jssh down {alias}`, then `jssh up {alias}`")
     })?;
-    if session.login != LoginKind::Prompt {
+    if session.login == LoginKind::Key && session.phase != Phase::NeedsLogin {
         println!("{alias} logs in with the key alone: the tunnel reconnects by itself");
         return Ok(());
     }
-    if log_in(ctx, alias, &run)? == Login::Reused && session.phase != Phase::NeedsLogin {
+    // A key host waits here only when the server refused the key (or its host key changed):
+    // the user mended that, and asks for one more attempt.
+    if session.login == LoginKind::Prompt
+        && log_in(ctx, alias, &run)? == Login::Reused
+        && session.phase != Phase::NeedsLogin
+    {
         println!("{alias} is logged in already: {}", session.url());
         return Ok(());
     }
-    handle::login_arrived(&run)?;
+    handle::retry_login(&run)?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     while Instant::now() < deadline {
-        if let Some(now) = run.read_session()?
-            && now.phase == Phase::Up
-        {
-            println!("logged in; {alias} is up again: {}", now.url());
-            return Ok(());
+        match run.read_session()? {
+            Some(now) if now.phase == Phase::Up => {
+                println!("logged in; {alias} is up again: {}", now.url());
+                return Ok(());
+            }
+            Some(now) if now.phase == Phase::NeedsLogin && !handle::login_alive(&run) => {
+                bail!("{}", now.last_error.as_deref().unwrap_or("the login failed"));
+            }
+            _ => {}
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -17,7 +17,7 @@ use super::mux;
 use super::policy::{GRACE, STANDBY_STRIKES};
 use crate::platform;
 use crate::process::CleanChild;
-use crate::ssh::{Ssh, parse_resolved};
+use crate::ssh::{LoginFailure, Ssh, parse_resolved};
 use crate::state::StateDir;
 use crate::target::Alias;
 
@@ -227,7 +227,17 @@ impl Supervisor {
         // "ssh_exchange_identification" before OpenSSH 8.2. ssh's own words, not the
         // system's translated message: "connect to host H port P: Connection refused" is
         // strerror's, which ssh prints in the C locale's words on every system it runs on.
-        if text.contains("kex_exchange_identification") || text.contains("ssh_exchange_identification") {
+        let failure = LoginFailure::classify(Some(255), &text);
+        if matches!(
+            failure,
+            LoginFailure::AuthRefused | LoginFailure::HostKeyChanged | LoginFailure::HostKeyUnknown
+        ) {
+            let said = crate::sanitize::ssh_stderr(text.as_bytes()).pop().unwrap_or_default();
+            Ended::Denied {
+                host_key: failure != LoginFailure::AuthRefused,
+                said,
+            }
+        } else if text.contains("kex_exchange_identification") || text.contains("ssh_exchange_identification") {
             Ended::BeforeLogin
         } else if text.contains(": Connection refused") {
             Ended::Refused
@@ -238,12 +248,18 @@ impl Supervisor {
 }
 
 /// How a connection's ssh ended, as far as its messages tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Ended {
     /// The server closed the connection before the key exchange: no login was tried.
     BeforeLogin,
     /// Nothing listened on the server's port.
     Refused,
+    /// The server did not take the key, or its host key is not the one known (`host_key`):
+    /// only the user can mend either. `said` is ssh's last line about it.
+    Denied {
+        host_key: bool,
+        said: String,
+    },
     Other,
 }
 

@@ -16,8 +16,9 @@ use super::Supervisor;
 use super::conn::{Conn, Ended, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
-    CONNECT_LIMIT, CONNECT_POLL, DROPS_RETRIED, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY, REFUSED_WITHIN, RUN_DIR_CHECK,
-    TAKEOVER_LIMIT, YOUNG, backoff, busy_retry, recheck_timeout, seen_down_after, standby_delay,
+    CONNECT_LIMIT, CONNECT_POLL, DENIALS_RETRIED, DROPS_RETRIED, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY,
+    REFUSED_WITHIN, RUN_DIR_CHECK, TAKEOVER_LIMIT, YOUNG, backoff, busy_retry, recheck_timeout, seen_down_after,
+    standby_delay,
 };
 use super::probe::Probe;
 use super::remote_jupyter::Relaunch;
@@ -158,7 +159,15 @@ impl Supervisor {
             self.save();
             return Ok(());
         }
-        let (delay, seen_down) = self.retry_after(&why, &ended, said, lost);
+        if let Ended::Denied { host_key, said: words } = &said {
+            self.denied += 1;
+            if *host_key || self.denied > DENIALS_RETRIED {
+                self.event(&format!("reconnect attempt failed: {why}"));
+                self.denied_wait(now, lost, *host_key, words);
+                return Ok(());
+            }
+        }
+        let (delay, seen_down) = self.retry_after(&why, &ended, &said, lost);
         self.save();
         self.link = Link::Waiting {
             due: now + delay,
@@ -171,7 +180,7 @@ impl Supervisor {
 
     /// After the active connection `ended` (`why`): how long until the next attempt, and
     /// whether the server counts as seen down (see [`Link::Waiting`]).
-    fn retry_after(&mut self, why: &str, ended: &Conn, said: Ended, lost: Instant) -> (Duration, bool) {
+    fn retry_after(&mut self, why: &str, ended: &Conn, said: &Ended, lost: Instant) -> (Duration, bool) {
         // A link that was up is retried at once, and so is one whose standby took over but
         // went down in the same outage; only failed attempts back off.
         if self.link.is_up() || ended.started < lost {
@@ -181,7 +190,7 @@ impl Supervisor {
         // ssh's own words say so, or the port says so now (without ssh's words, a look at it).
         if ended.started.elapsed() < REFUSED_WITHIN
             && self.direct.is_some()
-            && (said == Ended::Refused || !self.server_answers())
+            && (*said == Ended::Refused || !self.server_answers())
         {
             // Word that it answers again counts from this attempt's start on.
             self.down_since = std::time::SystemTime::now().checked_sub(ended.started.elapsed());
@@ -196,7 +205,7 @@ impl Supervisor {
             self.refused += 1;
             return (backoff(self.refused), true);
         }
-        if said == Ended::BeforeLogin && self.dropped < DROPS_RETRIED {
+        if *said == Ended::BeforeLogin && self.dropped < DROPS_RETRIED {
             // Dropped before any login: sshd's MaxStartups turning away one of many new
             // connections (after one sshd restart, the other tunnels' reconnects). No login was
             // tried, so the next attempt follows after a short random pause, which spreads the
@@ -219,15 +228,15 @@ impl Supervisor {
         let seen = match self.link {
             // Once seen refusing, whether it answers again is looked at by one supervisor for
             // all the aliases on that server.
-            Link::Waiting { seen_down, .. } => {
-                Seen::Reach((self.direct.is_some() && self.link.wants_reach_check(now)).then(|| {
+            Link::Waiting { seen_down, .. } => Seen::Reach(
+                (self.direct.is_some() && !self.awaiting_login && self.link.wants_reach_check(now)).then(|| {
                     if seen_down {
                         self.server_answers_again()
                     } else {
                         self.server_answers()
                     }
-                }))
-            }
+                }),
+            ),
             Link::Connecting { .. } => {
                 self.note_logged_in();
                 Seen::Probe(self.checked_probe()?)
@@ -344,7 +353,11 @@ impl Supervisor {
         };
         if self.awaiting_login {
             self.awaiting_login = false;
-            self.event("a new login is there: resuming over it");
+            self.event(if self.human() {
+                "a new login is there: resuming over it"
+            } else {
+                "trying the key again"
+            });
         }
         self.activate(conn);
         self.await_answer(now, lost);
@@ -374,6 +387,7 @@ impl Supervisor {
                 self.watch_strikes = 0;
                 self.refused = 0;
                 self.dropped = 0;
+                self.denied = 0;
                 let down = now.duration_since(lost).as_secs_f64();
                 let attempt = now.duration_since(since);
                 let mut parts = format!("this attempt {:.2} s", attempt.as_secs_f64());

@@ -127,6 +127,22 @@ pub(crate) fn login_arrived(run: &StateDir) -> Result<()> {
     .context("could not signal the supervisor")
 }
 
+/// Tells a supervisor that waits for the user (a new login, a mended key) to try again, and
+/// waits (up to 2 s) until it has taken the word: its phase moves on from `NeedsLogin`, so
+/// that a caller then waiting for the tunnel does not read the old phase as the new verdict.
+pub(crate) fn retry_login(run: &StateDir) -> Result<()> {
+    login_arrived(run)?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline
+        && run
+            .read_session()?
+            .is_some_and(|s| s.phase == crate::state::Phase::NeedsLogin)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 /// Stops the supervisor holding `run`'s lease: TERM (it stops its ssh and exits), then KILL
 /// after a grace period. Only the lease holder is ever signalled.
 pub(crate) fn stop(run: &StateDir) -> Result<()> {

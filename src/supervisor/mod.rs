@@ -108,6 +108,8 @@ struct Supervisor {
     refused: u32,
     /// Attempts in a row the server dropped before any login (see [`policy::DROPS_RETRIED`]).
     dropped: u32,
+    /// Attempts in a row the server did not let the key in (see [`policy::DENIALS_RETRIED`]).
+    denied: u32,
     restarts: VecDeque<Instant>,
     next_tick: Instant,
     /// When the lease was last checked (see [`policy::RUN_DIR_CHECK`]).
@@ -215,6 +217,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         attempt: 0,
         refused: 0,
         dropped: 0,
+        denied: 0,
         restarts: VecDeque::new(),
         next_tick: now,
         lease_checked: now,

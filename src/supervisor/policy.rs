@@ -66,6 +66,15 @@ pub(crate) fn seen_down_after(attempt: u32) -> bool {
 /// treated like any that does not let us in.
 pub(crate) const DROPS_RETRIED: u32 = 5;
 
+/// Attempts in a row the server may refuse the key that are retried (after the usual
+/// backoff): one, for a refusal that mends itself (a home directory not yet mounted after the
+/// server's reboot, a directory service that hiccuped). After that, no attempt follows until
+/// the user asks (`jssh login`, `jssh up`) or the network changes (a key limited to some
+/// addresses with `from=`): every refused login counts towards the server's lockout (fail2ban
+/// bans an address after five by default), so a loop could lock the user out. A host key that
+/// is not the one known is never retried on its own.
+pub(crate) const DENIALS_RETRIED: u32 = 1;
+
 /// The pause after an attempt dropped before any login, from a random number: 50 to 250 ms,
 /// so that the tunnels a busy server turned away together do not come back together.
 pub(crate) fn busy_retry(random: u64) -> Duration {
@@ -152,6 +161,9 @@ pub(crate) const RUN_DIR_CHECK: Duration = Duration::from_secs(3);
 /// Where logins need a human and that login ended: how often to look for a new one's control
 /// socket (a local connect, never the server). `jssh login` signals at once; this is a fallback.
 pub(crate) const LOGIN_RECHECK: Duration = Duration::from_secs(2);
+/// How long a tunnel whose login only the user can mend waits on its own: for ever, in
+/// effect (a year); a network change, a wake or the user's `jssh login` ends the wait.
+pub(crate) const UNTIL_ASKED: Duration = Duration::from_hours(365 * 24);
 
 /// How long a connection to the local port is held while no master can carry it; a
 /// browser's own request timeouts are longer, and the tunnel's recovery is shorter.

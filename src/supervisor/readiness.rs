@@ -6,6 +6,7 @@
 
 use super::Supervisor;
 use crate::platform::sd_notify::Notifier;
+use crate::profile::LoginKind;
 use crate::state::{Phase, Session};
 
 /// A status line longer than this is cut (an ssh error can be long; `systemctl status`
@@ -87,6 +88,7 @@ fn status(session: &Session) -> String {
             format!("up: {}{}", session.page_url(), about(session, true))
         }
         Phase::Reconnecting => format!("reconnecting: {}", why("the connection was lost")),
+        Phase::NeedsLogin if session.login == LoginKind::Key => format!("waiting for you: {}", why("see `jssh logs`")),
         Phase::NeedsLogin => format!("waiting for a login: run `jssh login {alias}` (only a human can log in)"),
         Phase::Failed => format!("failed: {}", why("see `jssh logs`")),
         Phase::JobEnded => format!("ended: {}", why("the Slurm job ended")),
@@ -183,7 +185,10 @@ mod tests {
                 "reconnecting: ssh said http://127.0.0.1:8888/lab?token=…",
             ),
             (
-                with(Phase::NeedsLogin, 0, Some("the login ended"), None),
+                Session {
+                    login: LoginKind::Prompt,
+                    ..with(Phase::NeedsLogin, 0, Some("the login ended"), None)
+                },
                 "waiting for a login: run `jssh login gpu` (only a human can log in)",
             ),
             (
@@ -199,6 +204,12 @@ mod tests {
         for (session, want) in &table {
             assert_eq!(status(session), *want, "{:?}", session.phase);
         }
+        let mut refused = with(Phase::NeedsLogin, 1, Some("gpu refused the key 2 times in a row"), None);
+        refused.login = LoginKind::Key;
+        assert_eq!(
+            status(&refused),
+            "waiting for you: gpu refused the key 2 times in a row"
+        );
         let cut = status(&with(Phase::Failed, 0, Some(&long), None));
         assert_eq!(cut.chars().count(), STATUS_MAX + 1, "{cut}");
         assert!(cut.ends_with('…'));

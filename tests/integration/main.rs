@@ -4,6 +4,7 @@
 
 mod browser;
 mod configs;
+mod denied;
 mod doctor;
 mod fixture;
 mod generated;

@@ -175,14 +175,18 @@ fn bring_up(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, ui: &mut 
     }
 }
 
-/// Where logins need a human and the tunnel waits for one (its login ended), `up` is how the
-/// user comes back: one prompt, handed to the running supervisor.
+/// Where the tunnel waits for the user, `up` is how they come back: where logins need a
+/// human (the login ended), one prompt, handed to the running supervisor; where the server
+/// refused the key (or its host key changed), one more attempt.
 fn log_in_again(ctx: &Ctx, run: &StateDir, session: &Session) -> Result<()> {
-    if session.login != LoginKind::Prompt || handle::login_alive(run) {
-        return Ok(());
+    match session.login {
+        LoginKind::Key if session.phase == Phase::NeedsLogin => handle::retry_login(run),
+        LoginKind::Prompt if !handle::login_alive(run) => {
+            login::log_in(ctx, &session.alias, run)?;
+            handle::retry_login(run)
+        }
+        LoginKind::Key | LoginKind::Prompt => Ok(()),
     }
-    login::log_in(ctx, &session.alias, run)?;
-    handle::login_arrived(run)
 }
 
 /// The warm path: a supervisor already runs for this alias.

@@ -29,8 +29,16 @@ pub(super) fn wait(
         if supervisor.is_none() && handle::find(run).is_none() {
             bail!("the supervisor of {} stopped", session.alias);
         }
-        if run.read_session().ok().flatten().is_some_and(|s| s.phase == Phase::Up) {
-            return Ok(());
+        match run.read_session().ok().flatten() {
+            Some(now) if now.phase == Phase::Up => return Ok(()),
+            // Only the user can go on from here (the key refused, a login ended): say why.
+            Some(now) if now.phase == Phase::NeedsLogin && !handle::login_alive(run) => {
+                bail!(
+                    "{}",
+                    now.last_error.as_deref().unwrap_or("the tunnel waits for a login")
+                );
+            }
+            _ => {}
         }
         if let Some(events) = events {
             while let Ok(event) = events.try_recv() {
