@@ -325,8 +325,9 @@ pub(crate) fn list(marker: &Marker) -> String {
     marked(marker, LIST, &[])
 }
 
-pub(crate) fn log(session: &str, follow: bool) -> String {
-    sh(LOG, &[session, if follow { "1" } else { "0" }])
+/// The remote Jupyter's log; its lines follow `marker` (a login shell may print first).
+pub(crate) fn log(marker: &Marker, session: &str, follow: bool) -> String {
+    marked(marker, LOG, &[session, if follow { "1" } else { "0" }])
 }
 
 /// Attaches to the session's tmux window; when there is none here, says why instead of

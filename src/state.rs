@@ -154,6 +154,11 @@ impl StateDir {
         self.dir.join("supervisor.log")
     }
 
+    /// Where the log's older events are, after its last rotation (see `supervisor::log`).
+    pub(crate) fn rotated_log_path(&self) -> PathBuf {
+        rotated(&self.log_path())
+    }
+
     /// The supervisor's lease: it holds a lock on this file for its whole life (released by
     /// the kernel even on SIGKILL), and its pid is written in it.
     pub(crate) fn lease_path(&self) -> PathBuf {
@@ -416,6 +421,26 @@ impl ServerReach {
     /// Stops looking (an attempt starts): another supervisor may take over.
     pub(crate) fn stop_leading(&mut self) {
         self.lead = None;
+    }
+}
+
+/// The name a log moves to when it rotates: `supervisor.log.1`.
+pub(crate) fn rotated(log: &Path) -> PathBuf {
+    let mut path = log.as_os_str().to_owned();
+    path.push(".1");
+    PathBuf::from(path)
+}
+
+/// Removes the servers' [`ServerReach`] files: once no supervisor runs, nobody reads them.
+/// (One created meanwhile by a starting supervisor is made again at its next look.)
+pub(crate) fn remove_reach_files(paths: &Paths) {
+    let Ok(entries) = fs::read_dir(&paths.state_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("reach-") {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -43,6 +43,12 @@ pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
         results.extend(unattended.iter().map(|p| &p.alias).zip(stopped));
         results
     });
+    if !profiles
+        .iter()
+        .any(|p| handle::find(&StateDir::new(&ctx.paths, &p.alias)).is_some())
+    {
+        crate::state::remove_reach_files(&ctx.paths);
+    }
     let total = results.len();
     let mut failed: Vec<(&Alias, anyhow::Error)> = results
         .into_iter()

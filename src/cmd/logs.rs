@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use super::Ctx;
 use super::tail::Follower;
 use crate::cli::LogsArgs;
-use crate::remote;
+use crate::remote::{self, Marker};
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 
@@ -19,7 +19,16 @@ pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     if args.remote {
         return remote_log(ctx, args);
     }
-    let path = StateDir::new(&ctx.paths, &args.alias).log_path();
+    let run = StateDir::new(&ctx.paths, &args.alias);
+    let path = run.log_path();
+    let mut out = std::io::stdout().lock();
+    // The events before the last rotation first, then the rest.
+    let rotated = run.rotated_log_path();
+    if let Ok(mut older) = Follower::open(&rotated, 0) {
+        older
+            .copy_new(&mut out)
+            .with_context(|| format!("could not show {}", rotated.display()))?;
+    }
     let Ok(mut log) = Follower::open(&path, 0) else {
         bail!(
             "no log for {} yet: it appears with `jssh up {}`",
@@ -27,7 +36,6 @@ pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
             args.alias
         );
     };
-    let mut out = std::io::stdout().lock();
     log.copy_new(&mut out)
         .with_context(|| format!("could not show {}", path.display()))?;
     if !args.follow {
@@ -42,11 +50,21 @@ pub(crate) fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
 
 fn remote_log(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     let session = remote::session_name(&args.alias);
-    let cmd = ctx.ssh.exec(&args.alias, &remote::log(&session, args.follow), false);
+    let marker = Marker::new()?;
+    let cmd = ctx
+        .ssh
+        .exec(&args.alias, &remote::log(&marker, &session, args.follow), false);
     let mut child = cmd.spawn(Stdio::inherit(), Stdio::piped(), Stdio::inherit())?;
     let mut out = std::io::stdout().lock();
     if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        // What a login shell printed before the script (a greeting, a title) is not the log.
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        for line in lines.by_ref() {
+            if marker.is(&line) {
+                break;
+            }
+        }
+        for line in lines {
             writeln!(out, "{}", for_terminal(&line))?;
             out.flush()?;
         }

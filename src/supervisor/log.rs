@@ -110,7 +110,7 @@ impl Log {
             path.push(suffix);
             PathBuf::from(path)
         };
-        let (old, staged) = (with(".1"), with(".new"));
+        let (old, staged) = (crate::state::rotated(&self.path), with(".new"));
         let _ = std::fs::remove_file(&staged);
         if std::fs::hard_link(&self.path, &staged).is_ok() && std::fs::rename(&staged, &old).is_ok() {
             let file = append(&staged).ok()?;

@@ -474,6 +474,16 @@ fn assert_nothing_left(sshd: &Sshd, client: &Client) {
         sshd.remote_processes("jupyter")
     );
     assert!(status_json(client).iter().all(|row| row["state"] == "down"));
+    let reach: Vec<_> = std::fs::read_dir(client.state_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|name| name.to_string_lossy().starts_with("reach-"))
+        .collect();
+    assert!(
+        reach.is_empty(),
+        "the servers' reach files go with the last tunnel: {reach:?}"
+    );
 }
 
 #[allow(clippy::cast_precision_loss, reason = "kilobytes of a process: far below 2^52")]

@@ -74,6 +74,15 @@ fn case7_bashrc_junk_without_newline_breaks_nothing() {
         );
     }
 
+    // The remote log, without what the login shell printed before it.
+    let out = jssh(&client).args(["logs", "junk", "--remote"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Jupyter") && !stdout(&out).contains("Welcome"),
+        "{}",
+        stdout(&out)
+    );
+
     // `down` says what it did, and did it.
     let out = jssh(&client).args(["down", "junk"]).output().unwrap();
     assert!(out.status.success(), "down: {}", stderr(&out));
@@ -277,6 +286,16 @@ fn case10_the_supervisor_log_is_bounded_and_followed_across_rotation() {
         assert!(len <= limit + 200, "{}: {len} bytes", file.display());
     }
     assert_eq!(get(port, "/api/status", Some(&token)), 200);
+    // `jssh logs` shows both files, the older first.
+    let out = jssh(&client).args(["logs", "rot"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let older = fs::read_to_string(&old).unwrap();
+    let newer = fs::read_to_string(&log).unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.starts_with(&older) && shown.contains(newer.lines().next().unwrap_or("?")),
+        "{shown}"
+    );
     // The foreground `up` kept showing the events, from the new file too.
     let pid = status(&client, "rot")["supervisor_pid"].as_u64().unwrap();
     kill(u32::try_from(pid).unwrap(), "-INT");

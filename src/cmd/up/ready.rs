@@ -82,11 +82,13 @@ pub(super) fn wait(
 
 /// The last 20 lines of the remote Jupyter log, for an error message.
 pub(super) fn remote_log_tail(ctx: &Ctx, run: &StateDir, session: &Session) -> Option<String> {
-    let command = remote::log(&session.tmux_name, false);
+    let marker = remote::Marker::new().ok()?;
+    let command = remote::log(&marker, &session.tmux_name, false);
     let out = login::remote_command(ctx, &session.alias, run, session.login, &command, true)
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = String::from_utf8_lossy(&out.stdout);
+    let text = marker.reply(&out)?;
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(20)..].join("\n");
     (!tail.is_empty()).then(|| format!("the remote Jupyter log ends:\n{}", for_terminal(&tail)))
