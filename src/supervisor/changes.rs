@@ -35,6 +35,11 @@ impl Supervisor {
         } else {
             return;
         };
+        if self.awaiting_login && self.denied > 0 {
+            // The key was refused (or the host key changed): only the user resumes that.
+            self.event(&format!("{what}; the tunnel still waits for you"));
+            return;
+        }
         let jitter = jitter(RandomState::new().hash_one(std::process::id()));
         let now = Instant::now();
         let (link, _, next) = link::on_tick(self.link, &Seen::Changed { jitter }, now);

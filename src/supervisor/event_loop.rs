@@ -187,10 +187,11 @@ impl Supervisor {
             self.event(&format!("tunnel lost: {why}"));
             return (Duration::ZERO, false);
         }
-        // ssh's own words say so, or the port says so now (without ssh's words, a look at it).
+        // ssh's own words say so, or the port says so now (without ssh's words, a look at it;
+        // none when the server closed the connection itself: it answered).
         if ended.started.elapsed() < REFUSED_WITHIN
             && self.direct.is_some()
-            && (*said == Ended::Refused || !self.server_answers())
+            && (*said == Ended::Refused || (*said == Ended::Other && !self.server_answers()))
         {
             // Word that it answers again counts from this attempt's start on.
             self.down_since = std::time::SystemTime::now().checked_sub(ended.started.elapsed());

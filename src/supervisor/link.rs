@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::policy::{CONNECT_POLL, PROBE_CONFIRM, PROBE_EVERY, STALL_AFTER, closed_check, closed_poll, reach_every};
+use super::policy::{
+    CONNECT_POLL, LOOK_AHEAD, PROBE_CONFIRM, PROBE_EVERY, STALL_AFTER, closed_check, closed_poll, reach_every,
+};
 use super::probe::Probe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +99,16 @@ impl Link {
         matches!(self, Self::Up { .. } | Self::Rechecking { .. })
     }
 
-    /// Whether the loop should look whether the server's port answers before this tick.
+    /// Whether the loop should look whether the server's port answers before this tick: while
+    /// it was seen refusing, until the attempt is due (its answering again ends the wait);
+    /// otherwise only while the attempt is more than [`LOOK_AHEAD`] away. A look at an
+    /// answering port starts an sshd process for nothing and takes one of its `MaxStartups`
+    /// slots: after a short pause (a busy server's, 50-250 ms) the attempt itself is the look.
     pub(crate) fn wants_reach_check(&self, now: Instant) -> bool {
-        matches!(self, Self::Waiting { due, .. } if now < *due)
+        match self {
+            Self::Waiting { due, seen_down, .. } => now < *due && (*seen_down || now + LOOK_AHEAD < *due),
+            _ => false,
+        }
     }
 }
 
@@ -512,13 +521,19 @@ mod tests {
     #[test]
     fn only_a_waiting_link_before_its_time_asks_whether_the_server_answers() {
         let t0 = Instant::now();
-        let waiting = Link::Waiting {
-            due: t0 + ms(10),
+        let waiting = |due: u64, seen_down| Link::Waiting {
+            due: t0 + ms(due),
             lost: t0,
-            seen_down: false,
+            seen_down,
         };
-        assert!(waiting.wants_reach_check(t0));
-        assert!(!waiting.wants_reach_check(t0 + ms(10)));
+        // Seen refusing: looked at until the attempt is due.
+        assert!(waiting(10, true).wants_reach_check(t0));
+        assert!(!waiting(10, true).wants_reach_check(t0 + ms(10)));
+        // Not seen refusing: a look only while the attempt is far off.
+        let far = u64::try_from(LOOK_AHEAD.as_millis()).unwrap() + 1000;
+        assert!(waiting(far, false).wants_reach_check(t0));
+        assert!(!waiting(far, false).wants_reach_check(t0 + ms(far - 200)));
+        assert!(!waiting(250, false).wants_reach_check(t0));
         assert!(!Link::Up { since: t0, failures: 0 }.wants_reach_check(t0));
     }
 }

@@ -35,7 +35,7 @@ impl Supervisor {
 
     /// The server refused the key again, or its host key is not the one known: no attempt
     /// follows on its own (see [`super::policy::DENIALS_RETRIED`]) until the user asks
-    /// (`jssh login`, `jssh up`: SIGUSR1) or the network changes; then one attempt, no more.
+    /// (`jssh login`, `jssh up`: SIGUSR1); then one attempt, no more.
     pub(super) fn denied_wait(&mut self, now: Instant, lost: Instant, host_key: bool, said: &str) {
         let alias = self.alias.clone();
         let (why, note) = if host_key {
@@ -51,7 +51,7 @@ impl Supervisor {
                 format!(
                     "{alias} refused the key {} times in a row ({said}): jssh stopped logging in, so that the \
                      server does not lock you out; `jssh doctor {alias}` says what is wrong, then run \
-                     `jssh login {alias}` (a network change also tries once more)",
+                     `jssh login {alias}`",
                     self.denied
                 ),
                 format!("{alias}: the server refused the key. Run `jssh doctor {alias}`."),

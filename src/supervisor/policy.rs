@@ -69,10 +69,11 @@ pub(crate) const DROPS_RETRIED: u32 = 5;
 /// Attempts in a row the server may refuse the key that are retried (after the usual
 /// backoff): one, for a refusal that mends itself (a home directory not yet mounted after the
 /// server's reboot, a directory service that hiccuped). After that, no attempt follows until
-/// the user asks (`jssh login`, `jssh up`) or the network changes (a key limited to some
-/// addresses with `from=`): every refused login counts towards the server's lockout (fail2ban
-/// bans an address after five by default), so a loop could lock the user out. A host key that
-/// is not the one known is never retried on its own.
+/// the user asks (`jssh login`, `jssh up`): every refused login counts towards the server's
+/// lockout (fail2ban bans an address after five by default), so a loop could lock the user
+/// out. Not even a network change or a wake resumes it: on a busy laptop (containers, VPNs,
+/// address renewals) those come in bursts, four attempts in two seconds measured. A host key
+/// that is not the one known is never retried on its own.
 pub(crate) const DENIALS_RETRIED: u32 = 1;
 
 /// The pause after an attempt dropped before any login, from a random number: 50 to 250 ms,
@@ -131,6 +132,9 @@ pub(crate) const CONNECT_LIMIT: Duration = Duration::from_secs(20);
 /// nothing listening (a refused connection fails in milliseconds; one into a dead path only
 /// after `ConnectTimeout`).
 pub(crate) const REFUSED_WITHIN: Duration = Duration::from_secs(1);
+/// A wait for the next attempt shorter than this has no look at the server's port before it,
+/// unless the port was seen refusing (see [`super::link::Link::wants_reach_check`]).
+pub(crate) const LOOK_AHEAD: Duration = Duration::from_secs(1);
 /// How often a stalled attempt's SYN is looked at (and then whether the server answers).
 pub(crate) const REACH_EVERY: Duration = Duration::from_millis(100);
 const REACH_FIRST: Duration = Duration::from_millis(10);
@@ -162,7 +166,7 @@ pub(crate) const RUN_DIR_CHECK: Duration = Duration::from_secs(3);
 /// socket (a local connect, never the server). `jssh login` signals at once; this is a fallback.
 pub(crate) const LOGIN_RECHECK: Duration = Duration::from_secs(2);
 /// How long a tunnel whose login only the user can mend waits on its own: for ever, in
-/// effect (a year); a network change, a wake or the user's `jssh login` ends the wait.
+/// effect (a year); the user's `jssh login` (or `up`) ends the wait.
 pub(crate) const UNTIL_ASKED: Duration = Duration::from_hours(365 * 24);
 
 /// How long a connection to the local port is held while no master can carry it; a

@@ -213,8 +213,9 @@ fn jssh_in(netns: &str, client: &Client, args: &[&str]) -> std::process::Output 
 struct Netns(String);
 
 impl Netns {
-    fn new() -> Netns {
-        let name = format!("jsshwake{}", std::process::id());
+    /// `tag` tells apart the namespaces of tests that run at once.
+    fn new(tag: &str) -> Netns {
+        let name = format!("jssh{tag}{}", std::process::id());
         let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
         ip(&["netns", "add", &name]);
         let netns = Netns(name);
@@ -236,6 +237,66 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
+}
+
+/// A namespace of the test's own (see [`Netns::new`]) with an sshd, and `alias` set up and up
+/// on it, the supervisor in the namespace too.
+fn up_in_netns(tag: &str, alias: &str) -> (Netns, Sshd, Client) {
+    let netns = Netns::new(tag);
+    let sshd = Sshd::start_in_netns(&netns.0, Ipv4Addr::LOCALHOST);
+    let client = Client::new(&sshd);
+    let setup = jssh_in(
+        &netns.0,
+        &client,
+        &["setup", alias, "--host", "127.0.0.1", "--port", "22", "--no-passphrase"],
+    );
+    assert!(setup.status.success(), "setup: {}{}", stdout(&setup), stderr(&setup));
+    let env = format!("venv:{}", venv());
+    let up = jssh_in(
+        &netns.0,
+        &client,
+        &["up", alias, "-d", "--timeout", "90", "--env", &env],
+    );
+    let log = fs::read_to_string(client.state_dir().join(alias).join("supervisor.log")).unwrap_or_default();
+    assert!(up.status.success(), "up: {}{}\n{log}", stdout(&up), stderr(&up));
+    (netns, sshd, client)
+}
+
+/// A tunnel that waits for the user because the server refused the key stays waiting through
+/// network changes: on a busy laptop (containers, VPNs, address renewals) they come in bursts,
+/// and each attempt would be one more refused login towards the server's lockout.
+#[test]
+fn network_changes_do_not_resume_a_tunnel_whose_key_was_refused() {
+    if !root_with("ip") {
+        return;
+    }
+    let (netns, sshd, client) = up_in_netns("deny", "nk");
+    let log_path = client.state_dir().join("nk/supervisor.log");
+    let log = || fs::read_to_string(&log_path).unwrap_or_default();
+    let refused = || sshd.log().matches("Connection closed by authenticating user").count();
+    fs::write(sshd.authorized_keys(), "").unwrap();
+    for (pid, _) in crate::up::tunnel_ssh(&client) {
+        crate::util::kill(pid, "-KILL");
+    }
+    let started = Instant::now();
+    while !log().contains("refused the key 2 times") {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tried = refused();
+    for change in [["add", "10.99.0.2/32"], ["del", "10.99.0.2/32"]].repeat(2) {
+        netns.ip(&["addr", change[0], change[1], "dev", "jw0"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        log().contains("the network changed; the tunnel still waits for you"),
+        "{}",
+        log()
+    );
+    assert_eq!(refused(), tried, "no login after the changes:\n{}", log());
+    let down = jssh_in(&netns.0, &client, &["down", "nk"]);
+    assert!(down.status.success(), "down: {}", stderr(&down));
 }
 
 /// The delays the supervisor logged between noticing a change and its probe's answer.
@@ -260,20 +321,9 @@ fn a_network_change_gets_a_probe_within_100_ms() {
     if !root_with("ip") {
         return;
     }
-    let netns = Netns::new();
-    let sshd = Sshd::start_in_netns(&netns.0, Ipv4Addr::LOCALHOST);
-    let client = Client::new(&sshd);
-    let setup = jssh_in(
-        &netns.0,
-        &client,
-        &["setup", "nc", "--host", "127.0.0.1", "--port", "22", "--no-passphrase"],
-    );
-    assert!(setup.status.success(), "setup: {}{}", stdout(&setup), stderr(&setup));
-    let env = format!("venv:{}", venv());
-    let up = jssh_in(&netns.0, &client, &["up", "nc", "-d", "--timeout", "90", "--env", &env]);
+    let (netns, _sshd, client) = up_in_netns("wake", "nc");
     let log_path = client.state_dir().join("nc/supervisor.log");
     let log = || fs::read_to_string(&log_path).unwrap_or_default();
-    assert!(up.status.success(), "up: {}{}\n{}", stdout(&up), stderr(&up), log());
 
     for change in [["addr", "add", "10.99.0.1/32"], ["addr", "del", "10.99.0.1/32"]] {
         // Between regular probes (every 2 s), so only the change can explain a quick one.
