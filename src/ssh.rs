@@ -212,18 +212,6 @@ impl Ssh {
         cmd.args(["--", alias.as_str(), remote_command])
     }
 
-    /// A remote command as a client of one of the supervisor's own connections (`control`):
-    /// no handshake, and never a new master that would outlive the supervisor (if that
-    /// connection is gone, ssh makes a one-off connection instead).
-    pub(crate) fn exec_over(&self, alias: &Alias, control: &Path, remote_command: &str) -> Cmd {
-        self.ssh()
-            .args(["-T", "-o", "BatchMode=yes", "-o", "ControlMaster=no"])
-            // Not "Shared connection to … closed." in the supervisor log on every restart.
-            .args(["-o", "LogLevel=ERROR", "-S"])
-            .arg(control)
-            .args(["--", alias.as_str(), remote_command])
-    }
-
     /// An interactive remote command with a terminal (`jssh attach`).
     pub(crate) fn exec_tty(&self, alias: &Alias, remote_command: &str) -> Cmd {
         self.ssh().args(["-t", "--", alias.as_str(), remote_command])
@@ -270,10 +258,12 @@ impl Ssh {
             .args(["--", alias.as_str()])
     }
 
-    /// A remote command over the master behind `control` and nothing else: where a new
-    /// login needs a human, a gone master must not turn into a login attempt (each counts
-    /// towards lockouts, and may send a push), so ssh's fallback to a connection of its own
-    /// goes to `ProxyCommand=false`, which fails at once without touching the network.
+    /// A remote command over the master behind `control` and nothing else (one of the
+    /// supervisor's own connections, or the login a human answered): a gone master must not
+    /// turn into a login attempt (each counts towards lockouts, may send a push, and costs a
+    /// key exchange while the supervisor makes its own new connection), so ssh's fallback to a
+    /// connection of its own goes to `ProxyCommand=false`, which fails at once without
+    /// touching the network. Not "Shared connection to … closed." in the supervisor's log.
     pub(crate) fn exec_over_only(&self, alias: &Alias, control: &Path, remote_command: &str) -> Cmd {
         self.ssh()
             .args(["-T", "-o", "BatchMode=yes", "-o", "ControlMaster=no"])
@@ -602,10 +592,12 @@ mod tests {
             "its messages to a file of their own: {line}"
         );
         assert!(!line.contains("-L") && line.ends_with("-- gpu"), "{line}");
-        // Commands ride on that connection and never start a master of their own.
-        let watch = ssh.exec_over(&alias(), Path::new("/s/c0"), "true").to_string();
+        // Commands ride on that connection and never start a master, nor a login, of their own.
+        let watch = ssh.exec_over_only(&alias(), Path::new("/s/c0"), "true").to_string();
         assert!(
-            watch.contains("ControlMaster=no") && watch.ends_with("-S /s/c0 -- gpu true"),
+            watch.contains("ControlMaster=no")
+                && watch.contains("ProxyCommand=false")
+                && watch.ends_with("-S /s/c0 -- gpu true"),
             "{watch}"
         );
         let exit = ssh.exit_master(&alias(), Path::new("/s/c1")).to_string();

@@ -17,6 +17,7 @@ use crate::cli::LoginArgs;
 use crate::process::Cmd;
 use crate::profile::LoginKind;
 use crate::sanitize::ssh_stderr;
+use crate::ssh::LoginFailure;
 use crate::state::{Phase, StateDir};
 use crate::supervisor::handle;
 use crate::target::Alias;
@@ -79,6 +80,28 @@ pub(crate) fn log_in(ctx: &Ctx, alias: &Alias, run: &StateDir) -> Result<Login> 
     } else {
         Login::Prompted
     })
+}
+
+/// A key host whose tunnel waits for the user (the server refused the key, or its host key
+/// changed): one login with the key first, from here. ssh asks for the key's passphrase on
+/// the terminal where the agent lost it (`AddKeysToAgent` then keeps it for the supervisor's
+/// own logins), and what still fails is said now, before the supervisor is asked to try.
+pub(crate) fn key_works(ctx: &Ctx, alias: &Alias) -> Result<()> {
+    let out = ctx.ssh.login_check(alias, !can_prompt()).output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = ssh_stderr(&out.stderr).pop().unwrap_or_else(|| "no message".into());
+    match LoginFailure::classify(out.status.code(), &stderr) {
+        LoginFailure::AuthRefused => {
+            bail!("{alias} still refuses the key ({said}): `jssh doctor {alias}` says what is wrong")
+        }
+        LoginFailure::HostKeyChanged | LoginFailure::HostKeyUnknown => {
+            bail!("{alias}'s host key is still not the one known ({said}): `jssh doctor {alias}` says how to check it")
+        }
+        _ => bail!("could not log in to {alias} ({said})"),
+    }
 }
 
 /// Ends the login a human answered, if one is connected: `jssh down`, a failed start, or a
@@ -149,7 +172,9 @@ pub(crate) fn run(ctx: &Ctx, args: &LoginArgs) -> Result<()> {
     }
     // A key host waits here only when the server refused the key (or its host key changed):
     // the user mended that, and asks for one more attempt.
-    if session.login == LoginKind::Prompt
+    if session.login == LoginKind::Key {
+        key_works(ctx, alias)?;
+    } else if session.login == LoginKind::Prompt
         && log_in(ctx, alias, &run)? == Login::Reused
         && session.phase != Phase::NeedsLogin
     {

@@ -232,14 +232,12 @@ impl Supervisor {
         }
     }
 
-    /// A remote command over one of the connections; where logins need a human, one that
-    /// can never become a login of its own when that connection is gone.
+    /// A remote command over one of the connections, which never becomes a login of its own
+    /// when that connection is gone (it fails; the supervisor replaces the connection). A
+    /// fallback login was a refused login more where the key stopped working, and a key
+    /// exchange more in every heal.
     pub(super) fn over(&self, control: &Path, command: &str) -> crate::process::Cmd {
-        if self.human() {
-            self.ssh.exec_over_only(&self.alias, control, command)
-        } else {
-            self.ssh.exec_over(&self.alias, control, command)
-        }
+        self.ssh.exec_over_only(&self.alias, control, command)
     }
 
     /// Asks the remote whether the tmux session still runs.

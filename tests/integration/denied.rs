@@ -88,12 +88,21 @@ fn a_refused_key_is_tried_twice_then_waits_for_the_user_and_login_resumes_the_sa
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
-    assert!(stderr(&out).contains("refused the key"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("still refuses the key") && stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         refused_logins(&sshd) - before,
         tried + 1,
         "one attempt per ask:\n{}",
+        log()
+    );
+    assert!(
+        !log().contains("trying the key again"),
+        "the key still fails: the supervisor is not asked:\n{}",
         log()
     );
     assert_eq!(get(port, "/api/status", Some(&token)), 0, "nothing answers yet");

@@ -180,7 +180,10 @@ fn bring_up(ctx: &Ctx, plan: &Plan, profile: &Profile, run: &StateDir, ui: &mut 
 /// refused the key (or its host key changed), one more attempt.
 fn log_in_again(ctx: &Ctx, run: &StateDir, session: &Session) -> Result<()> {
     match session.login {
-        LoginKind::Key if session.phase == Phase::NeedsLogin => handle::retry_login(run),
+        LoginKind::Key if session.phase == Phase::NeedsLogin => {
+            login::key_works(ctx, &session.alias)?;
+            handle::retry_login(run)
+        }
         LoginKind::Prompt if !handle::login_alive(run) => {
             login::log_in(ctx, &session.alias, run)?;
             handle::retry_login(run)
