@@ -60,6 +60,10 @@ pub(crate) struct Sshd {
     orphaned_sessions: Vec<ProcId>,
 }
 
+/// The `sshd_config` lines of a server that asks for a TOTP code after the key.
+const OTP_CONFIG: &str = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+                          AuthenticationMethods publickey,keyboard-interactive:pam";
+
 impl Sshd {
     /// Starts sshd with the default configuration.
     pub(crate) fn start() -> Sshd {
@@ -84,9 +88,7 @@ impl Sshd {
             eprintln!("skipped: a PAM second factor needs root (a private mount namespace)");
             return None;
         }
-        let extra = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
-                     AuthenticationMethods publickey,keyboard-interactive:pam";
-        Some(Sshd::start_at(extra, Ipv4Addr::LOCALHOST, None, true, None))
+        Some(Sshd::start_at(OTP_CONFIG, Ipv4Addr::LOCALHOST, None, true, None))
     }
 
     /// The TOTP code valid now (`oathtool`).
@@ -113,10 +115,24 @@ impl Sshd {
     /// (so that sshd itself is the child), `netns` its network namespace, `addr` the address
     /// clients use (port 22), `extra` more lines as in [`Sshd::start_with`] (e.g. another
     /// `ListenAddress`), and `home` the current user's HOME, shared with other hosts: the
-    /// bootstrap key is appended to its `.ssh/authorized_keys`.
-    pub(crate) fn start_on_host(enter: &[String], netns: &str, addr: Ipv4Addr, extra: &str, home: &Path) -> Sshd {
+    /// bootstrap key is appended to its `.ssh/authorized_keys`. `otp`: a second factor, as
+    /// [`Sshd::start_with_otp`] (the host's own mount namespace is not touched: sshd gets one
+    /// of its own inside it).
+    pub(crate) fn start_on_host(
+        enter: &[String],
+        netns: &str,
+        addr: Ipv4Addr,
+        extra: &str,
+        home: &Path,
+        otp: bool,
+    ) -> Sshd {
         let host = Some((enter.to_vec(), home.to_owned()));
-        Sshd::start_at(extra, addr, Some(netns.to_owned()), false, host)
+        let extra = if otp {
+            format!("{OTP_CONFIG}\n{extra}")
+        } else {
+            extra.to_owned()
+        };
+        Sshd::start_at(&extra, addr, Some(netns.to_owned()), otp, host)
     }
 
     /// `host`: see [`Sshd::start_on_host`].
@@ -428,10 +444,23 @@ impl Sshd {
             .expect("open sshd log");
         let log_start =
             usize::try_from(stderr.metadata().expect("stat sshd log").len()).expect("sshd log size fits usize");
+        // unshare and sh exec in place too. The bind mount lives and dies with the namespace,
+        // which only this sshd and its sessions are in.
+        let own_pam = |command: &mut Command| {
+            command
+                .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+                .arg(r#"mount --bind "$1" /etc/pam.d && shift && exec "$@""#)
+                .arg("sh")
+                .arg(self.path("pam.d"));
+        };
         let mut command = match &self.netns {
             Some(_) if !self.enter.is_empty() => {
                 let mut command = Command::new(&self.enter[0]);
-                command.args(&self.enter[1..]).arg(SSHD);
+                command.args(&self.enter[1..]);
+                if self.otp {
+                    own_pam(&mut command);
+                }
+                command.arg(SSHD);
                 command
             }
             Some(netns) => {
@@ -441,15 +470,9 @@ impl Sshd {
                 command
             }
             None if self.otp => {
-                // unshare and sh exec in place too. The bind mount lives and dies with the
-                // namespace, which only this sshd and its sessions are in.
-                let mut command = Command::new("unshare");
-                command
-                    .args(["--mount", "--propagation", "private", "sh", "-c"])
-                    .arg(r#"mount --bind "$1" /etc/pam.d && shift && exec "$@""#)
-                    .arg("sh")
-                    .arg(self.path("pam.d"))
-                    .arg(SSHD);
+                let mut command = Command::new("env");
+                own_pam(&mut command);
+                command.arg(SSHD);
                 command
             }
             None => Command::new(SSHD),

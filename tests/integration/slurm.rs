@@ -91,6 +91,12 @@ impl Cluster {
     /// Starts the cluster and waits until its node is idle; `None` (with a message) when not
     /// root.
     pub(crate) fn start() -> Option<Cluster> {
+        Cluster::start_with(false)
+    }
+
+    /// [`Cluster::start`], with a login host that asks for a TOTP code after the key
+    /// (`otp`; [`Cluster::otp_code`]).
+    pub(crate) fn start_with(otp: bool) -> Option<Cluster> {
         if !geteuid().is_root() {
             eprintln!("skipped: a Slurm cluster needs root (namespaces, bind mounts)");
             return None;
@@ -162,8 +168,9 @@ impl Cluster {
             chain.hosts[0].addr,
             &format!("ListenAddress {login_inner_addr}:22"),
             &home,
+            otp,
         );
-        let node_sshd = Sshd::start_on_host(&node.enter, &node.netns, node_addr, "", &home);
+        let node_sshd = Sshd::start_on_host(&node.enter, &node.netns, node_addr, "", &home, false);
 
         let daemons_begin = Instant::now();
         let mut cluster = Cluster {
@@ -302,6 +309,16 @@ impl Cluster {
     /// The node's address (`node1` on both hosts), reachable only from the login host.
     pub(crate) fn node_addr(&self) -> Ipv4Addr {
         self.node_addr
+    }
+
+    /// The TOTP code the login host takes now (a cluster from [`Cluster::start_with`]`(true)`).
+    pub(crate) fn otp_code(&self) -> String {
+        self.login_sshd.otp_code()
+    }
+
+    /// The login host's sshd log.
+    pub(crate) fn login_sshd_log(&self) -> String {
+        self.login_sshd.log()
     }
 
     /// The sshd on the login host, e.g. for [`Sshd::outage`] and [`Sshd::restart`].

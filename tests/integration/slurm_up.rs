@@ -78,6 +78,34 @@ impl Hpc {
         })
     }
 
+    /// [`Hpc::start`] on a cluster whose login host asks for a TOTP code after the key: set up
+    /// with the key the host already takes (nothing can install one without the code).
+    fn start_behind_otp(alias: &str, options: &str) -> Option<Hpc> {
+        let cluster = Cluster::start_with(true)?;
+        let client = cluster.client();
+        let env = format!("venv:{}", venv_on_cluster(&cluster));
+        let key = client.ssh_dir().join("bootstrap_ed25519");
+        let out = crate::util::jssh(&client)
+            .args([
+                "setup",
+                alias,
+                "--host",
+                &cluster.login_addr().to_string(),
+                "--port",
+                "22",
+            ])
+            .args(["--no-copy-id", "--identity", key.to_str().unwrap(), "--slurm", options])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "setup: {}{}", stdout(&out), stderr(&out));
+        Some(Hpc {
+            alias: alias.to_owned(),
+            client,
+            cluster,
+            env,
+        })
+    }
+
     /// The job's name in Slurm.
     fn job_name(&self) -> String {
         format!("jssh-{}", self.alias)
@@ -835,4 +863,89 @@ fn a_job_cancelled_from_outside_says_cancelled_and_is_not_resubmitted() {
     let jobs = jobs_named(&hpc.cluster, &hpc.job_name());
     assert_eq!(jobs, vec![(id, "CANCELLED".to_owned())], "no second job");
     hpc.down();
+}
+
+/// Issue 13 and 12 together, as HPC users have them: a cluster whose login host asks for a
+/// code after the key. `up` asks once; the job's submission, the wait, the tunnel to the node
+/// and its heal all ride on that one login (the node is reached through it, with the key
+/// alone); nothing else logs in to the login host; `down` cancels the job over it too.
+#[test]
+fn behind_a_second_factor_one_code_carries_the_job_the_tunnel_and_its_heal() {
+    let Some(hpc) = Hpc::start_behind_otp("duo", "--time=5") else {
+        return;
+    };
+    let human_logins = |hpc: &Hpc| {
+        hpc.cluster
+            .login_sshd_log()
+            .matches("Accepted keyboard-interactive")
+            .count()
+    };
+    let mut cmd = jssh_std(&hpc.client);
+    cmd.args(["up", "duo", "-d", "--port", &free_port(), "--env", &hpc.env]);
+    let mut term = crate::pty::Terminal::spawn(&cmd);
+    assert!(
+        term.wait_for("Verification code:", 1, Duration::from_mins(1)),
+        "{}\n{}",
+        term.output(),
+        hpc.evidence()
+    );
+    term.type_line(&hpc.cluster.otp_code());
+    let (done, output) = term.finish(COMMAND_LIMIT);
+    assert!(done.success(), "up: {output}\n{}", hpc.evidence());
+    assert_eq!(output.matches("Verification code:").count(), 1, "one prompt: {output}");
+    let url = format!(
+        "http://{}",
+        output.split("http://").last().unwrap().lines().next().unwrap().trim()
+    );
+    let (port, token) = parse_url(&url);
+    assert_eq!(get(port, "/api/status", Some(&token)), 200, "{}", hpc.evidence());
+    let id = hpc.the_job();
+    let st = status(&hpc.client, "duo");
+    assert_eq!(st["job"]["node"], NODE, "{st}");
+    assert_eq!(human_logins(&hpc), 1, "one login to the login host");
+
+    // The connection to the node dies: it is made again through the same login, no prompt.
+    let ssh = u32::try_from(st["tunnel_ssh_pid"].as_u64().unwrap_or_else(|| panic!("{st}"))).unwrap();
+    kill(ssh, "-KILL");
+    let healed = answers_within(&hpc.client, port, &token, Duration::from_secs(20));
+    eprintln!("behind a second factor: the node's connection killed → answers again in {healed:?}");
+    assert_eq!(human_logins(&hpc), 1, "still one login to the login host");
+    assert_eq!(hpc.the_job(), id, "the same job");
+
+    // The login itself drops (the login host's sshd restarts): nothing logs in on its own; one
+    // code to `jssh login` resumes the same job's Jupyter at the same URL.
+    let mut hpc = hpc;
+    hpc.cluster.login_sshd().outage();
+    hpc.cluster.login_sshd().restart();
+    let started = Instant::now();
+    while local_status(&hpc.client, "duo")["state"] != "needs-login" {
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", hpc.evidence());
+        sleep(Duration::from_millis(100));
+    }
+    let connections = || hpc.cluster.login_sshd_log().matches("Connection from ").count();
+    let before = connections();
+    sleep(Duration::from_secs(3));
+    assert_eq!(connections(), before, "nothing connects to the login host on its own");
+    let mut login = jssh_std(&hpc.client);
+    login.args(["login", "duo"]);
+    let mut term = crate::pty::Terminal::spawn(&login);
+    assert!(
+        term.wait_for("Verification code:", 1, Duration::from_mins(1)),
+        "{}",
+        term.output()
+    );
+    term.type_line(&hpc.cluster.otp_code());
+    let (done, output) = term.finish(COMMAND_LIMIT);
+    assert!(done.success(), "login: {output}\n{}", hpc.evidence());
+    assert!(output.contains(&format!("127.0.0.1:{port}")), "{output}");
+    answers_within(&hpc.client, port, &token, Duration::from_secs(20));
+    assert_eq!(human_logins(&hpc), 2, "one more login, the one the user answered");
+    assert_eq!(hpc.the_job(), id, "the same job");
+    hpc.down();
+    assert!(
+        jobs_named(&hpc.cluster, &hpc.job_name())
+            .iter()
+            .all(|(_, state)| state != "RUNNING" && state != "PENDING")
+    );
+    assert_eq!(human_logins(&hpc), 2, "down asked nothing either");
 }
