@@ -16,7 +16,7 @@ use super::Supervisor;
 use super::conn::{Conn, Ended, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
-    CONNECT_LIMIT, CONNECT_POLL, DENIALS_RETRIED, DROPS_RETRIED, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY,
+    CONNECT_LIMIT, CONNECT_POLL, DENIALS_RETRIED, DENIED_RETRY, DROPS_RETRIED, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY,
     REFUSED_WITHIN, RUN_DIR_CHECK, TAKEOVER_LIMIT, YOUNG, backoff, busy_retry, recheck_timeout, seen_down_after,
     standby_delay,
 };
@@ -161,11 +161,19 @@ impl Supervisor {
         }
         if let Ended::Denied { host_key, said: words } = &said {
             self.denied += 1;
+            self.event(&format!("reconnect attempt failed: {why}"));
             if *host_key || self.denied > DENIALS_RETRIED {
-                self.event(&format!("reconnect attempt failed: {why}"));
                 self.denied_wait(now, lost, *host_key, words);
-                return Ok(());
+            } else {
+                self.save();
+                self.link = Link::Waiting {
+                    due: now + DENIED_RETRY,
+                    lost,
+                    seen_down: false,
+                };
+                self.next_tick = now;
             }
+            return Ok(());
         }
         let (delay, seen_down) = self.retry_after(&why, &ended, &said, lost);
         self.save();

@@ -66,8 +66,8 @@ pub(crate) fn seen_down_after(attempt: u32) -> bool {
 /// treated like any that does not let us in.
 pub(crate) const DROPS_RETRIED: u32 = 5;
 
-/// Attempts in a row the server may refuse the key that are retried (after the usual
-/// backoff): one, for a refusal that mends itself (a home directory not yet mounted after the
+/// Attempts in a row the server may refuse the key that are retried (after [`DENIED_RETRY`]):
+/// one, for a refusal that mends itself (a home directory not yet mounted after the
 /// server's reboot, a directory service that hiccuped). After that, no attempt follows until
 /// the user asks (`jssh login`, `jssh up`): every refused login counts towards the server's
 /// lockout (fail2ban bans an address after five by default), so a loop could lock the user
@@ -75,6 +75,9 @@ pub(crate) const DROPS_RETRIED: u32 = 5;
 /// address renewals) those come in bursts, four attempts in two seconds measured. A host key
 /// that is not the one known is never retried on its own.
 pub(crate) const DENIALS_RETRIED: u32 = 1;
+/// How long after a refused key that one retry waits: what a home directory takes to mount
+/// after a reboot, or a directory service to come back; at once, it would only be refused too.
+pub(crate) const DENIED_RETRY: Duration = Duration::from_secs(10);
 
 /// The pause after an attempt dropped before any login, from a random number: 50 to 250 ms,
 /// so that the tunnels a busy server turned away together do not come back together.
