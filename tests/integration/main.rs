@@ -13,6 +13,7 @@ mod hostile;
 mod jupyter;
 mod many;
 mod netns;
+mod other_user;
 mod otp;
 mod ports;
 mod pty;
