@@ -55,7 +55,7 @@ fn another_local_user_gets_neither_the_token_nor_the_port_nor_jupyter() {
         eprintln!("skipped: another account needs root");
         return;
     };
-    let (_sshd, client) = ready_host("own");
+    let (sshd, client) = ready_host("own");
     for dir in [
         client.root(),
         &client.state_dir(),
@@ -64,14 +64,31 @@ fn another_local_user_gets_neither_the_token_nor_the_port_nor_jupyter() {
     ] {
         open_to_all(dir);
     }
+    // The server's side too (here the same machine): its home and Jupyter's dirs, all but
+    // tmux's socket dir, which tmux itself insists on keeping private.
+    let server = sshd.home().parent().unwrap().to_owned();
+    for dir in [
+        "",
+        "home",
+        "jupyter",
+        "jupyter/runtime",
+        "jupyter/config",
+        "jupyter/data",
+    ] {
+        open_to_all(&server.join(dir));
+    }
     let url = up(&client, "own", &["--port", &free_port()]);
     let (port, token) = parse_url(&url);
     let root = client.root().display().to_string();
 
-    // No file the other account can read holds the token (grep reads it from stdin).
+    // No file the other account can read holds the token, on either side (grep reads it from
+    // stdin).
     let grep = as_user(
         other.name(),
-        &format!("grep -rlF -f /dev/stdin '{root}' 2>/dev/null; exit 0"),
+        &format!(
+            "grep -rlF -f /dev/stdin '{root}' '{}' 2>/dev/null; exit 0",
+            server.display()
+        ),
         &format!("{token}\n"),
     );
     assert_eq!(stdout(&grep), "", "files with the token that another user can read");
@@ -108,6 +125,16 @@ fn another_local_user_gets_neither_the_token_nor_the_port_nor_jupyter() {
     assert!(
         stdout(&answer).starts_with("HTTP/1.1 403"),
         "without the token: {}{}",
+        stdout(&answer),
+        stderr(&answer)
+    );
+    // Nor straight at the remote Jupyter's port, from the server itself.
+    let remote_port = crate::util::status(&client, "own")["remote_port"].as_u64().unwrap();
+    let request = request.replace(&format!("/{port}\n"), &format!("/{remote_port}\n"));
+    let answer = as_user(other.name(), "exec /bin/bash", &request);
+    assert!(
+        stdout(&answer).starts_with("HTTP/1.1 403"),
+        "the remote port without the token: {}{}",
         stdout(&answer),
         stderr(&answer)
     );
