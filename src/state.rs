@@ -34,8 +34,8 @@ pub(crate) enum Phase {
     /// The supervisor gave up (e.g. Jupyter kept dying); see `last_error`.
     Failed,
     /// Only the user can go on: the login a human answered has ended, or the server refused
-    /// the key (or its host key changed). Nothing is attempted until `jssh login` (or a
-    /// network change, for a key), and the local port holds connections meanwhile.
+    /// the key (or its host key changed). Nothing is attempted until `jssh login` (or `jssh
+    /// up`), and the local port holds connections meanwhile.
     NeedsLogin,
     /// The tunnel was stopped; the remote server may still run.
     Stopped,

@@ -166,33 +166,32 @@ pub(crate) fn run(ctx: &Ctx, args: &LoginArgs) -> Result<()> {
     let session = run.read_session()?.with_context(|| {
         format!("{alias}'s tunnel has no session file: `jssh down {alias}`, then `jssh up {alias}`")
     })?;
-    if session.login == LoginKind::Key && session.phase != Phase::NeedsLogin {
-        println!("{alias} logs in with the key alone: the tunnel reconnects by itself");
-        return Ok(());
-    }
-    // A key host waits here only when the server refused the key (or its host key changed):
-    // the user mended that, and asks for one more attempt.
-    if session.login == LoginKind::Key {
-        key_works(ctx, alias)?;
-    } else if session.login == LoginKind::Prompt
-        && log_in(ctx, alias, &run)? == Login::Reused
-        && session.phase != Phase::NeedsLogin
-    {
-        println!("{alias} is logged in already: {}", session.url());
-        return Ok(());
+    match session.login {
+        LoginKind::Key if session.phase != Phase::NeedsLogin => {
+            println!("{alias} logs in with the key alone: the tunnel reconnects by itself");
+            return Ok(());
+        }
+        // A key host waits only when the server refused the key (or its host key changed):
+        // the user mended that, and asks for one more attempt.
+        LoginKind::Key => key_works(ctx, alias)?,
+        LoginKind::Prompt => {
+            if log_in(ctx, alias, &run)? == Login::Reused && session.phase != Phase::NeedsLogin {
+                println!("{alias} is logged in already: {}", session.url());
+                return Ok(());
+            }
+        }
     }
     handle::retry_login(&run)?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     while Instant::now() < deadline {
-        match run.read_session()? {
-            Some(now) if now.phase == Phase::Up => {
+        if let Some(now) = run.read_session()? {
+            if now.phase == Phase::Up {
                 println!("logged in; {alias} is up again: {}", now.url());
                 return Ok(());
             }
-            Some(now) if now.phase == Phase::NeedsLogin && !handle::login_alive(&run) => {
-                bail!("{}", now.last_error.as_deref().unwrap_or("the login failed"));
+            if let Some(why) = handle::waiting_for_user(&run, &now) {
+                bail!("{why}");
             }
-            _ => {}
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -12,7 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::state::StateDir;
+use crate::state::{Phase, Session, StateDir};
 use crate::target::Alias;
 
 /// What a supervisor is started with.
@@ -127,17 +127,20 @@ pub(crate) fn login_arrived(run: &StateDir) -> Result<()> {
     .context("could not signal the supervisor")
 }
 
+/// Why the tunnel waits for the user, if it does: its phase says so and no login a human
+/// answered is there for it to take (it would, by itself, within a moment).
+pub(crate) fn waiting_for_user<'a>(run: &StateDir, session: &'a Session) -> Option<&'a str> {
+    (session.phase == Phase::NeedsLogin && !login_alive(run))
+        .then(|| session.last_error.as_deref().unwrap_or("the tunnel waits for a login"))
+}
+
 /// Tells a supervisor that waits for the user (a new login, a mended key) to try again, and
 /// waits (up to 2 s) until it has taken the word: its phase moves on from `NeedsLogin`, so
 /// that a caller then waiting for the tunnel does not read the old phase as the new verdict.
 pub(crate) fn retry_login(run: &StateDir) -> Result<()> {
     login_arrived(run)?;
     let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline
-        && run
-            .read_session()?
-            .is_some_and(|s| s.phase == crate::state::Phase::NeedsLogin)
-    {
+    while Instant::now() < deadline && run.read_session()?.is_some_and(|s| s.phase == Phase::NeedsLogin) {
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())

@@ -32,12 +32,12 @@ fn choose_port(
     Ok(remembered.into_iter().chain(default).find(|&p| free(p)))
 }
 
-/// Whether nobody holds `127.0.0.1:port`. Binding alone is not proof: on macOS and the BSDs
-/// it succeeds while another program listens on `*:port` (the wildcard address), so whoever
-/// holds the port must also not answer a connection.
 /// How long the remembered local port is waited for (see [`claim_local`]).
 const PORT_RELEASE: Duration = Duration::from_secs(2);
 
+/// Whether nobody holds `127.0.0.1:port`. Binding alone is not proof: on macOS and the BSDs
+/// it succeeds while another program listens on `*:port` (the wildcard address), so whoever
+/// holds the port must also not answer a connection.
 fn port_is_free(port: u16) -> bool {
     let here = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpListener::bind(here).is_ok() && TcpStream::connect_timeout(&here, Duration::from_millis(200)).is_err()

@@ -29,16 +29,14 @@ pub(super) fn wait(
         if supervisor.is_none() && handle::find(run).is_none() {
             bail!("the supervisor of {} stopped", session.alias);
         }
-        match run.read_session().ok().flatten() {
-            Some(now) if now.phase == Phase::Up => return Ok(()),
-            // Only the user can go on from here (the key refused, a login ended): say why.
-            Some(now) if now.phase == Phase::NeedsLogin && !handle::login_alive(run) => {
-                bail!(
-                    "{}",
-                    now.last_error.as_deref().unwrap_or("the tunnel waits for a login")
-                );
+        if let Some(now) = run.read_session().ok().flatten() {
+            if now.phase == Phase::Up {
+                return Ok(());
             }
-            _ => {}
+            // Only the user can go on from here (the key refused, a login ended): say why.
+            if let Some(why) = handle::waiting_for_user(run, &now) {
+                bail!("{why}");
+            }
         }
         if let Some(events) = events {
             while let Ok(event) = events.try_recv() {
