@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd};
 use crate::up::{answers_within, free_port, get, parse_url, ready_host, tunnel_ssh, up};
-use crate::util::{jssh, kill, local_status, status, stderr, stdout, venv};
+use crate::util::{another_host_key, jssh, kill, local_status, status, stderr, stdout, venv};
 
 /// What sshd logs (at INFO) for each connection that ended while authenticating: one per
 /// refused login attempt of ours.
@@ -127,23 +127,11 @@ fn a_changed_host_key_is_not_logged_in_to_again_and_up_resumes_once_it_is_truste
     // The known key is now another one (a reinstalled server, or someone in between).
     let known = fs::read_to_string(client.known_hosts()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let other = dir.path().join("other");
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let theirs = another_host_key(&dir.path().join("other"));
     let ours = sshd.known_hosts_line();
-    let theirs = fs::read_to_string(other.with_extension("pub")).unwrap();
-    let theirs: Vec<&str> = theirs.split_whitespace().take(2).collect();
     let (host, _) = ours.split_once(' ').unwrap();
     assert!(known.contains(&ours), "{known}");
-    fs::write(
-        client.known_hosts(),
-        known.replace(&ours, &format!("{host} {}", theirs.join(" "))),
-    )
-    .unwrap();
+    fs::write(client.known_hosts(), known.replace(&ours, &format!("{host} {theirs}"))).unwrap();
     let row = cut_and_wait_for_the_user(&client, "moved");
     let why = row["last_error"].as_str().unwrap_or_default();
     assert!(why.contains("host key is not the one known"), "{row}");

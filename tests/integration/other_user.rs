@@ -28,6 +28,16 @@ fn as_user(user: &str, script: &str, input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A bash script (read from stdin: its /dev/tcp makes the connection) that asks Jupyter at
+/// 127.0.0.1:`port` for its status without a token and prints the status line.
+fn request_without_token(port: u64) -> String {
+    format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port}\n\
+         printf 'GET /api/status HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' >&3\n\
+         head -n 1 <&3\n"
+    )
+}
+
 /// Opens `dir` to everyone (read and search), as a home dir often is.
 fn open_to_all(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -114,30 +124,18 @@ fn another_local_user_gets_neither_the_token_nor_the_port_nor_jupyter() {
         "the token is in none of the user's files either?"
     );
 
-    // Jupyter through the tunnel: another account that connects gets nothing without the token.
-    // bash reads the script from stdin: its /dev/tcp makes the connection.
-    let request = format!(
-        "exec 3<>/dev/tcp/127.0.0.1/{port}\n\
-         printf 'GET /api/status HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' >&3\n\
-         head -n 1 <&3\n"
-    );
-    let answer = as_user(other.name(), "exec /bin/bash", &request);
-    assert!(
-        stdout(&answer).starts_with("HTTP/1.1 403"),
-        "without the token: {}{}",
-        stdout(&answer),
-        stderr(&answer)
-    );
-    // Nor straight at the remote Jupyter's port, from the server itself.
+    // Jupyter through the tunnel, and straight at the remote Jupyter's port (from the server
+    // itself): another account that connects gets nothing without the token.
     let remote_port = crate::util::status(&client, "own")["remote_port"].as_u64().unwrap();
-    let request = request.replace(&format!("/{port}\n"), &format!("/{remote_port}\n"));
-    let answer = as_user(other.name(), "exec /bin/bash", &request);
-    assert!(
-        stdout(&answer).starts_with("HTTP/1.1 403"),
-        "the remote port without the token: {}{}",
-        stdout(&answer),
-        stderr(&answer)
-    );
+    for (what, port) in [("the tunnel", u64::from(port)), ("the remote port", remote_port)] {
+        let answer = as_user(other.name(), "exec /bin/bash", &request_without_token(port));
+        assert!(
+            stdout(&answer).starts_with("HTTP/1.1 403"),
+            "{what} without the token: {}{}",
+            stdout(&answer),
+            stderr(&answer)
+        );
+    }
 
     // While the tunnel heals (every ssh killed, three times), the other account spins on
     // binding the port: the supervisor holds it throughout.

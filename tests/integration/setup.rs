@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{Client, Sshd, throwaway_user_with_password};
-use crate::util::{jssh, mode, setup_args, snapshot, stderr, stdout};
+use crate::util::{another_host_key, jssh, mode, setup_args, snapshot, stderr, stdout};
 
 fn key_lines(sshd: &Sshd, client: &Client) -> usize {
     let public = fs::read_to_string(client.ssh_dir().join("jssh_ed25519.pub")).unwrap();
@@ -287,15 +287,7 @@ fn unknown_host_key_and_refused_auth_are_explained() {
     assert!(before == snapshot(&[client.root(), sshd.home()]), "files changed");
 
     // Another key on record for this host: a changed host key, with the advice to check.
-    let other = client.root().join("other_host_key");
-    let keygen = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&other)
-        .status()
-        .unwrap();
-    assert!(keygen.success());
-    let other_pub = fs::read_to_string(other.with_extension("pub")).unwrap();
-    let key = other_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let key = another_host_key(&client.root().join("other_host_key"));
     fs::write(client.known_hosts(), format!("[127.0.0.1]:{} {key}\n", sshd.port())).unwrap();
     let before = snapshot(&[client.root(), sshd.home()]);
     let out = jssh(&client).args(setup_args(&sshd, "box")).output().unwrap();

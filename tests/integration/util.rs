@@ -134,6 +134,19 @@ pub(crate) fn set_up_at(client: &Client, host: &str, port: u16, alias: &str, ext
     assert!(out.status.success(), "setup: {}{}", stdout(&out), stderr(&out));
 }
 
+/// A host key that is not the server's (`ssh-ed25519 AAAA…`, as `known_hosts` holds it),
+/// made at `path`: a reinstalled server, or someone in between.
+pub(crate) fn another_host_key(path: &Path) -> String {
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let public = fs::read_to_string(path.with_extension("pub")).unwrap();
+    public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
 /// A live process, as `ps` shows it.
 #[derive(Debug, Clone)]
 pub(crate) struct Proc {
