@@ -161,10 +161,37 @@ pub(crate) fn jupyter_script(spec: &JupyterSpec<'_>) -> String {
             s,
             "JUPYTER_PORT=$(cat {run}/port) JUPYTER_PORT_RETRIES=0; export JUPYTER_PORT JUPYTER_PORT_RETRIES"
         );
+        if !classic {
+            s.push_str(&proof_extension(&run));
+        }
     }
     let ui = if notebook_ui { "notebook" } else { "lab" };
     let _ = writeln!(s, "exec jupyter {ui} --no-browser \"$@\"");
     s
+}
+
+/// The extension that proves a listener is this Jupyter (see `remote/jssh_proof.py`).
+const PROOF: &str = include_str!("../remote/jssh_proof.py");
+
+/// Lines that put [`PROOF`] into the Jupyter about to start, through a config dir of the
+/// session's own (first in `JUPYTER_CONFIG_PATH`): a `.d` fragment enables it beside the
+/// user's extensions (never replacing their list), and a config file appends its dir to the
+/// server's `sys.path` (not `PYTHONPATH`, which kernels would inherit). Written afresh at
+/// every start, private (0700 dir), in a subshell so Jupyter's own umask is left alone.
+fn proof_extension(run: &str) -> String {
+    let config = "import os, sys\nsys.path.append(os.path.dirname(__file__))\n";
+    let enable = r#"{"ServerApp": {"jpserver_extensions": {"jssh_proof": true}}}"#;
+    format!(
+        "p={run}/proof\n\
+         (umask 077 && mkdir -p \"$p/jupyter_server_config.d\" &&\n\
+         printf '%s' {} > \"$p/jssh_proof.py\" &&\n\
+         printf '%s' {} > \"$p/jupyter_server_config.py\" &&\n\
+         printf '%s\\n' {} > \"$p/jupyter_server_config.d/jssh_proof.json\") &&\n\
+         JUPYTER_CONFIG_PATH=$p${{JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}} && export JUPYTER_CONFIG_PATH\n",
+        shell_words::quote(PROOF),
+        shell_words::quote(config),
+        shell_words::quote(enable),
+    )
 }
 
 /// Runs `script` in the user's login shell (so conda/module init in their profile applies);
@@ -448,6 +475,37 @@ mod tests {
     }
 
     #[test]
+    fn the_proof_extension_lands_byte_for_byte_private_and_first_in_the_config_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = crate::fsutil::ScratchDir::new_in(&std::env::temp_dir(), "proof").unwrap();
+        let run_dir = scratch.path().join("it's run");
+        let lines = proof_extension(&shell_words::quote(run_dir.to_str().unwrap()));
+        let out = run(
+            &format!("JUPYTER_CONFIG_PATH=/theirs\n{lines}echo \"$JUPYTER_CONFIG_PATH\""),
+            "",
+        );
+        let dir = run_dir.join("proof");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{}:/theirs\n", dir.display())
+        );
+        assert_eq!(std::fs::read_to_string(dir.join("jssh_proof.py")).unwrap(), PROOF);
+        let enable = std::fs::read_to_string(dir.join("jupyter_server_config.d/jssh_proof.json")).unwrap();
+        let enable: serde_json::Value = serde_json::from_str(&enable).unwrap();
+        assert_eq!(enable["ServerApp"]["jpserver_extensions"]["jssh_proof"], true);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("jssh_proof.py")), 0o600);
+        // A classic notebook has no jupyter_server to load it; a socket needs no proof.
+        assert!(jupyter_script(&spec(None, &[])).contains("jssh_proof.py"));
+        let socket = JupyterSpec {
+            socket: true,
+            ..spec(None, &[])
+        };
+        assert!(!jupyter_script(&socket).contains("jssh_proof"));
+    }
+
+    #[test]
     fn script_never_carries_the_token_and_quotes_the_dir() {
         let script = jupyter_script(&spec(Some("/w/$(touch x); 'q'"), &[]));
         assert!(script.contains("JUPYTER_TOKEN_FILE="), "{script}");
@@ -617,7 +675,7 @@ mod tests {
     #[test]
     fn remote_python_compiles() {
         let programs = remote_files("py");
-        assert_eq!(programs.len(), 2, "{programs:?}");
+        assert_eq!(programs.len(), 3, "{programs:?}");
         if which::which("python3").is_err() {
             eprintln!("python3 is not installed: the remote Python programs were not compiled");
             return;

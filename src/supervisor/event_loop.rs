@@ -408,7 +408,8 @@ impl Supervisor {
                     );
                 }
                 if let Some(took) = self.this_attempt.listener_check {
-                    let _ = write!(parts, ", listener check {:.2} s", took.as_secs_f64());
+                    let how = if self.this_attempt.proved { "proved" } else { "check" };
+                    let _ = write!(parts, ", listener {how} {:.2} s", took.as_secs_f64());
                 }
                 self.event(&format!("reconnected in {down:.2} s ({parts})"));
                 self.standby_after = Some(now + standby_delay(attempt));

@@ -101,6 +101,9 @@ struct Supervisor {
     /// Whether the remote TCP port is known to be held by this Jupyter (see
     /// [`Supervisor::checked_probe`]); a socket in the user's private dir needs no check.
     listener_ok: bool,
+    /// Whether the listener is first asked to prove it is this Jupyter (see
+    /// [`probe::prove`]): until something answers without a proof.
+    proofs: bool,
     link: Link,
     attempt: u32,
     /// Attempts in a row that found nothing listening on the server's port (paced by the
@@ -209,6 +212,7 @@ fn supervise(args: &Args) -> Result<Signal> {
         hung_since: None,
         check_auth: true,
         listener_ok: false,
+        proofs: true,
         link: Link::Waiting {
             due: now,
             lost: now,
@@ -281,10 +285,12 @@ struct AttemptFacts {
     /// Its TCP connection got past SYN_SENT: it cannot stall there any more, and the stall
     /// check stops reading the kernel's tables.
     past_syn: bool,
-    /// When its master had logged in (its control socket appeared), and how long the remote
-    /// listener check then took: the reconnect's log line says where its time went.
+    /// When its master had logged in (its control socket appeared), and how long the
+    /// listener check then took, and whether the listener proved itself (else the remote
+    /// check decided): the reconnect's log line says where its time went.
     logged_in: Option<Instant>,
     listener_check: Option<Duration>,
+    proved: bool,
 }
 
 /// A Slurm job's Jupyter on its node's loopback: every connection goes to the node, through

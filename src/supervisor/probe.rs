@@ -60,18 +60,34 @@ fn response_head(response: &[u8]) -> Option<(usize, Option<usize>)> {
 /// Sends one `GET /api/status` on `stream` and reads the answer. Returns the verdict and
 /// whether the connection can be used again (the whole response was read, keep-alive).
 fn exchange(stream: &mut UnixStream, token: Option<&str>, keep: bool) -> (Probe, bool) {
+    let mut buf = [0u8; 4096];
+    match request(stream, "/api/status", token, keep, &mut buf) {
+        Ok((verdict, _, reusable)) => (verdict, reusable),
+        Err(probe) => (probe, false),
+    }
+}
+
+/// Sends one `GET path` on `stream` and reads the answer into `buf`: the verdict, how many
+/// bytes of `buf` hold the response, and whether the connection can be used again (the
+/// whole response was read, keep-alive).
+fn request(
+    stream: &mut UnixStream,
+    path: &str,
+    token: Option<&str>,
+    keep: bool,
+    buf: &mut [u8],
+) -> Result<(Probe, usize, bool), Probe> {
     let auth = token
         .map(|t| format!("Authorization: token {t}\r\n"))
         .unwrap_or_default();
     let connection = if keep { "keep-alive" } else { "close" };
-    let request = format!("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: {connection}\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: {connection}\r\n\r\n");
     if let Err(e) = stream.write_all(request.as_bytes()) {
-        return match e.kind() {
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => (Probe::Closed, false),
-            _ => (Probe::Other(e.to_string()), false),
-        };
+        return Err(match e.kind() {
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => Probe::Closed,
+            _ => Probe::Other(e.to_string()),
+        });
     }
-    let mut buf = [0u8; 4096];
     let mut got = 0;
     let reusable = loop {
         match response_head(&buf[..got]) {
@@ -86,10 +102,10 @@ fn exchange(stream: &mut UnixStream, token: Option<&str>, keep: bool) -> (Probe,
             Ok(0) => break false,
             Ok(n) => got += n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return (Probe::Timeout, false);
+                return Err(Probe::Timeout);
             }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (Probe::Closed, false),
-            Err(e) => return (Probe::Other(e.to_string()), false),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Err(Probe::Closed),
+            Err(e) => return Err(Probe::Other(e.to_string())),
         }
     };
     let verdict = match status_line(&buf[..got]) {
@@ -98,7 +114,7 @@ fn exchange(stream: &mut UnixStream, token: Option<&str>, keep: bool) -> (Probe,
         None if got == 0 => Probe::Closed,
         None => Probe::Other("not an HTTP answer".into()),
     };
-    (verdict, reusable)
+    Ok((verdict, got, reusable))
 }
 
 /// A channel to Jupyter: our end of a socket pair whose other end a master carries, and the
@@ -153,6 +169,49 @@ pub(crate) fn listening(route: &Route, timeout: Duration) -> Probe {
         Ok(_) => Probe::Ok,
         Err(probe) => probe,
     }
+}
+
+/// Asks the listener at the remote end to prove it is the Jupyter holding `token` (see
+/// `remote/jssh_proof.py`), sending it a fresh challenge and nothing secret: `Ok(true)` when
+/// it did (so it also answers: as good as a probe), `Ok(false)` when something answered
+/// without a proof (a Jupyter without the extension, or not ours: the remote check decides),
+/// the channel's verdict when nothing answered.
+pub(crate) fn prove(route: &Route, token: &str, port: u16, timeout: Duration) -> Result<bool, Probe> {
+    let challenge = crate::fsutil::random_hex(16).map_err(|e| Probe::Other(e.to_string()))?;
+    let mut channel = open(route, timeout)?;
+    let mut buf = [0u8; 1024];
+    // Keep-alive only so that the answer comes with its length, and so is read whole.
+    let path = format!("/jssh-proof/{challenge}");
+    let (verdict, got, _) = match request(&mut channel.stream, &path, None, true, &mut buf) {
+        Err(Probe::Timeout) => return Err(Probe::Unanswered),
+        other => other?,
+    };
+    let body = response_head(&buf[..got]).map_or(&[][..], |(start, _)| &buf[start..got]);
+    Ok(verdict == Probe::Ok && proof_holds(token, &challenge, port, body))
+}
+
+/// Whether `answer` is the proof for `challenge` at the remote's `127.0.0.1:port`: the hex
+/// HMAC-SHA256 of `jssh-proof CHALLENGE 127.0.0.1 PORT` keyed with the token, compared in
+/// constant time.
+fn proof_holds(token: &str, challenge: &str, port: u16, answer: &[u8]) -> bool {
+    use hmac::Mac;
+    let Some(answer) = unhex(answer.trim_ascii()) else {
+        return false;
+    };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()) else {
+        return false;
+    };
+    mac.update(format!("jssh-proof {challenge} 127.0.0.1 {port}").as_bytes());
+    mac.verify_slice(&answer).is_ok()
+}
+
+fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
 }
 
 /// Asks once, on a channel of its own: `token` `None` checks that Jupyter refuses a request
@@ -225,6 +284,27 @@ mod tests {
         assert_eq!(status_line(b"HTTP/1.1 200 OK\r\n"), Some(200));
         assert_eq!(status_line(b"HTTP/1.1 403 Forbidden\r\n"), Some(403));
         assert_eq!(status_line(b"SSH-2.0-x\r\n"), None);
+    }
+
+    #[test]
+    fn a_proof_holds_only_for_its_token_challenge_and_port() {
+        // Computed by remote/jssh_proof.py's formula with Python's hmac module.
+        let token = "0123456789abcdef0123456789abcdef0123456789abcdef";
+        let challenge = "00112233445566778899aabbccddeeff";
+        let answer = b"890a7336a3d220547a1a1f8377a1553b56ffd79a3d3d41b1956fefa6ba8584b1\n";
+        assert!(proof_holds(token, challenge, 8888, answer));
+        assert!(!proof_holds(token, challenge, 8889, answer), "another port");
+        assert!(
+            !proof_holds(token, "ffeeddccbbaa99887766554433221100", 8888, answer),
+            "another challenge"
+        );
+        assert!(
+            !proof_holds(&token.replace('0', "1"), challenge, 8888, answer),
+            "another token"
+        );
+        assert!(!proof_holds(token, challenge, 8888, &answer[..62]), "cut short");
+        assert!(!proof_holds(token, challenge, 8888, b""));
+        assert!(!proof_holds(token, challenge, 8888, b"not hex at all"));
     }
 
     #[test]

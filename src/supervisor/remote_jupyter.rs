@@ -87,7 +87,27 @@ impl Supervisor {
         // without a round trip to see whether something listens first.
         let reconnecting = self.session.phase == Phase::Reconnecting && self.this_attempt.listener_check.is_none();
         let route = self.route().context("no route")?;
-        if !reconnecting {
+        let started = Instant::now();
+        // First the listener is asked to prove it is this Jupyter: one request through the
+        // tunnel, no remote shell, and it doubles as the "does anything listen" look.
+        if self.proofs {
+            match probe::prove(&route, &self.session.token, port, probe_timeout(self.probe_typical)) {
+                Ok(true) => {
+                    self.this_attempt.listener_check = Some(started.elapsed());
+                    self.this_attempt.proved = true;
+                    self.listener_ok = true;
+                    self.gate.set_route(self.route());
+                    return Ok(Probe::Ok);
+                }
+                // Once something answered without a proof (a Jupyter started without the
+                // extension), the remote check alone decides, now and after every reconnect.
+                Ok(false) => self.proofs = false,
+                // It took the request but did not answer in time (a busy Jupyter, or a
+                // program that only listens): the remote check says whose it is.
+                Err(Probe::Unanswered) => {}
+                Err(verdict) => return Ok(verdict),
+            }
+        } else if !reconnecting {
             match probe::listening(&route, probe_timeout(self.probe_typical)) {
                 Probe::Ok => {}
                 other => return Ok(other),
@@ -97,7 +117,6 @@ impl Supervisor {
             return Ok(Probe::Refused);
         };
         let check = remote::listener(&marker, &self.session.tmux_name, port, self.session.remote_pid);
-        let started = Instant::now();
         // A session of the master itself: no ssh to start, every reconnect.
         let Ok(out) = super::mux::run(&active.control, &check, PROBE_TIMEOUT_CAP) else {
             return Ok(Probe::Refused);
@@ -323,6 +342,8 @@ impl Supervisor {
         if !started {
             return Ok(Relaunch::Running);
         }
+        // This Jupyter was started with the proof extension, whatever the one before had.
+        self.proofs = true;
         // A watch still running waits for the old pane (a tmux whose hooks lack the pane
         // id never wakes it): the next good probe starts one for the new pane.
         if let Some(watch) = self.watch.take() {

@@ -265,6 +265,9 @@ fn a_squatter_on_the_remote_port_never_receives_the_token() {
             if let Ok((mut s, _)) = listener.accept() {
                 s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
                 let _ = std::io::Read::read_to_end(&mut s, &mut received);
+                // Answered as a proof would be (it cannot be the right one: no token).
+                let fake = format!("HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n{}", "ab".repeat(32));
+                let _ = std::io::Write::write_all(&mut s, fake.as_bytes());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -296,6 +299,76 @@ fn a_squatter_on_the_remote_port_never_receives_the_token() {
         );
     }
     let _ = jssh(&client).args(["down", "squat"]).output();
+}
+
+/// After a reconnect the listener proves it is this Jupyter through the tunnel
+/// (remote/jssh_proof.py): no remote shell asks who listens. The proof is bound to the address
+/// the connection reached, whatever the request claims: a relay on another port, passing the
+/// challenge on to Jupyter, gets an answer that holds only for Jupyter's own port.
+#[test]
+fn a_reconnect_is_proved_through_the_tunnel_and_a_relay_cannot_prove_its_own_port() {
+    let (_sshd, client) = ready_host("proof");
+    up(&client, "proof", &[]);
+    let log = || fs::read_to_string(client.state_dir().join("proof/supervisor.log")).unwrap_or_default();
+    assert!(log().contains("ready: "), "{}", log());
+    for pid in supervisor_ssh(&client, "proof") {
+        kill(pid, "-KILL");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log().contains("reconnected in") {
+        assert!(Instant::now() < deadline, "no reconnect:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let line = log().lines().find(|l| l.contains("reconnected in")).unwrap().to_owned();
+    assert!(line.contains("listener proved"), "{line}");
+
+    let session: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(client.state_dir().join("proof/session.json")).unwrap()).unwrap();
+    let jupyter = u16::try_from(session["remote_port"].as_u64().unwrap()).unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    // Another program's relay: its own port, every connection passed on to Jupyter's.
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_port = relay.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut theirs in relay.incoming().flatten() {
+            let mut upstream = TcpStream::connect(("127.0.0.1", jupyter)).unwrap();
+            let (mut back, mut ours) = (upstream.try_clone().unwrap(), theirs.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut back, &mut ours);
+                let _ = ours.shutdown(std::net::Shutdown::Both);
+            });
+            let _ = std::io::copy(&mut theirs, &mut upstream);
+        }
+    });
+    let challenge = "0123456789abcdef0123456789abcdef";
+    let answer = |port: u16| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = format!(
+            "GET /jssh-proof/{challenge} HTTP/1.1\r\nHost: 127.0.0.1:{relay_port}\r\nConnection: close\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut s, &mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response.rsplit("\r\n\r\n").next().unwrap().trim().to_owned()
+    };
+    let proof = |port: u16| {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
+        mac.update(format!("jssh-proof {challenge} 127.0.0.1 {port}").as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        bytes.iter().fold(String::new(), |hex, b| hex + &format!("{b:02x}"))
+    };
+    assert_eq!(answer(jupyter), proof(jupyter), "Jupyter proves its own port");
+    let relayed = answer(relay_port);
+    assert_eq!(
+        relayed,
+        proof(jupyter),
+        "the relay gets Jupyter's answer for Jupyter's port"
+    );
+    assert_ne!(relayed, proof(relay_port), "which does not hold for the relay's");
+    let _ = jssh(&client).args(["down", "proof"]).output();
 }
 
 /// What runs of jssh's (pid, where it waits, state, command line), and which processes have
