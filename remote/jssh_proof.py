@@ -38,5 +38,5 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(serverapp):
-    base = serverapp.base_url.rstrip("/")
-    serverapp.web_app.add_handlers(".*$", [(base + r"/jssh-proof/([^/]*)", Proof, {"serverapp": serverapp})])
+    # At the root whatever the base URL: the supervisor asks there.
+    serverapp.web_app.add_handlers(".*$", [(r"/jssh-proof/([^/]*)", Proof, {"serverapp": serverapp})])
