@@ -70,7 +70,8 @@ impl Supervisor {
 
     /// A probe while connecting, after making sure the remote TCP port is this Jupyter's: a
     /// port number is public, and another user of the server can bind it while Jupyter
-    /// starts, to receive the token from the first request.
+    /// starts, to receive the token from the first request. The listener proves it through
+    /// the tunnel ([`probe::prove`]); one that cannot is checked by a remote command.
     pub(super) fn checked_probe(&mut self) -> Result<Probe> {
         if self.trusted() {
             return Ok(self.probe());
