@@ -16,14 +16,12 @@ def measure(bench):
     bench.jssh.steady()
     active = bench.jssh.tunnel_ssh()
     procs = {"jssh supervisor": sup, "jssh's ssh (tunnel)": active}
-    # Other children: a standby connection kept ready to take the forward over (`ssh -N`),
-    # and the remote watch that reports a Jupyter exit (a client of the tunnel's connection).
+    # The other child: a standby connection kept ready to take the forward over (`ssh -N`).
+    # The remote watch that reports a Jupyter exit is a session of the tunnel's connection,
+    # opened by the supervisor itself: no process of its own.
     others = [k for k in children(sup) if k != active and alive(k)]
-    standbys = [k for k in others if "-N" in cmdline(k)]
-    for i, kid in enumerate(standbys):
+    for i, kid in enumerate(others):
         procs[f"jssh's ssh (standby{f' {i + 1}' if i else ''})"] = kid
-    for i, kid in enumerate(k for k in others if k not in standbys):
-        procs[f"jssh's ssh (remote watch{f' {i + 1}' if i else ''})"] = kid
     for variant in (TUNED, SEED):
         procs[f"autossh ({variant.split(', ')[1]})"] = bench.autossh[variant]["proc"].pid
         procs[f"its ssh ({variant.split(', ')[1]})"] = bench.autossh_ssh(variant)

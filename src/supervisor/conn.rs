@@ -153,9 +153,7 @@ impl Supervisor {
     pub(super) fn stop_all(&mut self) {
         self.gate.set_route(None);
         self.session.ssh_pid = None;
-        if let Some(watch) = self.watch.take() {
-            end(&watch.child);
-        }
+        self.watch = None;
         for conn in [self.active.take(), self.standby.take()].into_iter().flatten() {
             stop(conn);
         }

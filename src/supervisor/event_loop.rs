@@ -46,6 +46,11 @@ impl Supervisor {
             {
                 fds.push(PollFd::new(held.fd(), PollFlags::POLLIN));
             }
+            // The remote watch reports on its control connection.
+            let watch_at = fds.len();
+            if let Some(watch) = &self.watch {
+                fds.push(PollFd::new(watch.session.fd(), PollFlags::POLLIN));
+            }
             // While an attempt logs in: its control socket appearing wakes the loop.
             let logins_at = fds.len();
             let awaiting_login = matches!(self.link, Link::Connecting { .. }) && self.this_attempt.logged_in.is_none();
@@ -60,7 +65,8 @@ impl Supervisor {
             let late = before.elapsed().saturating_sub(Duration::from_millis(millis.into()));
             let ready = |i: usize| fds.get(i).and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
             let net_ready = self.net.is_some() && ready(1);
-            let held_ready = logins_at > held_at && ready(held_at);
+            let held_ready = watch_at > held_at && ready(held_at);
+            let watch_ready = logins_at > watch_at && ready(watch_at);
             let logins_ready = fds.len() > logins_at && ready(logins_at);
             drop(fds);
             if let Some(logins) = self.logins.as_ref().filter(|_| awaiting_login) {
@@ -79,7 +85,7 @@ impl Supervisor {
             if arrived.contains(&Signal::SIGUSR1) {
                 self.login_arrived();
             }
-            if !arrived.is_empty() || held_ready {
+            if !arrived.is_empty() || held_ready || watch_ready {
                 self.reap()?;
             }
             self.notice_changes(late, net_ready);
@@ -102,8 +108,8 @@ impl Supervisor {
     /// Handles a SIGCHLD: a lost standby is dropped; a lost active connection is replaced by
     /// the standby when it can be, else the next attempt is scheduled.
     fn reap(&mut self) -> Result<()> {
-        if let Some(watch) = &self.watch
-            && let Some(ended) = watch.child.try_wait()?
+        if let Some(watch) = &mut self.watch
+            && let Some(ended) = watch.ended()
         {
             let young = watch.started.elapsed() < YOUNG;
             self.watch = None;

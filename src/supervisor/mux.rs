@@ -20,7 +20,8 @@
 //!
 //! [`run`] opens a session the same way (`MUX_C_NEW_SESSION`, then stdin, stdout and stderr as
 //! three fds): a remote command over the master, what `ssh -S` does, without an ssh process
-//! (~9 ms of CPU to start one here, twenty of them after one sshd restart).
+//! (~9 ms of CPU to start one here, twenty of them after one sshd restart); [`start`] leaves
+//! one running (the remote watch: one ssh process fewer per tunnel, for its whole life).
 
 use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -81,15 +82,9 @@ pub(crate) struct Forward {
 /// takes longer than `limit`. Never logs in: without a master there is no session.
 pub(crate) fn run(control: &Path, command: &str, limit: Duration) -> std::io::Result<Vec<u8>> {
     let deadline = Instant::now() + limit;
-    let fd: OwnedFd = socket_nonblocking()?;
-    connect(fd.as_raw_fd(), &UnixAddr::new(control)?)?;
-    let mut control = UnixStream::from(fd);
-    let mut out = packet(&[MUX_MSG_HELLO, MUX_VERSION], &[]);
-    out.extend(session_request(command));
-    control.write_all(&out)?;
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
     let (mut stdout, stdout_end) = std::io::pipe()?;
-    send_fds(&control, &[null.as_fd(), stdout_end.as_fd(), null.as_fd()])?;
+    let mut control = open_session(control, command, [null.as_fd(), stdout_end.as_fd(), null.as_fd()])?;
     // The master holds its own copies now: the pipe ends when the session does.
     drop(stdout_end);
     fcntl(&stdout, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
@@ -117,6 +112,82 @@ pub(crate) fn run(control: &Path, command: &str, limit: Duration) -> std::io::Re
         if ended {
             return Err(std::io::Error::other("the master did not open a session"));
         }
+    }
+}
+
+/// Asks the master on `control` for a session running `command` with `stdio` as its stdin,
+/// stdout and stderr; the control connection (non-blocking) carries the answers.
+fn open_session(control: &Path, command: &str, stdio: [BorrowedFd<'_>; 3]) -> std::io::Result<UnixStream> {
+    let fd: OwnedFd = socket_nonblocking()?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(control)?)?;
+    let mut control = UnixStream::from(fd);
+    let mut out = packet(&[MUX_MSG_HELLO, MUX_VERSION], &[]);
+    out.extend(session_request(command));
+    control.write_all(&out)?;
+    send_fds(&control, &stdio)?;
+    Ok(control)
+}
+
+/// A remote command running in a session of a master for as long as it runs: [`run`]
+/// without the wait, for the remote watch. The master reports the command's exit status on
+/// the control connection (`MUX_S_EXIT_MESSAGE`); closing it ends the session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    control: UnixStream,
+    received: Vec<u8>,
+}
+
+/// Starts `command` in a session of the master on `control`, its stdin `stdin` and its
+/// output (stdout and stderr) `output`. Never blocks and never logs in.
+pub(crate) fn start(
+    control: &Path,
+    command: &str,
+    stdin: BorrowedFd<'_>,
+    output: BorrowedFd<'_>,
+) -> std::io::Result<Session> {
+    let control = open_session(control, command, [stdin, output, output])?;
+    Ok(Session {
+        control,
+        received: Vec::new(),
+    })
+}
+
+impl Session {
+    /// The control connection, to poll for readability.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.control.as_fd()
+    }
+
+    /// Reads what has arrived: the command's exit status once it ended, 255 (what `ssh`
+    /// exits with) when the master refused the session or went away first; `None` while it
+    /// runs.
+    pub(crate) fn ended(&mut self) -> Option<i32> {
+        let mut buf = [0u8; 512];
+        let closed = loop {
+            match self.control.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) if self.received.len() > MAX_PACKET => break true,
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        let mut rest = self.received.as_slice();
+        while let Some((body, after)) = next_packet(rest) {
+            rest = after;
+            let word = |i: usize| {
+                body.get(i * 4..i * 4 + 4)
+                    .map(|w| u32::from_be_bytes(w.try_into().unwrap_or_default()))
+            };
+            match word(0) {
+                // Type, session id, exit value.
+                Some(MUX_S_EXIT_MESSAGE) => return Some(word(2).map_or(255, |v| i32::try_from(v).unwrap_or(255))),
+                Some(MUX_S_FAILURE | MUX_S_PERMISSION_DENIED) => return Some(255),
+                _ => {}
+            }
+        }
+        closed.then_some(255)
     }
 }
 
@@ -421,6 +492,42 @@ mod tests {
         put_string(&mut failure, b"Session open refused by peer");
         let mut f = forward_over(&[hello, frame(&failure)].concat());
         assert_eq!(f.parse(), Some(Reply::Refused("Session open refused by peer".into())));
+    }
+
+    /// A session whose master sent `bytes`, and the master's end of the connection.
+    fn session_over(bytes: &[u8]) -> (Session, UnixStream) {
+        let (ours, mut master) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        master.write_all(bytes).unwrap();
+        let session = Session {
+            control: ours,
+            received: Vec::new(),
+        };
+        (session, master)
+    }
+
+    #[test]
+    fn a_running_session_reports_its_exit_status_or_the_master_going() {
+        let hello = packet(&[MUX_MSG_HELLO, 4], &[]);
+        let opened = packet(&[MUX_S_SESSION_OPENED, REQUEST_ID, 3], &[]);
+        let exited = packet(&[MUX_S_EXIT_MESSAGE, 3, 91], &[]);
+        let (mut session, mut master) = session_over(&[hello.clone(), opened.clone()].concat());
+        assert_eq!(session.ended(), None, "it runs");
+        master.write_all(&exited[..6]).unwrap();
+        assert_eq!(session.ended(), None, "an exit message cut short waits for the rest");
+        master.write_all(&exited[6..]).unwrap();
+        assert_eq!(session.ended(), Some(91));
+
+        let (mut session, master) = session_over(&[hello.clone(), opened].concat());
+        drop(master);
+        assert_eq!(session.ended(), Some(255), "the master went away");
+
+        let mut failure = Vec::new();
+        put_u32(&mut failure, MUX_S_FAILURE);
+        put_u32(&mut failure, REQUEST_ID);
+        put_string(&mut failure, b"refused");
+        let (mut session, _master) = session_over(&[hello, frame(&failure)].concat());
+        assert_eq!(session.ended(), Some(255), "refused");
     }
 
     #[test]

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::Supervisor;
-use super::conn::end;
 use super::link::Link;
 use super::policy::{MAX_RESTARTS, PROBE_TIMEOUT_CAP, RESTART_WINDOW, STANDBY_STRIKES, backoff, probe_timeout};
 use super::probe::{self, Probe};
-use crate::process::{CleanChild, Ended};
+use crate::process::Ended;
 use crate::remote::{self, JupyterSpec, LaunchEvent, Marker};
 use crate::state::Phase;
 
@@ -31,24 +30,31 @@ pub(super) enum Relaunch {
     Reconnecting,
 }
 
-/// The remote watch's ssh. Its stdin is a pipe the supervisor holds open and never writes
-/// to: the remote side waits only as long as it stays open (see [`remote::watch`]).
+/// The remote watch: a session of the active master (no ssh process of its own). Its stdin
+/// is a pipe the supervisor holds open and never writes to: the remote side waits only as
+/// long as it stays open (see [`remote::watch`]). Dropped, it ends: the master closes the
+/// session with its control connection.
 pub(super) struct Watch {
-    pub(super) child: CleanChild,
+    pub(super) session: super::mux::Session,
     pub(super) started: Instant,
     _stdin: OwnedFd,
 }
 
 impl Watch {
-    fn spawn(cmd: &crate::process::Cmd, log: BorrowedFd<'_>) -> Result<Self> {
-        // std's pipes are close-on-exec on every platform: only the watch's ssh gets it.
+    fn start(control: &Path, script: &str, log: BorrowedFd<'_>) -> Result<Self> {
         let (read, write) = std::io::pipe().context("could not make a pipe")?;
-        let child = cmd.spawn_clean(Some(read.as_fd()), log)?;
+        // The master keeps its own copy of the read end.
+        let session = super::mux::start(control, script, read.as_fd(), log).context("the master refused")?;
         Ok(Self {
-            child,
+            session,
             started: Instant::now(),
             _stdin: write.into(),
         })
+    }
+
+    /// How the watched command ended, once it has (see [`super::mux::Session::ended`]).
+    pub(super) fn ended(&mut self) -> Option<Ended> {
+        self.session.ended().map(Ended::Exited)
     }
 }
 
@@ -202,8 +208,7 @@ impl Supervisor {
             (Some(_), _) => return,
             (None, _) => remote::watch(&self.session.tmux_name),
         };
-        let cmd = self.over(&active.control, &script);
-        match Watch::spawn(&cmd, self.log.fd()) {
+        match Watch::start(&active.control, &script, self.log.fd()) {
             Ok(watch) => self.watch = Some(watch),
             Err(e) => self.event(&format!("could not start the remote watch: {e:#}")),
         }
@@ -347,9 +352,7 @@ impl Supervisor {
         self.proofs = true;
         // A watch still running waits for the old pane (a tmux whose hooks lack the pane
         // id never wakes it): the next good probe starts one for the new pane.
-        if let Some(watch) = self.watch.take() {
-            end(&watch.child);
-        }
+        self.watch = None;
         self.restarts.push_back(now);
         self.check_auth = true;
         self.listener_ok = false;
