@@ -55,10 +55,12 @@ class Soak:
     def snapshot(self, like=None):
         """What must not change: the supervisor's fds, its children's command lines, zombies.
 
-        With `like` (the snapshot at the start), waits up to 10 s for the children to match
-        it: after a reconnect the supervisor starts its standby connection only after twice
-        as long as the reconnect took (up to 5 s), which the quiet 1.2 s of `steady` may not
-        cover. A child that is missing or extra for good still shows."""
+        With `like` (the snapshot at the start), waits up to 10 s for the children and the
+        fds to match it: after a reconnect the supervisor starts its standby connection only
+        after twice as long as the reconnect took (up to 5 s), which the quiet 1.2 s of
+        `steady` may not cover, and opens the channel its probes keep at its first probe (2 s
+        after a reconnect whose listener proved itself). A child or an fd that is missing or
+        extra for good still shows."""
         pid = self.sup
         deadline = now() + 10
         while True:
@@ -69,7 +71,7 @@ class Soak:
                 "children": sorted(re.sub(r"ctl\d+", "ctl*", " ".join(cmdline(k))) for k in kids if alive(k)),
                 "zombies": len(zombies(pid)),
             }
-            if like is None or snap["children"] == like["children"] or now() > deadline:
+            if like is None or (snap["children"], snap["fds"]) == (like["children"], like["fds"]) or now() > deadline:
                 return snap
             time.sleep(0.1)
 

@@ -107,6 +107,8 @@ impl Supervisor {
     pub(super) fn activate(&mut self, conn: Conn) {
         self.session.ssh_pid = Some(conn.child.id());
         self.active = Some(conn);
+        // A channel kept over the connection this one replaces would only hold its fds.
+        self.prober.forget();
         if self.trusted() {
             self.gate.set_route(self.route());
         }

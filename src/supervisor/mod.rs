@@ -102,7 +102,7 @@ struct Supervisor {
     /// [`Supervisor::checked_probe`]); a socket in the user's private dir needs no check.
     listener_ok: bool,
     /// Whether the listener is first asked to prove it is this Jupyter (see
-    /// [`probe::prove`]): until something answers without a proof.
+    /// [`probe::Prober::prove`]): until something answers without a proof.
     proofs: bool,
     link: Link,
     attempt: u32,

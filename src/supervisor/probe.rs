@@ -171,25 +171,6 @@ pub(crate) fn listening(route: &Route, timeout: Duration) -> Probe {
     }
 }
 
-/// Asks the listener at the remote end to prove it is the Jupyter holding `token` (see
-/// `remote/jssh_proof.py`), sending it a fresh challenge and nothing secret: `Ok(true)` when
-/// it did (so it also answers: as good as a probe), `Ok(false)` when something answered
-/// without a proof (a Jupyter without the extension, or not ours: the remote check decides),
-/// the channel's verdict when nothing answered.
-pub(crate) fn prove(route: &Route, token: &str, port: u16, timeout: Duration) -> Result<bool, Probe> {
-    let challenge = crate::fsutil::random_hex(16).map_err(|e| Probe::Other(e.to_string()))?;
-    let mut channel = open(route, timeout)?;
-    let mut buf = [0u8; 1024];
-    // Keep-alive only so that the answer comes with its length, and so is read whole.
-    let path = format!("/jssh-proof/{challenge}");
-    let (verdict, got, _) = match request(&mut channel.stream, &path, None, true, &mut buf) {
-        Err(Probe::Timeout) => return Err(Probe::Unanswered),
-        other => other?,
-    };
-    let body = response_head(&buf[..got]).map_or(&[][..], |(start, _)| &buf[start..got]);
-    Ok(verdict == Probe::Ok && proof_holds(token, &challenge, port, body))
-}
-
 /// Whether `answer` is the proof for `challenge` at the remote's `127.0.0.1:port`: the hex
 /// HMAC-SHA256 of `jssh-proof CHALLENGE 127.0.0.1 PORT` keyed with the token, compared in
 /// constant time.
@@ -243,6 +224,34 @@ impl Prober {
             token: token.to_owned(),
             kept: None,
         }
+    }
+
+    /// Asks the listener at the remote end to prove it is the Jupyter holding the token (see
+    /// `remote/jssh_proof.py`), sending it a fresh challenge and nothing secret: `Ok(true)`
+    /// when it did (so it also answers: as good as a probe, and its channel is kept for the
+    /// probes), `Ok(false)` when something answered without a proof (a Jupyter without the
+    /// extension, or not ours: the remote check decides), the channel's verdict when nothing
+    /// answered.
+    pub(crate) fn prove(&mut self, route: &Route, port: u16, timeout: Duration) -> Result<bool, Probe> {
+        let challenge = crate::fsutil::random_hex(16).map_err(|e| Probe::Other(e.to_string()))?;
+        let mut channel = open(route, timeout)?;
+        let mut buf = [0u8; 1024];
+        let path = format!("/jssh-proof/{challenge}");
+        let (verdict, got, reusable) = match request(&mut channel.stream, &path, None, true, &mut buf) {
+            Err(Probe::Timeout) => return Err(Probe::Unanswered),
+            other => other?,
+        };
+        let body = response_head(&buf[..got]).map_or(&[][..], |(start, _)| &buf[start..got]);
+        let proven = verdict == Probe::Ok && proof_holds(&self.token, &challenge, port, body);
+        if proven && reusable {
+            self.kept = Some((route.clone(), channel));
+        }
+        Ok(proven)
+    }
+
+    /// Closes the kept channel: its connection was replaced.
+    pub(crate) fn forget(&mut self) {
+        self.kept = None;
     }
 
     pub(crate) fn probe(&mut self, route: Option<&Route>, timeout: Duration) -> Probe {

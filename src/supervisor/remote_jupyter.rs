@@ -77,7 +77,7 @@ impl Supervisor {
     /// A probe while connecting, after making sure the remote TCP port is this Jupyter's: a
     /// port number is public, and another user of the server can bind it while Jupyter
     /// starts, to receive the token from the first request. The listener proves it through
-    /// the tunnel ([`probe::prove`]); one that cannot is checked by a remote command.
+    /// the tunnel ([`probe::Prober::prove`]); one that cannot is checked by a remote command.
     pub(super) fn checked_probe(&mut self) -> Result<Probe> {
         if self.trusted() {
             return Ok(self.probe());
@@ -98,7 +98,7 @@ impl Supervisor {
         // First the listener is asked to prove it is this Jupyter: one request through the
         // tunnel, no remote shell, and it doubles as the "does anything listen" look.
         if self.proofs {
-            match probe::prove(&route, &self.session.token, port, probe_timeout(self.probe_typical)) {
+            match self.prober.prove(&route, port, probe_timeout(self.probe_typical)) {
                 Ok(true) => {
                     self.this_attempt.listener_check = Some(started.elapsed());
                     self.this_attempt.proved = true;
