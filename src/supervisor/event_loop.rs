@@ -105,8 +105,9 @@ impl Supervisor {
         }
     }
 
-    /// Handles a SIGCHLD: a lost standby is dropped; a lost active connection is replaced by
-    /// the standby when it can be, else the next attempt is scheduled.
+    /// Handles a SIGCHLD, a held login's end or the remote watch's report: a lost standby is
+    /// dropped; a lost active connection is replaced by the standby when it can be, else the
+    /// next attempt is scheduled; an ended watch says why.
     fn reap(&mut self) -> Result<()> {
         if let Some(watch) = &mut self.watch
             && let Some(ended) = watch.ended()

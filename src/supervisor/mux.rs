@@ -98,10 +98,7 @@ pub(crate) fn run(control: &Path, command: &str, limit: Duration) -> std::io::Re
         let mut rest = answers.as_slice();
         while let Some((body, after)) = next_packet(rest) {
             rest = after;
-            match body
-                .get(..4)
-                .map(|k| u32::from_be_bytes(k.try_into().unwrap_or_default()))
-            {
+            match word(body, 0) {
                 Some(MUX_S_SESSION_OPENED | MUX_S_EXIT_MESSAGE) => return Ok(output),
                 Some(MUX_S_FAILURE | MUX_S_PERMISSION_DENIED) => {
                     return Err(std::io::Error::other(reason(body)));
@@ -176,13 +173,11 @@ impl Session {
         let mut rest = self.received.as_slice();
         while let Some((body, after)) = next_packet(rest) {
             rest = after;
-            let word = |i: usize| {
-                body.get(i * 4..i * 4 + 4)
-                    .map(|w| u32::from_be_bytes(w.try_into().unwrap_or_default()))
-            };
-            match word(0) {
+            match word(body, 0) {
                 // Type, session id, exit value.
-                Some(MUX_S_EXIT_MESSAGE) => return Some(word(2).map_or(255, |v| i32::try_from(v).unwrap_or(255))),
+                Some(MUX_S_EXIT_MESSAGE) => {
+                    return Some(word(body, 2).map_or(255, |v| i32::try_from(v).unwrap_or(255)));
+                }
                 Some(MUX_S_FAILURE | MUX_S_PERMISSION_DENIED) => return Some(255),
                 _ => {}
             }
@@ -252,6 +247,12 @@ fn read_some(from: &mut (impl Read + AsFd), into: &mut Vec<u8>, deadline: Instan
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The `i`th big-endian u32 of a packet's body (its type is word 0).
+fn word(body: &[u8], i: usize) -> Option<u32> {
+    let bytes = body.get(i * 4..i * 4 + 4)?;
+    Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }
 
 /// The first whole packet in `bytes` and what follows it.
@@ -329,15 +330,10 @@ pub(crate) fn hold(control: &Path, limit: Duration) -> std::io::Result<Held> {
         return Err(not_master());
     }
     let alive = read_packet(&mut stream)?;
-    let word = |i: usize| {
-        alive
-            .get(i * 4..i * 4 + 4)
-            .map(|b| u32::from_be_bytes(b.try_into().unwrap_or_default()))
-    };
-    if word(0) != Some(MUX_S_ALIVE) {
+    if word(&alive, 0) != Some(MUX_S_ALIVE) {
         return Err(not_master());
     }
-    let pid = word(2).ok_or_else(not_master)?;
+    let pid = word(&alive, 2).ok_or_else(not_master)?;
     stream.set_nonblocking(true)?;
     Ok(Held { control: stream, pid })
 }

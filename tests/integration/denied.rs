@@ -26,10 +26,6 @@ fn tunnel(alias: &str) -> (Sshd, Client, u16, String) {
     (sshd, client, port, token)
 }
 
-fn supervisor_log(client: &Client, alias: &str) -> String {
-    fs::read_to_string(client.state_dir().join(alias).join("supervisor.log")).unwrap_or_default()
-}
-
 /// Kills the tunnel's connections and waits (at most 30 s) until the alias waits for the
 /// user: its `status --local` row (asking the remote would be a login of its own, refused too).
 fn cut_and_wait_for_the_user(client: &Client, alias: &str) -> serde_json::Value {
@@ -45,7 +41,7 @@ fn cut_and_wait_for_the_user(client: &Client, alias: &str) -> serde_json::Value 
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "not waiting for the user after 30 s: {row}\n{}",
-            supervisor_log(client, alias)
+            client.supervisor_log(alias)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -54,7 +50,7 @@ fn cut_and_wait_for_the_user(client: &Client, alias: &str) -> serde_json::Value 
 #[test]
 fn a_refused_key_is_tried_twice_then_waits_for_the_user_and_login_resumes_the_same_url() {
     let (sshd, client, port, token) = tunnel("keyed");
-    let log = || supervisor_log(&client, "keyed");
+    let log = || client.supervisor_log("keyed");
 
     // The server forgets the key; the tunnel's connections end.
     let keys = fs::read_to_string(sshd.authorized_keys()).unwrap();
@@ -122,7 +118,7 @@ fn a_refused_key_is_tried_twice_then_waits_for_the_user_and_login_resumes_the_sa
 #[test]
 fn a_changed_host_key_is_not_logged_in_to_again_and_up_resumes_once_it_is_trusted() {
     let (sshd, client, port, token) = tunnel("moved");
-    let log = || supervisor_log(&client, "moved");
+    let log = || client.supervisor_log("moved");
 
     // The known key is now another one (a reinstalled server, or someone in between).
     let known = fs::read_to_string(client.known_hosts()).unwrap();

@@ -612,6 +612,11 @@ impl Client {
         self.root().join("state")
     }
 
+    /// `alias`'s supervisor log so far (empty before there is one).
+    pub(crate) fn supervisor_log(&self, alias: &str) -> String {
+        std::fs::read_to_string(self.state_dir().join(alias).join("supervisor.log")).unwrap_or_default()
+    }
+
     /// Environment for running jssh (or ssh-copy-id) against this client:
     /// `JSSH_SSH_CONFIG`, `JSSH_CONFIG_DIR`, `JSSH_STATE_DIR`, and `HOME=<root>`, because
     /// ssh-copy-id creates its scratch dir with `mktemp -d ~/.ssh/…` (the shell's `~`, i.e.

@@ -29,12 +29,12 @@ fn as_user(user: &str, script: &str, input: &str) -> Output {
 }
 
 /// A bash script (read from stdin: its /dev/tcp makes the connection) that asks Jupyter at
-/// 127.0.0.1:`port` for its status without a token and prints the status line.
-fn request_without_token(port: u64) -> String {
+/// 127.0.0.1:`port` for `path` without a token and prints the whole response.
+fn request_without_token(port: u64, path: &str) -> String {
     format!(
         "exec 3<>/dev/tcp/127.0.0.1/{port}\n\
-         printf 'GET /api/status HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' >&3\n\
-         head -n 1 <&3\n"
+         printf 'GET {path} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' >&3\n\
+         cat <&3\n"
     )
 }
 
@@ -128,7 +128,11 @@ fn another_local_user_gets_neither_the_token_nor_the_port_nor_jupyter() {
     // itself): another account that connects gets nothing without the token.
     let remote_port = crate::util::status(&client, "own")["remote_port"].as_u64().unwrap();
     for (what, port) in [("the tunnel", u64::from(port)), ("the remote port", remote_port)] {
-        let answer = as_user(other.name(), "exec /bin/bash", &request_without_token(port));
+        let answer = as_user(
+            other.name(),
+            "exec /bin/bash",
+            &request_without_token(port, "/api/status"),
+        );
         assert!(
             stdout(&answer).starts_with("HTTP/1.1 403"),
             "{what} without the token: {}{}",
@@ -136,6 +140,16 @@ fn another_local_user_gets_neither_the_token_nor_the_port_nor_jupyter() {
             stderr(&answer)
         );
     }
+    // The page that proves the listener is this Jupyter answers anyone, with an HMAC of the
+    // asker's challenge: never the token.
+    let path = "/jssh-proof/0123456789abcdef0123456789abcdef";
+    let answer = stdout(&as_user(
+        other.name(),
+        "exec /bin/bash",
+        &request_without_token(remote_port, path),
+    ));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains(&token), "the proof page gave the token away: {answer}");
 
     // While the tunnel heals (every ssh killed, three times), the other account spins on
     // binding the port: the supervisor holds it throughout.

@@ -30,7 +30,7 @@ pub(crate) fn up(client: &Client, alias: &str, extra: &[&str]) -> String {
         .args(extra)
         .output()
         .unwrap();
-    let log = fs::read_to_string(client.state_dir().join(alias).join("supervisor.log")).unwrap_or_default();
+    let log = client.supervisor_log(alias);
     assert!(
         out.status.success(),
         "up: {}{}\nsupervisor log:\n{log}",

@@ -257,7 +257,7 @@ fn up_in_netns(tag: &str, alias: &str) -> (Netns, Sshd, Client) {
         &client,
         &["up", alias, "-d", "--timeout", "90", "--env", &env],
     );
-    let log = fs::read_to_string(client.state_dir().join(alias).join("supervisor.log")).unwrap_or_default();
+    let log = client.supervisor_log(alias);
     assert!(up.status.success(), "up: {}{}\n{log}", stdout(&up), stderr(&up));
     (netns, sshd, client)
 }
@@ -271,8 +271,7 @@ fn network_changes_do_not_resume_a_tunnel_whose_key_was_refused() {
         return;
     }
     let (netns, sshd, client) = up_in_netns("deny", "nk");
-    let log_path = client.state_dir().join("nk/supervisor.log");
-    let log = || fs::read_to_string(&log_path).unwrap_or_default();
+    let log = || client.supervisor_log("nk");
     let refused = || sshd.log().matches("Connection closed by authenticating user").count();
     fs::write(sshd.authorized_keys(), "").unwrap();
     for (pid, _) in crate::up::tunnel_ssh(&client) {
@@ -322,8 +321,7 @@ fn a_network_change_gets_a_probe_within_100_ms() {
         return;
     }
     let (netns, _sshd, client) = up_in_netns("wake", "nc");
-    let log_path = client.state_dir().join("nc/supervisor.log");
-    let log = || fs::read_to_string(&log_path).unwrap_or_default();
+    let log = || client.supervisor_log("nc");
 
     for change in [["addr", "add", "10.99.0.1/32"], ["addr", "del", "10.99.0.1/32"]] {
         // Between regular probes (every 2 s), so only the change can explain a quick one.
