@@ -13,6 +13,7 @@ mod profile;
 mod remote;
 mod sanitize;
 mod service;
+mod siblings;
 mod slurm;
 mod ssh;
 mod sshconfig;

@@ -178,12 +178,7 @@ impl StateDir {
         if path.as_os_str().len() <= CONTROL_PATH_MAX {
             return path;
         }
-        let hash = self
-            .dir
-            .as_os_str()
-            .as_bytes()
-            .iter()
-            .fold(FNV_OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
+        let hash = fnv(self.dir.as_os_str().as_bytes());
         short_control_dir().join(format!("{hash:016x}-ctl{n}"))
     }
 
@@ -347,10 +342,15 @@ impl StateDir {
 /// `PATH.` plus 16 random characters first, then renames it.
 const CONTROL_PATH_MAX: usize = 103 - 17;
 
-/// FNV-1a: a stable name for a long state dir's control sockets, the same in every jssh
-/// version (std's hasher may change between Rust releases).
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0100_0000_01b3;
+/// FNV-1a: a stable name for a long state dir's control sockets and for a server's shared
+/// files, the same in every jssh version (std's hasher may change between Rust releases).
+pub(crate) fn fnv(bytes: &[u8]) -> u64 {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(FNV_OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
 
 /// Where control sockets go when the state dir's path is too long for them.
 fn short_control_dir() -> PathBuf {
@@ -378,10 +378,7 @@ pub(crate) struct ServerReach {
 impl ServerReach {
     /// For the server at `address` (`host:port`), in the state dir `dir`.
     pub(crate) fn new(dir: &Path, address: &str) -> Self {
-        let hash = address
-            .as_bytes()
-            .iter()
-            .fold(FNV_OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
+        let hash = fnv(address.as_bytes());
         Self {
             path: dir.join(format!("reach-{hash:016x}")),
             lead: None,
@@ -431,15 +428,20 @@ pub(crate) fn rotated(log: &Path) -> PathBuf {
     PathBuf::from(path)
 }
 
-/// Removes the servers' [`ServerReach`] files: once no supervisor runs, nobody reads them.
-/// (One created meanwhile by a starting supervisor is made again at its next look.)
-pub(crate) fn remove_reach_files(paths: &Paths) {
+/// Removes what the supervisors of one server share ([`ServerReach`] files, login slots,
+/// lent connections): once no supervisor runs, nobody reads them. (One created meanwhile by
+/// a starting supervisor is made again when it next needs it.)
+pub(crate) fn remove_server_files(paths: &Paths) {
     let Ok(entries) = fs::read_dir(&paths.state_dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with("reach-") {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("reach-") || name.starts_with(crate::siblings::SLOT_PREFIX) {
             let _ = fs::remove_file(entry.path());
+        } else if name.starts_with(crate::siblings::LEND_PREFIX) {
+            let _ = fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -452,7 +454,7 @@ fn lock_file(path: &Path) -> Result<Flock<File>> {
         .with_context(|| format!("could not lock {}", path.display()))
 }
 
-fn open_lock(path: &Path) -> Result<File> {
+pub(crate) fn open_lock(path: &Path) -> Result<File> {
     OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -4,6 +4,7 @@
 //! ending the masters a killed supervisor left behind, and asking whether the sshd's port
 //! answers again all live here.
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,11 +15,12 @@ use nix::sys::signal::Signal;
 use super::Supervisor;
 use super::gate::Route;
 use super::mux;
-use super::policy::{GRACE, STANDBY_STRIKES};
+use super::policy::{BORROW_LIMIT, CONNECT_LIMIT, GRACE, STANDBY_STRIKES, busy_retry};
 use crate::platform;
 use crate::process::CleanChild;
+use crate::siblings::{LoginSlots, Slot};
 use crate::ssh::{LoginFailure, Ssh, parse_resolved};
-use crate::state::StateDir;
+use crate::state::{Phase, StateDir};
 use crate::target::Alias;
 
 /// One of the supervisor's ssh connections, a private master (see [`crate::ssh::Ssh::tunnel`]).
@@ -28,20 +30,25 @@ pub(super) struct Conn {
     /// Where its ssh writes its messages (`-E`), for one the supervisor spawned.
     pub(super) errors: Option<PathBuf>,
     pub(super) started: Instant,
+    /// While its ssh logs in: its turn among the logins to that server (see
+    /// [`crate::siblings::LoginSlots`]).
+    pub(super) slot: Option<Slot>,
 }
 
-/// A connection's ssh: one the supervisor started, or the login a human answered, which
-/// `jssh up`/`jssh login` started in the user's terminal and the supervisor holds.
+/// A connection's ssh: one the supervisor started, the login a human answered, which
+/// `jssh up`/`jssh login` started in the user's terminal and the supervisor holds, or
+/// another alias's master to the same account, ridden on until this alias has its own again.
 pub(super) enum Master {
     Spawned(CleanChild),
     Held(mux::Held),
+    Borrowed(mux::Held),
 }
 
 impl Master {
     pub(super) fn id(&self) -> u32 {
         match self {
             Self::Spawned(child) => child.id(),
-            Self::Held(held) => held.pid,
+            Self::Held(held) | Self::Borrowed(held) => held.pid,
         }
     }
 
@@ -50,7 +57,16 @@ impl Master {
         Ok(match self {
             Self::Spawned(child) => child.try_wait()?.map(|status| format!("ssh {status}")),
             Self::Held(held) => held.gone().then(|| "the login ended".to_owned()),
+            Self::Borrowed(held) => held.gone().then(|| "the connection it rode on ended".to_owned()),
         })
+    }
+
+    /// A master held, not ours to end: its end shows as its control connection closing.
+    pub(super) fn held(&self) -> Option<&mux::Held> {
+        match self {
+            Self::Spawned(_) => None,
+            Self::Held(held) | Self::Borrowed(held) => Some(held),
+        }
     }
 }
 
@@ -58,7 +74,8 @@ impl Supervisor {
     /// Starts a connection (the active one or a standby: they are alike, a master without
     /// forwards, which the gate hands connections to). Where logins need a human, takes the
     /// login the user answered instead, or fails: it never logs in itself.
-    pub(super) fn connect(&mut self) -> Result<Conn> {
+    /// `slot` is its turn among the logins to the server, held until it has logged in.
+    pub(super) fn connect(&mut self, slot: Slot) -> Result<Conn> {
         if self.human() {
             let control = self.run.login_control();
             let held = mux::hold(&control, GRACE).context("no login to ride on")?;
@@ -67,6 +84,7 @@ impl Supervisor {
                 control,
                 errors: None,
                 started: Instant::now(),
+                slot: None,
             });
         }
         // Of the two names, the one no live connection uses (a standby is started only beside
@@ -85,9 +103,11 @@ impl Supervisor {
         let _ = std::fs::remove_file(&errors);
         let cmd = self.ssh.tunnel(&self.alias, &control, &errors);
         let child = cmd.spawn_clean(None, self.log.fd())?;
+        // Only its own: a supervisor after this one ends what is recorded here.
         let mut masters: Vec<(u32, PathBuf)> = [&self.active, &self.standby]
             .into_iter()
             .flatten()
+            .filter(|c| matches!(c.child, Master::Spawned(_)))
             .map(|c| (c.child.id(), c.control.clone()))
             .collect();
         masters.push((child.id(), control.clone()));
@@ -99,12 +119,90 @@ impl Supervisor {
             control,
             errors: Some(errors),
             started: Instant::now(),
+            slot: Some(slot),
         })
+    }
+
+    /// A turn to log in, where the aliases on this server take turns: `None` while others'
+    /// logins hold every slot.
+    pub(super) fn login_slot(&self) -> Option<Slot> {
+        self.slots.as_ref().map_or(Some(Slot::unshared()), LoginSlots::take)
+    }
+
+    /// After losing its connection at `lost`: a master another alias on the same account
+    /// logged in since, to ride on until this alias has its own again, if one is offered
+    /// and alive. Never where logins need a human (none is offered there), nor twice in an
+    /// outage that one did not carry.
+    pub(super) fn borrow(&mut self, lost: Instant) -> Option<(String, Conn)> {
+        // A key refused in this outage is the user's to mend: riding on another alias's
+        // master would hide it.
+        if self.borrow_spent || self.denied > 0 || self.session.phase != Phase::Reconnecting {
+            return None;
+        }
+        let since = SystemTime::now().checked_sub(lost.elapsed())?;
+        let offered = self
+            .lenders
+            .as_ref()?
+            .offered(&self.alias, since, std::process::id() as usize);
+        offered.into_iter().find_map(|(lender, control)| {
+            let held = mux::hold(&control, BORROW_LIMIT).ok()?;
+            let conn = Conn {
+                child: Master::Borrowed(held),
+                control,
+                errors: None,
+                started: Instant::now(),
+                slot: None,
+            };
+            Some((lender, conn))
+        })
+    }
+
+    /// Offers the active connection, once logged in and its own, to the aliases on the same
+    /// account of the server.
+    pub(super) fn lend_active(&mut self) {
+        let (Some(lenders), Some(conn)) = (&self.lenders, &self.active) else {
+            return;
+        };
+        if matches!(conn.child, Master::Spawned(_))
+            && let Err(e) = lenders.lend(&self.alias, &conn.control)
+        {
+            self.event(&format!("could not offer the connection to the other aliases: {e:#}"));
+        }
+    }
+
+    /// Whether the tunnel rides on another alias's master.
+    pub(super) fn borrowing(&self) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|c| matches!(c.child, Master::Borrowed(_)))
+    }
+
+    /// Once the standby has logged in, its slot goes back (and after [`CONNECT_LIMIT`] in
+    /// any case: a login stuck that long must not keep the other aliases waiting); where the
+    /// tunnel rides on another alias's master, the standby, its own again, takes over.
+    pub(super) fn note_standby_ready(&mut self) {
+        let Some(standby) = self.standby.as_mut() else { return };
+        let ready = standby.control.exists();
+        if ready || standby.started.elapsed() > CONNECT_LIMIT {
+            standby.slot = None;
+        }
+        if ready && self.borrowing() {
+            let borrowed = self.active.take();
+            if self.take_over() {
+                self.event("its own connection is ready: no longer riding on another alias's");
+                self.save();
+            } else {
+                self.active = borrowed;
+            }
+        }
     }
 
     /// Makes `conn` the connection that carries the tunnel: the gate sends connections to it
     /// (those waiting try it at once; until its control socket exists, every 20 ms).
     pub(super) fn activate(&mut self, conn: Conn) {
+        if let Some(lenders) = &self.lenders {
+            lenders.withdraw(&self.alias);
+        }
         self.session.ssh_pid = Some(conn.child.id());
         self.active = Some(conn);
         // A channel kept over the connection this one replaces would only hold its fds.
@@ -122,6 +220,7 @@ impl Supervisor {
         };
         if matches!(standby.child.ended(), Ok(None)) && standby.control.exists() {
             self.activate(standby);
+            self.lend_active();
             return true;
         }
         stop(standby);
@@ -137,7 +236,16 @@ impl Supervisor {
             return;
         }
         if self.standby.is_none() && self.standby_strikes < STANDBY_STRIKES {
-            match self.connect() {
+            let Some(slot) = self.login_slot() else {
+                // Other aliases' logins to this server first. One riding on another's master
+                // asks again soon; any other at its next tick.
+                if self.borrowing() {
+                    let retry = Instant::now() + busy_retry(RandomState::new().hash_one(std::process::id()));
+                    self.next_tick = self.next_tick.min(retry);
+                }
+                return;
+            };
+            match self.connect(slot) {
                 Ok(conn) => self.standby = Some(conn),
                 Err(e) => self.event(&format!("could not start a standby connection: {e:#}")),
             }
@@ -153,6 +261,9 @@ impl Supervisor {
     }
 
     pub(super) fn stop_all(&mut self) {
+        if let Some(lenders) = &self.lenders {
+            lenders.withdraw(&self.alias);
+        }
         self.gate.set_route(None);
         self.session.ssh_pid = None;
         self.watch = None;
@@ -161,20 +272,32 @@ impl Supervisor {
         }
     }
 
-    /// The sshd's address when ssh connects to it directly (for the "is it back?" check).
-    pub(super) fn direct_address(&self) -> Option<String> {
+    /// The sshd's address when ssh connects to it directly (for the "is it back?" check),
+    /// and the account there (`user@host:port`, what aliases share; see [`crate::siblings`]).
+    pub(super) fn direct_server(&self) -> Option<(String, String)> {
         let out = self.ssh.resolve(&self.alias).output().ok()?;
         let resolved = parse_resolved(&String::from_utf8_lossy(&out.stdout));
         if resolved.contains_key("proxyjump") || resolved.contains_key("proxycommand") {
             return None;
         }
-        Some(format!("{}:{}", resolved.get("hostname")?, resolved.get("port")?))
+        let address = format!("{}:{}", resolved.get("hostname")?, resolved.get("port")?);
+        let account = format!("{}@{address}", resolved.get("user")?);
+        Some((address, account))
     }
 
-    /// Notes when the active attempt has logged in (its control socket exists).
+    /// Notes when the active attempt has logged in (its control socket exists): its slot
+    /// goes back, and its master is offered to the other aliases on the server.
     pub(super) fn note_logged_in(&mut self) {
-        if self.this_attempt.logged_in.is_none() && self.active.as_ref().is_some_and(|c| c.control.exists()) {
+        if self.this_attempt.logged_in.is_none()
+            && let Some(active) = self.active.as_mut()
+            && active.control.exists()
+        {
             self.this_attempt.logged_in = Some(Instant::now());
+            // Offered before its slot goes back: an alias waiting for a slot then finds a
+            // master to ride on rather than starting a login of its own.
+            let slot = active.slot.take();
+            self.lend_active();
+            drop(slot);
         }
     }
 
@@ -295,7 +418,8 @@ pub(super) fn stop(conn: Conn) {
         // The login a human answered is the CLI's: `jssh down` still needs it to stop the
         // remote Jupyter (logging in again would take another prompt), and ends it then. A
         // tunnel stopped with the server left running leaves it for the next `jssh up`.
-        Master::Held(_) => {}
+        // A borrowed master is another alias's.
+        Master::Held(_) | Master::Borrowed(_) => {}
     }
 }
 

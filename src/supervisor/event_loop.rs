@@ -17,8 +17,8 @@ use super::conn::{Conn, Ended, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
     CONNECT_LIMIT, CONNECT_POLL, DENIALS_RETRIED, DENIED_RETRY, DROPS_RETRIED, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY,
-    REFUSED_WITHIN, RUN_DIR_CHECK, TAKEOVER_LIMIT, YOUNG, backoff, busy_retry, recheck_timeout, seen_down_after,
-    standby_delay,
+    REFUSED_WITHIN, RUN_DIR_CHECK, SLOT_WAIT, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff, busy_retry,
+    recheck_timeout, seen_down_after, standby_delay,
 };
 use super::probe::Probe;
 use super::remote_jupyter::Relaunch;
@@ -30,20 +30,18 @@ impl Supervisor {
     /// Runs until a stop signal (which it returns) or a failure it gives up on.
     pub(super) fn run_loop(&mut self, signals: &mut Signals) -> Result<Signal> {
         loop {
-            let wait = self
-                .next_tick
-                .min(self.lease_checked + RUN_DIR_CHECK)
-                .saturating_duration_since(Instant::now());
+            let mut wake = self.next_tick.min(self.lease_checked + RUN_DIR_CHECK);
+            if self.logins.is_none() && self.standby.as_ref().is_some_and(|c| c.slot.is_some()) {
+                // Nothing reports the standby's login: look for it as often as for the active's.
+                wake = wake.min(Instant::now() + CONNECT_POLL);
+            }
+            let wait = wake.saturating_duration_since(Instant::now());
             let millis = u16::try_from(wait.as_millis().min(60_000)).unwrap_or(u16::MAX);
             let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
             fds.extend(self.net.as_ref().map(|net| PollFd::new(net.fd(), PollFlags::POLLIN)));
             // A held login is not our child: its end shows as its control connection closing.
             let held_at = fds.len();
-            if let Some(Conn {
-                child: Master::Held(held),
-                ..
-            }) = &self.active
-            {
+            if let Some(held) = self.active.as_ref().and_then(|c| c.child.held()) {
                 fds.push(PollFd::new(held.fd(), PollFlags::POLLIN));
             }
             // The remote watch reports on its control connection.
@@ -51,9 +49,14 @@ impl Supervisor {
             if let Some(watch) = &self.watch {
                 fds.push(PollFd::new(watch.session.fd(), PollFlags::POLLIN));
             }
-            // While an attempt logs in: its control socket appearing wakes the loop.
+            // While an attempt logs in: its control socket appearing wakes the loop. So does
+            // the standby's while it holds a login slot (or would end a ride on another
+            // alias's master).
             let logins_at = fds.len();
-            let awaiting_login = matches!(self.link, Link::Connecting { .. }) && self.this_attempt.logged_in.is_none();
+            let standby_pending = self.standby.as_ref().is_some_and(|c| c.slot.is_some()) || self.borrowing();
+            let awaiting_login = (matches!(self.link, Link::Connecting { .. })
+                && self.this_attempt.logged_in.is_none())
+                || standby_pending;
             if let Some(logins) = self.logins.as_ref().filter(|_| awaiting_login) {
                 fds.push(PollFd::new(logins.fd(), PollFlags::POLLIN));
             }
@@ -73,9 +76,12 @@ impl Supervisor {
                 // Read only while an attempt logs in: an idle loop makes no call for it. What
                 // queued in between (the supervisor's own state writes) costs one early tick.
                 logins.drain();
-                if logins_ready {
+                if logins_ready && !standby_pending {
                     self.next_tick = Instant::now();
                 }
+            }
+            if standby_pending {
+                self.note_standby_ready();
             }
             let arrived = signals.pending();
             if let Some(&sig) = arrived.iter().find(|&&s| s != Signal::SIGCHLD && s != Signal::SIGUSR1) {
@@ -122,7 +128,11 @@ impl Supervisor {
         {
             let young = standby.started.elapsed() < YOUNG;
             self.standby_strikes = if young { self.standby_strikes + 1 } else { 0 };
-            self.said(&standby);
+            if let Ended::Denied { .. } = self.said(&standby) {
+                // Its own login, refused, while the tunnel rides on another alias's master:
+                // no more of them (each counts towards a lockout) until a reconnect of its own.
+                self.standby_strikes = STANDBY_STRIKES;
+            }
             self.event(&format!("standby connection lost: {why}"));
         }
         let Some(active) = &mut self.active else { return Ok(()) };
@@ -130,6 +140,13 @@ impl Supervisor {
             return Ok(());
         };
         let Some(ended) = self.active.take() else { return Ok(()) };
+        if let Some(lenders) = &self.lenders {
+            lenders.withdraw(&self.alias);
+        }
+        if matches!(ended.child, Master::Borrowed(_)) && !self.link.is_up() {
+            // It did not carry this outage: the next attempt logs in itself.
+            self.borrow_spent = true;
+        }
         let said = self.said(&ended);
         self.session.ssh_pid = None;
         self.gate.set_route(None);
@@ -155,13 +172,7 @@ impl Supervisor {
         self.session.last_error = Some(why.clone());
         if self.link.is_up() && self.take_over() {
             self.event(&format!("tunnel lost: {why}; the standby connection took over"));
-            self.link = Link::Connecting {
-                since: now,
-                lost: Some(lost),
-                closed_since: None,
-                deadline: now + TAKEOVER_LIMIT,
-            };
-            self.next_tick = now;
+            self.carry_at_once(now, lost);
             // `jssh status` must not name the master that just died.
             self.save();
             return Ok(());
@@ -283,6 +294,7 @@ impl Supervisor {
             }
             Action::GiveUp { lost, last } => {
                 self.event(&format!("the new connection does not carry the tunnel ({last:?})"));
+                self.borrow_spent |= self.borrowing();
                 self.abandon(now);
                 // Like an attempt that ended early: retried after a backoff, not in a loop.
                 self.attempt += 1;
@@ -359,7 +371,27 @@ impl Supervisor {
         if let Some(reach) = &mut self.reach {
             reach.stop_leading();
         }
-        let conn = match self.connect() {
+        if let Some((lender, conn)) = self.borrow(lost) {
+            self.event(&format!(
+                "riding on {lender}'s new connection to the same server until its own is up"
+            ));
+            self.this_attempt.borrowed_from = Some(lender);
+            self.activate(conn);
+            self.carry_at_once(now, lost);
+            return Ok(());
+        }
+        let Some(slot) = self.login_slot() else {
+            // Other aliases on this server are logging in: ride on the first of their new
+            // connections, or log in once a slot is free.
+            self.link = Link::Waiting {
+                due: now + SLOT_WAIT,
+                lost,
+                seen_down: false,
+            };
+            self.next_tick = now + SLOT_WAIT;
+            return Ok(());
+        };
+        let conn = match self.connect(slot) {
             Ok(conn) => conn,
             Err(_) if self.human() => {
                 self.needs_login(now, lost);
@@ -378,6 +410,19 @@ impl Supervisor {
         self.activate(conn);
         self.await_answer(now, lost);
         Ok(())
+    }
+
+    /// Probes at once through a connection that is logged in already (a standby taking
+    /// over, another alias's master): it carries the tunnel within [`TAKEOVER_LIMIT`], or
+    /// the attempt is given up.
+    fn carry_at_once(&mut self, now: Instant, lost: Instant) {
+        self.link = Link::Connecting {
+            since: now,
+            lost: Some(lost),
+            closed_since: None,
+            deadline: now + TAKEOVER_LIMIT,
+        };
+        self.next_tick = now;
     }
 
     /// Probes often until Jupyter answers through the tunnel (a new connection, or a
@@ -404,6 +449,7 @@ impl Supervisor {
                 self.refused = 0;
                 self.dropped = 0;
                 self.denied = 0;
+                self.borrow_spent = false;
                 let down = now.duration_since(lost).as_secs_f64();
                 let attempt = now.duration_since(since);
                 let mut parts = format!("this attempt {:.2} s", attempt.as_secs_f64());
@@ -413,6 +459,9 @@ impl Supervisor {
                         ": logged in after {:.2} s",
                         at.duration_since(since).as_secs_f64()
                     );
+                }
+                if let Some(lender) = &self.this_attempt.borrowed_from {
+                    let _ = write!(parts, ", over {lender}'s connection");
                 }
                 if let Some(took) = self.this_attempt.listener_check {
                     let how = if self.this_attempt.proved { "proved" } else { "check" };

@@ -51,6 +51,7 @@ use self::remote_jupyter::Watch;
 use crate::paths::Paths;
 use crate::platform::{self, DirWatch, NetWatch, Signals};
 use crate::profile::LoginKind;
+use crate::siblings::{Lenders, LoginSlots};
 use crate::slurm::Reach;
 use crate::ssh::Ssh;
 use crate::state::{Lease, Phase, ServerReach, Session, StateDir};
@@ -121,6 +122,14 @@ struct Supervisor {
     direct: Option<String>,
     /// Who looks whether that sshd answers again, among the aliases on it.
     reach: Option<ServerReach>,
+    /// Login slots shared with the aliases on the same account of that sshd, and their
+    /// masters, to ride on after an outage until this alias has its own (see
+    /// [`crate::siblings`]).
+    slots: Option<LoginSlots>,
+    lenders: Option<Lenders>,
+    /// A borrowed connection did not carry the tunnel in this outage: the next attempts log
+    /// in themselves.
+    borrow_spent: bool,
     /// Since when the sshd's port is known to refuse (for [`ServerReach::answered_since`]).
     down_since: Option<std::time::SystemTime>,
     /// Network changes, where the system reports them.
@@ -227,6 +236,9 @@ fn supervise(args: &Args) -> Result<Signal> {
         lease_checked: now,
         direct: None,
         reach: None,
+        slots: None,
+        lenders: None,
+        borrow_spent: false,
         down_since: None,
         net: NetWatch::open(),
         logins,
@@ -236,11 +248,14 @@ fn supervise(args: &Args) -> Result<Signal> {
         readiness: Readiness::open(args.foreground),
     };
     // Even a TCP connect to its port shows in the server's log as a client that went away.
-    sup.direct = if sup.human() { None } else { sup.direct_address() };
-    sup.reach = sup
-        .direct
-        .as_deref()
-        .map(|address| ServerReach::new(&paths.state_dir, address));
+    let server = if sup.human() { None } else { sup.direct_server() };
+    Lenders::withdraw_everywhere(&paths.state_dir, alias);
+    if let Some((address, account)) = server {
+        sup.reach = Some(ServerReach::new(&paths.state_dir, &address));
+        sup.slots = Some(LoginSlots::new(&paths.state_dir, &account, policy::LOGIN_SLOTS));
+        sup.lenders = Some(Lenders::new(&paths.state_dir, &account));
+        sup.direct = Some(address);
+    }
     sup.event(&format!(
         "supervising {} (pid {}), holding 127.0.0.1:{}",
         sup.alias,
@@ -291,6 +306,8 @@ struct AttemptFacts {
     logged_in: Option<Instant>,
     listener_check: Option<Duration>,
     proved: bool,
+    /// The alias whose master it rides on, where it borrowed one.
+    borrowed_from: Option<String>,
 }
 
 /// A Slurm job's Jupyter on its node's loopback: every connection goes to the node, through

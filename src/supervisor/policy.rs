@@ -85,6 +85,18 @@ pub(crate) fn busy_retry(random: u64) -> Duration {
     Duration::from_millis(50 + random % 201)
 }
 
+/// Logins under way at once to one server, from all the aliases on the same account of it
+/// (see [`crate::siblings`]). sshd's default `MaxStartups` starts dropping new connections
+/// at ten unauthenticated ones; three leave room for other clients and for the moment
+/// between our seeing a login done and sshd counting it. After one outage of twenty tunnels,
+/// the first three logins take the time of three, and the others ride on them meanwhile.
+pub(crate) const LOGIN_SLOTS: usize = 3;
+/// While every slot is taken: how soon to look again for a free one, or for a master that
+/// another alias's login just made (the outage ends for this alias when one is there).
+pub(crate) const SLOT_WAIT: Duration = Duration::from_millis(20);
+/// How long a master another alias lends may take to say it is alive (a local socket).
+pub(crate) const BORROW_LIMIT: Duration = Duration::from_millis(200);
+
 /// How often a starting tunnel is probed.
 pub(crate) const CONNECT_POLL: Duration = Duration::from_millis(25);
 const CLOSED_POLL_CAP: Duration = Duration::from_millis(250);

@@ -193,7 +193,8 @@ impl Supervisor {
 
     /// Starts the remote watch unless one runs (or they keep failing, or tmux has no hooks).
     pub(super) fn ensure_watch(&mut self) {
-        if self.watch.is_some() || self.watch_unsupported || self.watch_strikes >= STANDBY_STRIKES {
+        // Not on another alias's master: the watch would end with that, not with Jupyter.
+        if self.watch.is_some() || self.watch_unsupported || self.watch_strikes >= STANDBY_STRIKES || self.borrowing() {
             return;
         }
         // Like the standby, after a reconnect: its remote shell would compete with other

@@ -66,16 +66,11 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
     eprintln!("idle supervisors' RSS (kB): {rss:?}");
     assert!(rss.iter().all(|&kb| kb > 0 && kb <= MAX_RSS_KB), "RSS (kB): {rss:?}");
 
-    // One sshd restart cuts every tunnel; all answer again within 2 s of it, or (on a
-    // machine busy enough that plain logins to that sshd take longer) within twice what as
-    // many parallel `ssh … true` logins take in the same run. Measured here (8 runs): healed
-    // after 1.13–1.65 s, logins 0.68–1.55 s. The issue asks for 1.2 times the logins, which
-    // is not met on this 2-core machine: with twenty (`scripts/bench-many`, two runs of 3
-    // rounds) all are back 1.60–2.55 s after the restart, against 1.16–1.84 s for twenty plain
-    // logins (ratio 1.21–1.63; 1.03–1.35 against logins retried until they work). The heal is
-    // CPU-bound (post-quantum key exchange on both ends) and costs ~0.6–1.7 CPU-s more than
-    // the logins (docs/BENCHMARKS.md says where). So this bound catches a regression, not the
-    // goal.
+    // One sshd restart cuts every tunnel. The issue's measure: all answer again within 1.2
+    // times what as many parallel `ssh … true` logins to that sshd take, measured in the
+    // same run. A few log in (their login slots, `LOGIN_SLOTS`), the others ride on those
+    // new masters at once; measured here with eight: healed after 0.3–0.6 s, logins
+    // 0.6–1.2 s (twenty: `scripts/bench-many`).
     let healed = heal_after_restart(&mut sshd, &urls);
     let logins = parallel_logins(&client, &aliases);
     let slowest = *healed.iter().max().unwrap();
@@ -83,9 +78,38 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
         "sshd restart: slowest tunnel healed after {slowest:.2?} (all: {healed:.2?}); {HOSTS} parallel fresh logins: {logins:.2?}"
     );
     assert!(
-        slowest <= HEALED_WITHIN.max(logins.mul_f64(2.0)),
+        slowest <= HEALED_WITHIN && slowest <= logins.mul_f64(1.2),
         "healed after {healed:?}; {HOSTS} parallel logins took {logins:?}"
     );
+    // Those that rode on another alias's master each have their own again soon after, and
+    // then ride on nothing: every alias's tunnel ssh is its own (a master its supervisor
+    // started, named after its own state dir).
+    let rode = |alias: &String| client.supervisor_log(alias).matches("riding on m").count();
+    let own_again = |alias: &String| {
+        client
+            .supervisor_log(alias)
+            .matches("its own connection is ready")
+            .count()
+    };
+    let riders = aliases.iter().filter(|a| rode(a) > 0).count();
+    assert!(riders >= HOSTS / 2, "only {riders} of {HOSTS} rode on another's master");
+    let started = Instant::now();
+    while !aliases.iter().all(|a| own_again(a) == rode(a)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not all have their own connection again: {:?}",
+            aliases.iter().map(|a| (rode(a), own_again(a))).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for row in status_json(&client) {
+        let (alias, pid) = (row["alias"].as_str().unwrap(), row["tunnel_ssh_pid"].as_u64().unwrap());
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            String::from_utf8_lossy(&argv).contains(&format!("/{alias}/ctl")),
+            "{alias}'s tunnel is its own master: {row}"
+        );
+    }
     for row in status_json(&client) {
         assert_eq!(row["state"], "up", "{row}");
         assert!(row["reconnects"].as_u64().unwrap() >= 1, "the restart cut it: {row}");
