@@ -157,8 +157,9 @@ impl Supervisor {
         })
     }
 
-    /// Offers the active connection, once logged in and its own, to the aliases on the same
-    /// account of the server.
+    /// Offers the active connection, its own, to the aliases on the same account of the
+    /// server: once it has just logged in, or carried the tunnel. (Not when a standby takes
+    /// over: in an outage it is about to be found dead too, and the others would ride on it.)
     pub(super) fn lend_active(&mut self) {
         let (Some(lenders), Some(conn)) = (&self.lenders, &self.active) else {
             return;
@@ -189,6 +190,8 @@ impl Supervisor {
         if ready && self.borrowing() {
             let borrowed = self.active.take();
             if self.take_over() {
+                // Just logged in: alive, unlike a standby taking over in an outage.
+                self.lend_active();
                 self.event("its own connection is ready: no longer riding on another alias's");
                 self.save();
             } else {
@@ -220,7 +223,6 @@ impl Supervisor {
         };
         if matches!(standby.child.ended(), Ok(None)) && standby.control.exists() {
             self.activate(standby);
-            self.lend_active();
             return true;
         }
         stop(standby);

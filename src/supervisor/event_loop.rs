@@ -474,6 +474,7 @@ impl Supervisor {
         }
         self.session.phase = Phase::Up;
         self.save();
+        self.lend_active();
         // Connections held while Jupyter was refusing try again now, not at their next turn.
         self.gate.set_route(self.route());
         self.link = Link::Up {

@@ -127,6 +127,156 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
     assert_nothing_left(&sshd, &client);
 }
 
+/// After an outage, an alias rides on another's new master while it has none of its own
+/// (the test holds every login slot, so it cannot log in), through which its URL answers;
+/// when that master goes (`jssh down` of its alias), the rider does not lose its tunnel for
+/// good: it logs in itself as soon as a slot is free, and ends on its own master.
+#[test]
+fn a_tunnel_rides_on_another_aliass_new_master_and_logs_in_itself_when_that_goes() {
+    let (mut sshd, client, aliases) = fleet(2, "");
+    let (urls, _) = up_all(&client, &aliases);
+    let slots = login_slot_files(&client, &aliases[0]);
+    assert_eq!(
+        login_slot_files(&client, &aliases[1]),
+        slots,
+        "one server, one account: shared"
+    );
+    let mut held: Vec<_> = slots
+        .iter()
+        .map(|path| take_slot(path, Duration::from_secs(20)))
+        .collect();
+
+    // An sshd restart cuts both; neither can log in until the test lets one slot go. The
+    // first to take it logs in; the other rides on its new master (borrowing comes before a
+    // free slot), and the slot is taken back before any standby could use it.
+    sshd.outage();
+    sshd.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    let one = held.pop().unwrap();
+    drop(one);
+    // The first new master (its socket answers): its slot is free again, take it back.
+    let live = |alias: &String| {
+        (0..2).any(|n| {
+            std::os::unix::net::UnixStream::connect(client.state_dir().join(alias).join(format!("ctl{n}"))).is_ok()
+        })
+    };
+    let started = Instant::now();
+    while !aliases.iter().any(live) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nobody logged in: {:?}",
+            logs(&client, &aliases)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let again = take_slot(&slots[slots.len() - 1], Duration::from_secs(20));
+    let rode = |alias: &String| client.supervisor_log(alias).contains("riding on ");
+    let started = Instant::now();
+    while !aliases.iter().any(rode) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nobody rode: {:?}",
+            logs(&client, &aliases)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (rider, lender) = if rode(&aliases[0]) { (0, 1) } else { (1, 0) };
+    assert!(!rode(&aliases[lender]), "{:?}", logs(&client, &aliases));
+    let (port, token) = &urls[rider];
+    assert_eq!(get(*port, "/api/status", Some(token)), 200, "the rider answers");
+    let row = |alias: &String| {
+        status_json(&client)
+            .into_iter()
+            .find(|r| r["alias"] == alias.as_str())
+            .unwrap()
+    };
+    assert_eq!(
+        row(&aliases[rider])["tunnel_ssh_pid"],
+        row(&aliases[lender])["tunnel_ssh_pid"],
+        "on the lender's master"
+    );
+
+    // The lender goes: the rider's tunnel is lost, waits for a slot (all held), then logs
+    // in itself and answers again, on its own master.
+    let out = jssh(&client).args(["down", &aliases[lender]]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let started = Instant::now();
+    while !client
+        .supervisor_log(&aliases[rider])
+        .contains("the connection it rode on ended")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            logs(&client, &aliases)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop((held, again));
+    let started = Instant::now();
+    while get(*port, "/api/status", Some(token)) != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            logs(&client, &aliases)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = row(&aliases[rider])["tunnel_ssh_pid"].as_u64().unwrap();
+    let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&argv).contains(&format!("/{}/ctl", aliases[rider])),
+        "its own master: {:?}",
+        logs(&client, &aliases)
+    );
+    let out = jssh(&client).args(["down", "--all"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_nothing_left(&sshd, &client);
+}
+
+fn logs(client: &Client, aliases: &[String]) -> Vec<String> {
+    aliases.iter().map(|a| client.supervisor_log(a)).collect()
+}
+
+/// The login slot files of `alias`'s server and account (`user@host:port` from `ssh -G`),
+/// named as jssh names them (FNV-1a of the account; see `siblings.rs`).
+fn login_slot_files(client: &Client, alias: &str) -> Vec<std::path::PathBuf> {
+    let out = client_ssh(client, false).args(["-G", alias]).output().unwrap();
+    let resolved = stdout(&out);
+    let field = |name: &str| {
+        resolved
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap()
+            .to_owned()
+    };
+    let account = format!("{}@{}:{}", field("user"), field("hostname"), field("port"));
+    let hash = account.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (0..3)
+        .map(|i| client.state_dir().join(format!("login-{hash:016x}-{i}")))
+        .collect()
+}
+
+/// Holds the lock of one login slot file (waiting at most `limit` for it).
+fn take_slot(path: &std::path::Path, limit: Duration) -> nix::fcntl::Flock<std::fs::File> {
+    let started = Instant::now();
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap();
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return lock,
+            Err(_) => assert!(started.elapsed() < limit, "{} stays taken", path.display()),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// `scripts/bench-many`: twenty aliases (`JSSH_BENCH_HOSTS`) on one sshd: `up --all`, idle
 /// RSS, sshd restarts (`JSSH_BENCH_ROUNDS`, 3) healed against parallel plain logins, `down
 /// --all`. Rounds are `JSSH_BENCH_GAP` seconds apart (65): the measure is one
