@@ -263,6 +263,11 @@ impl Supervisor {
     }
 
     pub(super) fn stop_all(&mut self) {
+        // A borrowed master dropped before it carried the tunnel (it reached another machine
+        // of a round-robin name, or could not reach Jupyter): the next attempts log in.
+        if self.borrowing() && !self.link.is_up() {
+            self.borrow_spent = true;
+        }
         if let Some(lenders) = &self.lenders {
             lenders.withdraw(&self.alias);
         }

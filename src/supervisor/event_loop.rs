@@ -294,7 +294,6 @@ impl Supervisor {
             }
             Action::GiveUp { lost, last } => {
                 self.event(&format!("the new connection does not carry the tunnel ({last:?})"));
-                self.borrow_spent |= self.borrowing();
                 self.abandon(now);
                 // Like an attempt that ended early: retried after a backoff, not in a loop.
                 self.attempt += 1;
