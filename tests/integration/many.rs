@@ -69,8 +69,8 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
     // One sshd restart cuts every tunnel. The measure: all answer again within 1.2
     // times what as many parallel `ssh … true` logins to that sshd take, measured in the
     // same run. A few log in (their login slots, `LOGIN_SLOTS`), the others ride on those
-    // new masters at once; measured here with eight: healed after 0.3–0.6 s, logins
-    // 0.6–1.2 s (twenty: `scripts/bench-many`).
+    // new masters at once; measured here with eight: healed after 0.55–0.58 s, logins
+    // 1.26–1.36 s (twenty: `scripts/bench-many`, docs/BENCHMARKS.md).
     let healed = heal_after_restart(&mut sshd, &urls);
     let logins = parallel_logins(&client, &aliases);
     let slowest = *healed.iter().max().unwrap();
