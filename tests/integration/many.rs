@@ -277,7 +277,8 @@ fn take_slot(path: &std::path::Path, limit: Duration) -> nix::fcntl::Flock<std::
     }
 }
 
-/// `scripts/bench-many`: twenty aliases (`JSSH_BENCH_HOSTS`) on one sshd: `up --all`, idle
+/// `scripts/bench-many`: twenty aliases (`JSSH_BENCH_HOSTS`) on one sshd: as many `up`s in a
+/// row (`JSSH_BENCH_IN_A_ROW=0` skips them), `down --all`, then `up --all`, idle
 /// RSS, sshd restarts (`JSSH_BENCH_ROUNDS`, 3) healed against parallel plain logins, `down
 /// --all`. Rounds are `JSSH_BENCH_GAP` seconds apart (65): the measure is one
 /// restart, and a supervisor keeps its backoff for a minute of health after failed attempts
@@ -296,10 +297,36 @@ fn bench_many_hosts() {
     let hosts = usize::try_from(setting("JSSH_BENCH_HOSTS", 20)).unwrap();
     let sshd_config = std::env::var("JSSH_BENCH_SSHD_CONFIG").unwrap_or_default();
     let (mut sshd, client, aliases) = fleet(hosts, &sshd_config);
+    // The yardstick for `up --all`, in the same run: the same aliases up one after another
+    // (then down again, so that `up --all` starts every Jupyter afresh too).
+    let in_a_row = (setting("JSSH_BENCH_IN_A_ROW", 1) == 1).then(|| {
+        let started = Instant::now();
+        for alias in &aliases {
+            let out = jssh(&client)
+                .args(["up", alias, "-d", "--timeout", "300", "--env"])
+                .arg(format!("venv:{}", venv()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "up {alias}: {}{}", stdout(&out), stderr(&out));
+        }
+        let took = started.elapsed();
+        let out = jssh(&client).args(["down", "--all"]).output().unwrap();
+        assert!(out.status.success(), "down --all: {}{}", stdout(&out), stderr(&out));
+        assert_nothing_left(&sshd, &client);
+        took
+    });
     let recording = Perf::record("up-all");
     let (urls, took) = up_all(&client, &aliases);
     drop(recording);
-    println!("up --all, {hosts} aliases: {:.1} s", took.as_secs_f64());
+    match in_a_row {
+        Some(row) => println!(
+            "up --all, {hosts} aliases: {:.1} s; {hosts} `up`s in a row: {:.1} s (ratio {:.2})",
+            took.as_secs_f64(),
+            row.as_secs_f64(),
+            took.as_secs_f64() / row.as_secs_f64()
+        ),
+        None => println!("up --all, {hosts} aliases: {:.1} s", took.as_secs_f64()),
+    }
     let mut rss = idle_rss(&client);
     rss.sort_unstable();
     println!(
