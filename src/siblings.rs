@@ -1,7 +1,7 @@
 //! What the supervisors of the aliases on one server share, through files in the state dir
-//! (0700, the user's alone): how many of them log in at once ([`LoginSlots`]), and their
-//! logged-in connections, on which one that lost its own may ride until it has one again
-//! ([`Lenders`]).
+//! (0700, the user's alone): who looks whether its port answers again ([`ServerReach`]), how
+//! many of them log in at once ([`LoginSlots`]), and their logged-in connections, on which one
+//! that lost its own may ride until it has one again ([`Lenders`]).
 //!
 //! Why: one sshd restart (or one wake from sleep) cuts every tunnel to that server at once.
 //! Twenty supervisors logging in together cost twenty key exchanges before any notebook
@@ -21,15 +21,93 @@ use std::time::SystemTime;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::fsutil;
+use crate::paths::Paths;
 use crate::state::{fnv, open_lock};
 use crate::target::Alias;
 
-pub(crate) const SLOT_PREFIX: &str = "login-";
-pub(crate) const LEND_PREFIX: &str = "lend-";
+const REACH_PREFIX: &str = "reach-";
+const SLOT_PREFIX: &str = "login-";
+const LEND_PREFIX: &str = "lend-";
 
-/// The name of what the aliases reaching `account` (`user@host:port`) share.
-fn name(prefix: &str, account: &str) -> String {
-    format!("{prefix}{:016x}", fnv(account.as_bytes()))
+/// The name of what the aliases reaching `server` (`host:port`, or `user@host:port` for what
+/// only one account's aliases share) share.
+fn name(prefix: &str, server: &str) -> String {
+    format!("{prefix}{:016x}", fnv(server.as_bytes()))
+}
+
+/// Whether a server whose port refused connections answers again, looked at by one
+/// supervisor for all the aliases on it. Each look that the server answers starts an sshd
+/// process for nothing, which counts against sshd's `MaxStartups` while the real logins
+/// arrive: twenty such looks after one sshd restart made it drop about half of the twenty
+/// tunnels' logins, against a fifth of twenty plain ones. The one that holds the file's lock
+/// looks; when the port answers it sets the file's mtime, which the others read.
+#[derive(Debug)]
+pub(crate) struct ServerReach {
+    path: PathBuf,
+    lead: Option<Flock<File>>,
+}
+
+impl ServerReach {
+    /// For the server at `address` (`host:port`), in the state dir `dir`.
+    pub(crate) fn new(dir: &Path, address: &str) -> Self {
+        Self {
+            path: dir.join(name(REACH_PREFIX, address)),
+            lead: None,
+        }
+    }
+
+    /// Whether another supervisor saw the server answer at `since` or later.
+    pub(crate) fn answered_since(&self, since: SystemTime) -> bool {
+        fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at >= since)
+    }
+
+    /// Whether this supervisor is the one that looks (it stays so until it stops waiting).
+    /// Where the file cannot be had, every supervisor looks for itself, as before.
+    pub(crate) fn lead(&mut self) -> bool {
+        if self.lead.is_some() {
+            return true;
+        }
+        let Ok(file) = open_lock(&self.path) else { return true };
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                self.lead = Some(lock);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Tells the others that the server answers, and stops looking.
+    pub(crate) fn answered(&mut self) {
+        if let Some(lock) = self.lead.take() {
+            let _ = lock.set_modified(SystemTime::now());
+        }
+    }
+
+    /// Stops looking (an attempt starts): another supervisor may take over.
+    pub(crate) fn stop_leading(&mut self) {
+        self.lead = None;
+    }
+}
+
+/// Removes what the supervisors of one server share ([`ServerReach`] files, login slots,
+/// lent connections): once no supervisor runs, nobody reads them. (One created meanwhile by
+/// a starting supervisor is made again when it next needs it.)
+pub(crate) fn remove_server_files(paths: &Paths) {
+    let Ok(entries) = fs::read_dir(&paths.state_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(REACH_PREFIX) || name.starts_with(SLOT_PREFIX) {
+            let _ = fs::remove_file(entry.path());
+        } else if name.starts_with(LEND_PREFIX) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// At most `count` logins at a time to one server from this user's supervisors: each holds
@@ -150,11 +228,39 @@ impl Lenders {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     use super::*;
 
     fn alias(name: &str) -> Alias {
         name.parse().unwrap()
+    }
+
+    #[test]
+    fn one_supervisor_looks_whether_a_server_answers_and_tells_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, mut b) = (
+            ServerReach::new(dir.path(), "10.0.0.1:22"),
+            ServerReach::new(dir.path(), "10.0.0.1:22"),
+        );
+        let mut elsewhere = ServerReach::new(dir.path(), "10.0.0.2:22");
+        let before = SystemTime::now();
+        assert!(a.lead(), "the first one looks");
+        assert!(a.lead(), "and goes on looking");
+        assert!(!b.lead(), "the second one waits for word");
+        assert!(elsewhere.lead(), "another server has a looker of its own");
+        assert!(!b.answered_since(before));
+        a.answered();
+        assert!(b.answered_since(before), "word arrived");
+        assert!(
+            !b.answered_since(SystemTime::now() + Duration::from_secs(1)),
+            "old word is no word"
+        );
+        assert!(b.lead(), "the first one stopped looking once it answered");
+        b.stop_leading();
+        assert!(a.lead());
+        let mode = fs::metadata(&a.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]
@@ -198,7 +304,7 @@ mod tests {
         here.lend(&c, Path::new("/s/c/ctl0")).unwrap();
         assert_eq!(offered(&here, &c, 1), ["b /s/b/ctl1", "a /s/a/ctl0"], "rotated");
         assert_eq!(offered(&here, &c, 3), offered(&here, &c, 1));
-        let later = SystemTime::now() + std::time::Duration::from_secs(5);
+        let later = SystemTime::now() + Duration::from_secs(5);
         assert!(
             here.offered(&c, later, 0).is_empty(),
             "what was lent before the loss may be dead"

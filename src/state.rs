@@ -363,87 +363,11 @@ pub(crate) fn lock_ports(paths: &Paths) -> Result<Flock<File>> {
     lock_file(&paths.state_dir.join("ports.lock"))
 }
 
-/// Whether a server whose port refused connections answers again, looked at by one
-/// supervisor for all the aliases on it. Each look that the server answers starts an sshd
-/// process for nothing, which counts against sshd's `MaxStartups` while the real logins
-/// arrive: twenty such looks after one sshd restart made it drop about half of the twenty
-/// tunnels' logins, against a fifth of twenty plain ones. The one that holds the file's lock
-/// looks; when the port answers it sets the file's mtime, which the others read.
-#[derive(Debug)]
-pub(crate) struct ServerReach {
-    path: PathBuf,
-    lead: Option<Flock<File>>,
-}
-
-impl ServerReach {
-    /// For the server at `address` (`host:port`), in the state dir `dir`.
-    pub(crate) fn new(dir: &Path, address: &str) -> Self {
-        let hash = fnv(address.as_bytes());
-        Self {
-            path: dir.join(format!("reach-{hash:016x}")),
-            lead: None,
-        }
-    }
-
-    /// Whether another supervisor saw the server answer at `since` or later.
-    pub(crate) fn answered_since(&self, since: SystemTime) -> bool {
-        fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|at| at >= since)
-    }
-
-    /// Whether this supervisor is the one that looks (it stays so until it stops waiting).
-    /// Where the file cannot be had, every supervisor looks for itself, as before.
-    pub(crate) fn lead(&mut self) -> bool {
-        if self.lead.is_some() {
-            return true;
-        }
-        let Ok(file) = open_lock(&self.path) else { return true };
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => {
-                self.lead = Some(lock);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Tells the others that the server answers, and stops looking.
-    pub(crate) fn answered(&mut self) {
-        if let Some(lock) = self.lead.take() {
-            let _ = lock.set_modified(SystemTime::now());
-        }
-    }
-
-    /// Stops looking (an attempt starts): another supervisor may take over.
-    pub(crate) fn stop_leading(&mut self) {
-        self.lead = None;
-    }
-}
-
 /// The name a log moves to when it rotates: `supervisor.log.1`.
 pub(crate) fn rotated(log: &Path) -> PathBuf {
     let mut path = log.as_os_str().to_owned();
     path.push(".1");
     PathBuf::from(path)
-}
-
-/// Removes what the supervisors of one server share ([`ServerReach`] files, login slots,
-/// lent connections): once no supervisor runs, nobody reads them. (One created meanwhile by
-/// a starting supervisor is made again when it next needs it.)
-pub(crate) fn remove_server_files(paths: &Paths) {
-    let Ok(entries) = fs::read_dir(&paths.state_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("reach-") || name.starts_with(crate::siblings::SLOT_PREFIX) {
-            let _ = fs::remove_file(entry.path());
-        } else if name.starts_with(crate::siblings::LEND_PREFIX) {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 /// Blocks until this process holds an exclusive lock on `path` (released on drop).
@@ -515,32 +439,5 @@ mod tests {
             dir: deep.dir.with_file_name("cpu"),
         };
         assert_ne!(other.control_path(0), zero, "another alias gets its own");
-    }
-
-    #[test]
-    fn one_supervisor_looks_whether_a_server_answers_and_tells_the_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut a, mut b) = (
-            ServerReach::new(dir.path(), "10.0.0.1:22"),
-            ServerReach::new(dir.path(), "10.0.0.1:22"),
-        );
-        let mut elsewhere = ServerReach::new(dir.path(), "10.0.0.2:22");
-        let before = SystemTime::now();
-        assert!(a.lead(), "the first one looks");
-        assert!(a.lead(), "and goes on looking");
-        assert!(!b.lead(), "the second one waits for word");
-        assert!(elsewhere.lead(), "another server has a looker of its own");
-        assert!(!b.answered_since(before));
-        a.answered();
-        assert!(b.answered_since(before), "word arrived");
-        assert!(
-            !b.answered_since(SystemTime::now() + Duration::from_secs(1)),
-            "old word is no word"
-        );
-        assert!(b.lead(), "the first one stopped looking once it answered");
-        b.stop_leading();
-        assert!(a.lead());
-        let mode = fs::metadata(&a.path).unwrap().mode() & 0o777;
-        assert_eq!(mode, 0o600);
     }
 }

@@ -47,7 +47,7 @@ pub(crate) fn run(ctx: &Ctx, args: &DownArgs) -> Result<()> {
         .iter()
         .any(|p| handle::find(&StateDir::new(&ctx.paths, &p.alias)).is_some())
     {
-        crate::state::remove_server_files(&ctx.paths);
+        crate::siblings::remove_server_files(&ctx.paths);
     }
     let total = results.len();
     let mut failed: Vec<(&Alias, anyhow::Error)> = results

@@ -310,7 +310,7 @@ impl Supervisor {
 
     /// Whether the sshd's port, seen refusing since `down_since`, answers again: looked at by
     /// one supervisor among those of the aliases on that server, which tells the others (see
-    /// [`crate::state::ServerReach`]).
+    /// [`crate::siblings::ServerReach`]).
     pub(super) fn server_answers_again(&mut self) -> bool {
         let since = *self.down_since.get_or_insert_with(SystemTime::now);
         let Some(reach) = self.reach.as_mut() else {

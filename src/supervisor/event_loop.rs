@@ -129,8 +129,9 @@ impl Supervisor {
             let young = standby.started.elapsed() < YOUNG;
             self.standby_strikes = if young { self.standby_strikes + 1 } else { 0 };
             if let Ended::Denied { .. } = self.said(&standby) {
-                // Its own login, refused, while the tunnel rides on another alias's master:
-                // no more of them (each counts towards a lockout) until a reconnect of its own.
+                // A standby's login refused (first met where the tunnel rides on another
+                // alias's master): no more standbys, each refusal counting towards a lockout,
+                // until a reconnect of its own (which clears the strikes).
                 self.standby_strikes = STANDBY_STRIKES;
             }
             self.event(&format!("standby connection lost: {why}"));
@@ -172,7 +173,7 @@ impl Supervisor {
         self.session.last_error = Some(why.clone());
         if self.link.is_up() && self.take_over() {
             self.event(&format!("tunnel lost: {why}; the standby connection took over"));
-            self.carry_at_once(now, lost);
+            self.await_answer(now, lost, true);
             // `jssh status` must not name the master that just died.
             self.save();
             return Ok(());
@@ -376,7 +377,7 @@ impl Supervisor {
             ));
             self.this_attempt.borrowed_from = Some(lender);
             self.activate(conn);
-            self.carry_at_once(now, lost);
+            self.await_answer(now, lost, true);
             return Ok(());
         }
         let Some(slot) = self.login_slot() else {
@@ -407,33 +408,27 @@ impl Supervisor {
             });
         }
         self.activate(conn);
-        self.await_answer(now, lost);
+        self.await_answer(now, lost, false);
         Ok(())
     }
 
-    /// Probes at once through a connection that is logged in already (a standby taking
-    /// over, another alias's master): it carries the tunnel within [`TAKEOVER_LIMIT`], or
-    /// the attempt is given up.
-    fn carry_at_once(&mut self, now: Instant, lost: Instant) {
+    /// Probes until Jupyter answers through the tunnel, counting the outage from `lost`: a
+    /// new connection (or a relaunched Jupyter) often, for up to [`CONNECT_LIMIT`]; one that is
+    /// `logged_in` already (a standby taking over, another alias's master) at once, and it
+    /// carries the tunnel within [`TAKEOVER_LIMIT`] or the attempt is given up.
+    fn await_answer(&mut self, now: Instant, lost: Instant, logged_in: bool) {
+        let (limit, first) = if logged_in {
+            (TAKEOVER_LIMIT, now)
+        } else {
+            (CONNECT_LIMIT, now + CONNECT_POLL)
+        };
         self.link = Link::Connecting {
             since: now,
             lost: Some(lost),
             closed_since: None,
-            deadline: now + TAKEOVER_LIMIT,
+            deadline: now + limit,
         };
-        self.next_tick = now;
-    }
-
-    /// Probes often until Jupyter answers through the tunnel (a new connection, or a
-    /// relaunched Jupyter), counting the outage from `lost`.
-    fn await_answer(&mut self, now: Instant, lost: Instant) {
-        self.link = Link::Connecting {
-            since: now,
-            lost: Some(lost),
-            closed_since: None,
-            deadline: now + CONNECT_LIMIT,
-        };
-        self.next_tick = now + CONNECT_POLL;
+        self.next_tick = first;
     }
 
     fn connected(&mut self, since: Instant, lost: Option<Instant>) {
@@ -506,7 +501,7 @@ impl Supervisor {
     pub(super) fn await_relaunch(&mut self, now: Instant) {
         self.session.phase = Phase::Reconnecting;
         self.save();
-        self.await_answer(now, now);
+        self.await_answer(now, now, false);
     }
 
     /// A stalled or broken path: the standby shares it, so both connections are replaced.

@@ -51,10 +51,10 @@ use self::remote_jupyter::Watch;
 use crate::paths::Paths;
 use crate::platform::{self, DirWatch, NetWatch, Signals};
 use crate::profile::LoginKind;
-use crate::siblings::{Lenders, LoginSlots};
+use crate::siblings::{Lenders, LoginSlots, ServerReach};
 use crate::slurm::Reach;
 use crate::ssh::Ssh;
-use crate::state::{Lease, Phase, ServerReach, Session, StateDir};
+use crate::state::{Lease, Phase, Session, StateDir};
 use crate::target::Alias;
 
 /// Everything one supervisor knows; its methods live in the rooms named above, one `impl`

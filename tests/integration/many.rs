@@ -93,22 +93,16 @@ fn many_aliases_start_together_show_in_one_table_heal_together_and_stop_together
     };
     let riders = aliases.iter().filter(|a| rode(a) > 0).count();
     assert!(riders >= HOSTS / 2, "only {riders} of {HOSTS} rode on another's master");
-    let started = Instant::now();
-    while !aliases.iter().all(|a| own_again(a) == rode(a)) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "not all have their own connection again: {:?}",
-            aliases.iter().map(|a| (rode(a), own_again(a))).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        || aliases.iter().all(|a| own_again(a) == rode(a)),
+        || {
+            let counts: Vec<_> = aliases.iter().map(|a| (rode(a), own_again(a))).collect();
+            format!("not all have their own connection again: {counts:?}")
+        },
+    );
     for row in status_json(&client) {
-        let (alias, pid) = (row["alias"].as_str().unwrap(), row["tunnel_ssh_pid"].as_u64().unwrap());
-        let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        assert!(
-            String::from_utf8_lossy(&argv).contains(&format!("/{alias}/ctl")),
-            "{alias}'s tunnel is its own master: {row}"
-        );
+        assert!(on_own_master(&row), "its tunnel is its own master: {row}");
     }
     for row in status_json(&client) {
         assert_eq!(row["state"], "up", "{row}");
@@ -160,26 +154,11 @@ fn a_tunnel_rides_on_another_aliass_new_master_and_logs_in_itself_when_that_goes
             std::os::unix::net::UnixStream::connect(client.state_dir().join(alias).join(format!("ctl{n}"))).is_ok()
         })
     };
-    let started = Instant::now();
-    while !aliases.iter().any(live) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nobody logged in: {:?}",
-            logs(&client, &aliases)
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let why = || format!("{:?}", logs(&client, &aliases));
+    wait_until(Duration::from_secs(10), || aliases.iter().any(live), why);
     let again = take_slot(&slots[slots.len() - 1], Duration::from_secs(20));
     let rode = |alias: &String| client.supervisor_log(alias).contains("riding on ");
-    let started = Instant::now();
-    while !aliases.iter().any(rode) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nobody rode: {:?}",
-            logs(&client, &aliases)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(10), || aliases.iter().any(rode), why);
     let (rider, lender) = if rode(&aliases[0]) { (0, 1) } else { (1, 0) };
     assert!(!rode(&aliases[lender]), "{:?}", logs(&client, &aliases));
     let (port, token) = &urls[rider];
@@ -200,38 +179,39 @@ fn a_tunnel_rides_on_another_aliass_new_master_and_logs_in_itself_when_that_goes
     // in itself and answers again, on its own master.
     let out = jssh(&client).args(["down", &aliases[lender]]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let started = Instant::now();
-    while !client
-        .supervisor_log(&aliases[rider])
-        .contains("the connection it rode on ended")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            logs(&client, &aliases)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let lost = || {
+        client
+            .supervisor_log(&aliases[rider])
+            .contains("the connection it rode on ended")
+    };
+    wait_until(Duration::from_secs(10), lost, why);
     drop((held, again));
-    let started = Instant::now();
-    while get(*port, "/api/status", Some(token)) != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            logs(&client, &aliases)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = row(&aliases[rider])["tunnel_ssh_pid"].as_u64().unwrap();
-    let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    assert!(
-        String::from_utf8_lossy(&argv).contains(&format!("/{}/ctl", aliases[rider])),
-        "its own master: {:?}",
-        logs(&client, &aliases)
+    wait_until(
+        Duration::from_secs(10),
+        || get(*port, "/api/status", Some(token)) == 200,
+        why,
     );
+    assert!(on_own_master(&row(&aliases[rider])), "{}", why());
     let out = jssh(&client).args(["down", "--all"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_nothing_left(&sshd, &client);
+}
+
+/// Polls `done` until it holds; fails with `why()` after `limit`.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{}", why());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the tunnel ssh of a `status --json` row is its alias's own master: its argv
+/// names a control socket in that alias's state dir.
+fn on_own_master(row: &serde_json::Value) -> bool {
+    let (alias, pid) = (row["alias"].as_str().unwrap(), row["tunnel_ssh_pid"].as_u64().unwrap());
+    let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&argv).contains(&format!("/{alias}/ctl"))
 }
 
 fn logs(client: &Client, aliases: &[String]) -> Vec<String> {
