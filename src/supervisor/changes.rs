@@ -3,12 +3,11 @@
 //! Any connection may then have died without a word; this room only tells [`super::link`]
 //! to recheck at once, which decides the rest.
 
-use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use super::Supervisor;
 use super::link::{self, Seen};
-use super::policy::{LATE_WAKEUP, jitter};
+use super::policy::{LATE_WAKEUP, jitter, random};
 use crate::platform::{self, NetWatch};
 
 impl Supervisor {
@@ -40,7 +39,7 @@ impl Supervisor {
             self.event(&format!("{what}; the tunnel still waits for you"));
             return;
         }
-        let jitter = jitter(RandomState::new().hash_one(std::process::id()));
+        let jitter = jitter(random());
         let now = Instant::now();
         let (link, _, next) = link::on_tick(self.link, &Seen::Changed { jitter }, now);
         self.event(&format!("{what}: checking the connection"));

@@ -4,7 +4,6 @@
 //! ending the masters a killed supervisor left behind, and asking whether the sshd's port
 //! answers again all live here.
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +14,7 @@ use nix::sys::signal::Signal;
 use super::Supervisor;
 use super::gate::Route;
 use super::mux;
-use super::policy::{BORROW_LIMIT, CONNECT_LIMIT, GRACE, STANDBY_STRIKES, busy_retry};
+use super::policy::{BORROW_LIMIT, CONNECT_LIMIT, GRACE, STANDBY_STRIKES, busy_retry, random};
 use crate::platform;
 use crate::process::CleanChild;
 use crate::siblings::{LoginSlots, Slot};
@@ -171,6 +170,13 @@ impl Supervisor {
         }
     }
 
+    /// Stops offering this alias's master to the others (it is going or being replaced).
+    pub(super) fn withdraw(&self) {
+        if let Some(lenders) = &self.lenders {
+            lenders.withdraw(&self.alias);
+        }
+    }
+
     /// Whether the tunnel rides on another alias's master.
     pub(super) fn borrowing(&self) -> bool {
         self.active
@@ -203,9 +209,7 @@ impl Supervisor {
     /// Makes `conn` the connection that carries the tunnel: the gate sends connections to it
     /// (those waiting try it at once; until its control socket exists, every 20 ms).
     pub(super) fn activate(&mut self, conn: Conn) {
-        if let Some(lenders) = &self.lenders {
-            lenders.withdraw(&self.alias);
-        }
+        self.withdraw();
         self.session.ssh_pid = Some(conn.child.id());
         self.active = Some(conn);
         // A channel kept over the connection this one replaces would only hold its fds.
@@ -242,7 +246,7 @@ impl Supervisor {
                 // Other aliases' logins to this server first. One riding on another's master
                 // asks again soon; any other at its next tick.
                 if self.borrowing() {
-                    let retry = Instant::now() + busy_retry(RandomState::new().hash_one(std::process::id()));
+                    let retry = Instant::now() + busy_retry(random());
                     self.next_tick = self.next_tick.min(retry);
                 }
                 return;
@@ -268,9 +272,7 @@ impl Supervisor {
         if self.borrowing() && !self.link.is_up() {
             self.borrow_spent = true;
         }
-        if let Some(lenders) = &self.lenders {
-            lenders.withdraw(&self.alias);
-        }
+        self.withdraw();
         self.gate.set_route(None);
         self.session.ssh_pid = None;
         self.watch = None;

@@ -5,7 +5,6 @@
 //! [`super::policy`].
 
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -17,7 +16,7 @@ use super::conn::{Conn, Ended, Master, stop};
 use super::link::{self, Action, Link, Seen};
 use super::policy::{
     CONNECT_LIMIT, CONNECT_POLL, DENIALS_RETRIED, DENIED_RETRY, DROPS_RETRIED, HEALTHY_RESET, PROBE_EVERY, REACH_EVERY,
-    REFUSED_WITHIN, RUN_DIR_CHECK, SLOT_WAIT, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff, busy_retry,
+    REFUSED_WITHIN, RUN_DIR_CHECK, SLOT_WAIT, STANDBY_STRIKES, TAKEOVER_LIMIT, YOUNG, backoff, busy_retry, random,
     recheck_timeout, seen_down_after, standby_delay,
 };
 use super::probe::Probe;
@@ -141,9 +140,7 @@ impl Supervisor {
             return Ok(());
         };
         let Some(ended) = self.active.take() else { return Ok(()) };
-        if let Some(lenders) = &self.lenders {
-            lenders.withdraw(&self.alias);
-        }
+        self.withdraw();
         if matches!(ended.child, Master::Borrowed(_)) && !self.link.is_up() {
             // It did not carry this outage: the next attempt logs in itself.
             self.borrow_spent = true;
@@ -241,7 +238,7 @@ impl Supervisor {
             // tunnels, the one dropped four times came back 1.4 s after the others.
             self.dropped += 1;
             self.event(&format!("reconnect attempt failed: {why} (the server is busy)"));
-            return (busy_retry(RandomState::new().hash_one(std::process::id())), false);
+            return (busy_retry(random()), false);
         }
         self.event(&format!("reconnect attempt failed: {why}"));
         self.attempt += 1;

@@ -1,5 +1,6 @@
 //! Every timing and backoff rule of the supervisor, in one place.
 
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 /// How often a healthy tunnel is probed: a dead ssh (SIGCHLD) and an exited Jupyter (the
@@ -78,6 +79,12 @@ pub(crate) const DENIALS_RETRIED: u32 = 1;
 /// How long after a refused key that one retry waits: what a home directory takes to mount
 /// after a reboot, or a directory service to come back; at once, it would only be refused too.
 pub(crate) const DENIED_RETRY: Duration = Duration::from_secs(10);
+
+/// A random number for [`jitter`] and [`busy_retry`]: std's hasher is keyed afresh from the
+/// system's randomness each time, which is all these need (no generator crate).
+pub(crate) fn random() -> u64 {
+    RandomState::new().hash_one(std::process::id())
+}
 
 /// The pause after an attempt dropped before any login, from a random number: 50 to 250 ms,
 /// so that the tunnels a busy server turned away together do not come back together.
